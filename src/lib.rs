@@ -1,0 +1,6 @@
+//! warden: run a fleet of Substrate validator nodes from one place.
+//!
+//! The binary's entry point is `main.rs`; everything lives in this library so
+//! that unit tests, benches and the integration tests share one build.
+pub mod commands;
+pub mod docker;
