@@ -4,4 +4,8 @@
 //! that unit tests, benches and the integration tests share one build.
 pub mod commands;
 pub mod docker;
+pub mod fsutil;
+pub mod log;
 pub mod policy;
+pub mod protocol;
+pub mod transport;

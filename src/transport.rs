@@ -1,0 +1,609 @@
+//! WebSocket connections over plain TCP or TLS, shared between one reading
+//! thread and any number of sending threads, without polling.
+//!
+//! The crux (measured in design-facts.md): the connection's own thread blocks
+//! in `read` on the raw socket with no lock held. When bytes arrive it locks
+//! the connection, feeds the bytes into a [`Pipe`] and decodes frames until
+//! the pipe runs dry. Any other thread that wants to send locks the same
+//! mutex and writes straight to the socket. So a command for an idle agent
+//! goes out the moment it is issued, and an idle connection costs no CPU.
+//!
+//! Invariants:
+//! - The pipe's write path never reads from the socket (a write that timed out
+//!   must not fall into a blocking read).
+//! - After feeding bytes, frames are decoded until `WouldBlock`: a second frame
+//!   that arrived in the same read never waits for the next packet.
+//! - On any send failure the socket is shut down, which also wakes the reader.
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Message as WsMessage, WebSocket};
+
+/// How many bytes one blocking read takes from the socket.
+const READ_CHUNK: usize = 16 * 1024;
+/// A send that cannot complete in this time means the peer stopped reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    // A small read buffer: the 128 KiB default is allocated per connection.
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// The stream tungstenite sees: reads return only bytes fed by the reading
+/// thread (`WouldBlock` when none are left); writes go straight to the socket.
+pub struct Pipe {
+    socket: Arc<TcpStream>,
+    tls: Option<Box<rustls::Connection>>,
+    inbound: Vec<u8>,
+    inbound_pos: usize,
+}
+
+impl Pipe {
+    fn new(socket: Arc<TcpStream>, tls: Option<rustls::Connection>) -> Pipe {
+        Pipe {
+            socket,
+            tls: tls.map(Box::new),
+            inbound: Vec::new(),
+            inbound_pos: 0,
+        }
+    }
+
+    /// Hand bytes read from the socket to the pipe (decrypting them for TLS).
+    fn feed(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        if self.inbound_pos == self.inbound.len() {
+            self.inbound.clear();
+            self.inbound_pos = 0;
+        }
+        let Some(tls) = self.tls.as_mut() else {
+            self.inbound.extend_from_slice(bytes);
+            return Ok(());
+        };
+        while !bytes.is_empty() {
+            tls.read_tls(&mut bytes)?;
+            let processed = tls.process_new_packets();
+            // Send whatever rustls produced (handshake messages, an alert).
+            flush_tls(tls, &self.socket)?;
+            processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            // Move plaintext out at once so rustls' buffer never fills.
+            match tls.reader().read_to_end(&mut self.inbound) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+fn flush_tls(tls: &mut rustls::Connection, socket: &TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(&mut &*socket)?;
+    }
+    Ok(())
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = &self.inbound[self.inbound_pos..];
+        if available.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.inbound_pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.tls.as_mut() {
+            None => (&*self.socket).write(buf),
+            Some(tls) => {
+                let n = tls.writer().write(buf)?;
+                flush_tls(tls, &self.socket)?;
+                Ok(n)
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.tls.as_mut() {
+            None => (&*self.socket).flush(),
+            Some(tls) => flush_tls(tls, &self.socket),
+        }
+    }
+}
+
+/// What one wake-up of the reading thread produced.
+#[derive(Debug)]
+pub enum Incoming {
+    Text(String),
+    /// A binary frame: protocol 1 has none, the receiver answers `bad_request`.
+    Binary,
+    /// A message over the size limit: the connection must close with 1009.
+    TooBig,
+    /// The peer closed (with a close frame, or by dropping the socket).
+    Closed,
+    /// A WebSocket ping or pong: a control frame, not a sign of life.
+    Control,
+}
+
+/// The result of one [`Connection::read_batch`].
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Frames(Vec<Incoming>),
+    /// Nothing arrived within the socket's read timeout.
+    Idle,
+}
+
+#[derive(Debug)]
+pub enum TransportError {
+    Io(io::Error),
+    Tls(String),
+    WebSocket(String),
+    /// The server refused the upgrade with this HTTP status (401 for a bad token).
+    Refused {
+        status: u16,
+        body: String,
+    },
+    /// The peer did not finish the handshake in time.
+    HandshakeTimeout,
+    BadUrl(String),
+    Config(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Io(e) => write!(f, "{e}"),
+            TransportError::Tls(e) => write!(f, "tls: {e}"),
+            TransportError::WebSocket(e) => write!(f, "websocket: {e}"),
+            TransportError::Refused { status, body } if body.is_empty() => {
+                write!(f, "server refused the connection with HTTP {status}")
+            }
+            TransportError::Refused { status, body } => {
+                write!(
+                    f,
+                    "server refused the connection with HTTP {status}: {}",
+                    body.trim()
+                )
+            }
+            TransportError::HandshakeTimeout => f.write_str("handshake timed out"),
+            TransportError::BadUrl(e) => write!(f, "bad server url: {e}"),
+            TransportError::Config(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+impl From<io::Error> for TransportError {
+    fn from(e: io::Error) -> Self {
+        TransportError::Io(e)
+    }
+}
+
+/// One established WebSocket connection.
+pub struct Connection {
+    socket: Arc<TcpStream>,
+    ws: Mutex<WebSocket<Pipe>>,
+    peer: SocketAddr,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+impl Connection {
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WebSocket<Pipe>> {
+        // A thread that panicked while holding the lock leaves the socket
+        // in an unknown state; the connection is unusable, so shut it.
+        match self.ws.lock() {
+            Ok(g) => g,
+            Err(poisoned) => {
+                let _ = self.socket.shutdown(Shutdown::Both);
+                poisoned.into_inner()
+            }
+        }
+    }
+
+    /// Send one text frame. Any failure shuts the socket down, which ends
+    /// the reading thread: a peer that stopped reading is a dead peer.
+    pub fn send_text(&self, text: &str) -> io::Result<()> {
+        let result = self.lock().send(WsMessage::text(text));
+        result.map_err(|e| {
+            let _ = self.socket.shutdown(Shutdown::Both);
+            io::Error::other(e.to_string())
+        })
+    }
+
+    /// Send a close frame with `code` and shut the socket down.
+    pub fn close(&self, code: u16, reason: &str) {
+        {
+            let mut ws = self.lock();
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            };
+            let _ = ws.close(Some(frame));
+            let _ = ws.flush();
+        }
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Shut the socket down without a close frame (a dead or stuck peer).
+    pub fn abort(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Block until bytes arrive (or the read timeout passes), then decode every
+    /// complete frame they carry.
+    pub fn read_batch(&self, buf: &mut [u8]) -> ReadOutcome {
+        let n = match (&*self.socket).read(buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return ReadOutcome::Idle;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Frames(vec![]),
+            Err(_) => return ReadOutcome::Frames(vec![Incoming::Closed]),
+        };
+        if n == 0 {
+            return ReadOutcome::Frames(vec![Incoming::Closed]);
+        }
+        let mut ws = self.lock();
+        if ws.get_mut().feed(&buf[..n]).is_err() {
+            return ReadOutcome::Frames(vec![Incoming::Closed]);
+        }
+        let mut frames = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(WsMessage::Text(t)) => frames.push(Incoming::Text(t.as_str().to_string())),
+                Ok(WsMessage::Binary(_)) => frames.push(Incoming::Binary),
+                Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_)) => {
+                    frames.push(Incoming::Control)
+                }
+                Ok(WsMessage::Close(_)) => {
+                    // tungstenite queued the close reply; push it out.
+                    let _ = ws.flush();
+                    frames.push(Incoming::Closed);
+                    break;
+                }
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(tungstenite::Error::Capacity(_)) => {
+                    frames.push(Incoming::TooBig);
+                    break;
+                }
+                Err(_) => {
+                    frames.push(Incoming::Closed);
+                    break;
+                }
+            }
+        }
+        ReadOutcome::Frames(frames)
+    }
+
+    /// Set how long [`Connection::read_batch`] waits before returning `Idle`.
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.socket.set_read_timeout(Some(timeout))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.lock().get_ref().is_tls()
+    }
+
+    pub fn read_buffer() -> Vec<u8> {
+        vec![0; READ_CHUNK]
+    }
+}
+
+/// Drive a handshake over a [`Pipe`] until it completes or `deadline` passes.
+fn drive_handshake<R: tungstenite::handshake::HandshakeRole<InternalStream = Pipe>>(
+    socket: &TcpStream,
+    mut attempt: Result<R::FinalResult, HandshakeError<R>>,
+    deadline: Instant,
+) -> Result<R::FinalResult, TransportError> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let mid = match attempt {
+            Ok(done) => return Ok(done),
+            Err(HandshakeError::Interrupted(mid)) => mid,
+            Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                return Err(TransportError::Refused {
+                    status: response.status().as_u16(),
+                    body,
+                });
+            }
+            Err(HandshakeError::Failure(e)) => {
+                return Err(TransportError::WebSocket(e.to_string()));
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TransportError::HandshakeTimeout);
+        }
+        socket.set_read_timeout(Some(left))?;
+        let n = match (&*socket).read(&mut buf) {
+            Ok(0) => {
+                return Err(TransportError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection during the handshake",
+                )));
+            }
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(TransportError::HandshakeTimeout);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut mid = mid;
+        mid.get_mut().get_mut().feed(&buf[..n]).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                TransportError::Tls(e.to_string())
+            } else {
+                TransportError::Io(e)
+            }
+        })?;
+        attempt = mid.handshake();
+    }
+}
+
+// tungstenite's callback type fixes the size of the error response.
+#[allow(clippy::result_large_err)]
+/// Accept one WebSocket upgrade on `socket`. `authorize` sees the request and
+/// either accepts it (its value is returned) or answers with an HTTP error.
+pub fn accept<T>(
+    socket: TcpStream,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    max_message_bytes: usize,
+    deadline: Instant,
+    authorize: impl FnOnce(&Request) -> Result<T, ErrorResponse>,
+) -> Result<(Connection, T), TransportError> {
+    let peer = socket.peer_addr()?;
+    socket.set_nodelay(true)?;
+    socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let socket = Arc::new(socket);
+    let tls_conn = match tls {
+        Some(config) => Some(rustls::Connection::Server(
+            rustls::ServerConnection::new(config.clone())
+                .map_err(|e| TransportError::Tls(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let pipe = Pipe::new(socket.clone(), tls_conn);
+    let mut accepted = None;
+    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        accepted = Some(authorize(request)?);
+        Ok(response)
+    };
+    let attempt =
+        tungstenite::accept_hdr_with_config(pipe, callback, Some(ws_config(max_message_bytes)));
+    let ws = drive_handshake(&socket, attempt, deadline)?;
+    let value =
+        accepted.ok_or_else(|| TransportError::WebSocket("upgrade was not authorized".into()))?;
+    socket.set_read_timeout(None)?;
+    Ok((
+        Connection {
+            socket,
+            ws: Mutex::new(ws),
+            peer,
+        },
+        value,
+    ))
+}
+
+/// Connect to `url` (`ws://` or `wss://`), sending `Authorization: Bearer`.
+pub fn connect(
+    url: &str,
+    bearer_token: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    max_message_bytes: usize,
+    timeout: Duration,
+) -> Result<Connection, TransportError> {
+    use tungstenite::client::IntoClientRequest;
+    let deadline = Instant::now() + timeout;
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| TransportError::BadUrl(e.to_string()))?;
+    let uri = request.uri().clone();
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => {
+            return Err(TransportError::BadUrl(format!(
+                "{url}: the scheme must be ws:// or wss://"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| TransportError::BadUrl(format!("{url}: no host")))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let value = format!("Bearer {bearer_token}").parse().map_err(|_| {
+        TransportError::Config("the token holds characters not allowed in an HTTP header".into())
+    })?;
+    request.headers_mut().insert("Authorization", value);
+
+    let addrs: Vec<SocketAddr> = (host.as_str(), port).to_socket_addrs()?.collect();
+    let mut last_error = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{host} resolves to no address"),
+    );
+    let mut socket = None;
+    for addr in addrs {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => {
+                socket = Some(s);
+                break;
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    let socket = socket.ok_or(TransportError::Io(last_error))?;
+    let peer = socket.peer_addr()?;
+    socket.set_nodelay(true)?;
+    socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let socket = Arc::new(socket);
+    let tls_conn = if secure {
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| TransportError::BadUrl(format!("{host}: {e}")))?;
+        let mut conn = rustls::ClientConnection::new(tls.clone(), name)
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        // The client speaks first in TLS: send the ClientHello now.
+        while conn.wants_write() {
+            conn.write_tls(&mut &*socket)?;
+        }
+        Some(rustls::Connection::Client(conn))
+    } else {
+        None
+    };
+    let pipe = Pipe::new(socket.clone(), tls_conn);
+    let attempt =
+        tungstenite::client::client_with_config(request, pipe, Some(ws_config(max_message_bytes)));
+    let (ws, _response) = drive_handshake(&socket, attempt, deadline)?;
+    socket.set_read_timeout(None)?;
+    Ok(Connection {
+        socket,
+        ws: Mutex::new(ws),
+        peer,
+    })
+}
+
+/// Build a WebSocket over an already-upgraded stream: for tests that need a
+/// raw peer. Not used by warden itself.
+pub fn from_raw(socket: TcpStream, role: Role, max_message_bytes: usize) -> io::Result<Connection> {
+    let peer = socket.peer_addr()?;
+    let socket = Arc::new(socket);
+    let ws = WebSocket::from_raw_socket(
+        Pipe::new(socket.clone(), None),
+        role,
+        Some(ws_config(max_message_bytes)),
+    );
+    Ok(Connection {
+        socket,
+        ws: Mutex::new(ws),
+        peer,
+    })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS for the server from PEM files (certificate chain, private key).
+pub fn server_tls_config(
+    cert_pem: &Path,
+    key_pem: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| {
+            TransportError::Config(format!(
+                "cannot read certificates from {}: {e}",
+                cert_pem.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(TransportError::Config(format!(
+            "{} holds no PEM certificate",
+            cert_pem.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|e| {
+        TransportError::Config(format!(
+            "cannot read a private key from {}: {e}",
+            key_pem.display()
+        ))
+    })?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            TransportError::Config(format!(
+                "certificate and key do not form a usable pair: {e}"
+            ))
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// TLS for the agent: the system's compiled-in web roots, or only the CA
+/// certificates in `ca_file` (a private CA).
+pub fn client_tls_config(
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    TransportError::Config(format!(
+                        "cannot read CA certificates from {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            let (added, _ignored) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(TransportError::Config(format!(
+                    "{} holds no usable CA certificate",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
