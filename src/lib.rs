@@ -4,3 +4,4 @@
 //! that unit tests, benches and the integration tests share one build.
 pub mod commands;
 pub mod docker;
+pub mod operator;
