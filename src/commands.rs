@@ -1,1 +1,1032 @@
-//! placeholder
+//! The command catalog: which commands exist, what they may target, which params
+//! they take, and the validation of those params.
+//!
+//! Shared by the server (which validates before it sends, so bad input never
+//! reaches an agent) and the agent (which validates again what it receives:
+//! the wire is not trusted). Pure: no I/O.
+//!
+//! Invariants:
+//! - `validate_params` is the only place that decides whether a params object is
+//!   acceptable; every refusal is a [`ParamError`], whose wire code is
+//!   `invalid_params`.
+//! - A validated [`Params`] is canonical: defaults are filled in, hex strings are
+//!   lower case, so `validate_params(c, &p.to_json()) == Ok(p)` for every `p`.
+//! - Unknown param keys are refused, not ignored: a misspelt `line=100` must not
+//!   silently run with the default of 50 (nor a misspelt `rotate_to_chek=true`
+//!   silently skip a rotation the operator asked for).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{Map, Value};
+
+/// Every command an agent may be asked to run, by its wire name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CommandName {
+    Start,
+    Stop,
+    Restart,
+    Logs,
+    Status,
+    Exec,
+    BackupKeys,
+    RestoreKeys,
+    Payout,
+    RotateKeys,
+    CheckKeys,
+    HasSessionKeys,
+    HasKey,
+    FindValidator,
+}
+
+/// One param a command accepts, as documented to operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// The key in the params object.
+    pub name: &'static str,
+    /// What the value must be, for `help` and error messages.
+    pub expected: &'static str,
+    /// Whether the command refuses to run without it.
+    pub required: bool,
+}
+
+const NO_PARAMS: &[ParamSpec] = &[];
+const LOGS_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "lines",
+    expected: LINES_EXPECTED,
+    required: false,
+}];
+const EXEC_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "command",
+    expected: COMMAND_EXPECTED,
+    required: true,
+}];
+const RESTORE_KEYS_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "backup_file",
+    expected: BACKUP_FILE_EXPECTED,
+    required: true,
+}];
+const CHECK_KEYS_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "rotate_to_check",
+        expected: BOOL_EXPECTED,
+        required: false,
+    },
+    ParamSpec {
+        name: "public_keys",
+        expected: PUBLIC_KEYS_EXPECTED,
+        required: false,
+    },
+];
+const HAS_SESSION_KEYS_PARAMS: &[ParamSpec] = &[ParamSpec {
+    name: "session_keys",
+    expected: SESSION_KEYS_OR_EMPTY_EXPECTED,
+    required: false,
+}];
+const HAS_KEY_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "public_key",
+        expected: HEX_EXPECTED,
+        required: true,
+    },
+    ParamSpec {
+        name: "key_type",
+        expected: KEY_TYPE_EXPECTED,
+        required: false,
+    },
+];
+const FIND_VALIDATOR_PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "session_keys",
+        expected: SESSION_KEYS_OR_EMPTY_EXPECTED,
+        required: false,
+    },
+    ParamSpec {
+        name: "deep_search",
+        expected: BOOL_EXPECTED,
+        required: false,
+    },
+];
+
+const LINES_EXPECTED: &str = "an integer from 1 to 10000";
+const COMMAND_EXPECTED: &str =
+    "a non-empty command line (split into words like a shell would, but never run by one)";
+const BACKUP_FILE_EXPECTED: &str = "a backup file name without directories (no '/', '\\', '..', leading '.' or control characters)";
+const BOOL_EXPECTED: &str = "true or false";
+const PUBLIC_KEYS_EXPECTED: &str =
+    "a map from key type (4 lowercase letters or digits, e.g. babe) to a hex key 0x…";
+const HEX_EXPECTED: &str = "a hex string 0x… with an even number of hex digits";
+const SESSION_KEYS_OR_EMPTY_EXPECTED: &str =
+    "a hex string 0x… with an even number of hex digits, or empty for the last known keys";
+const KEY_TYPE_EXPECTED: &str = "4 lowercase ASCII letters or digits, e.g. aura";
+
+/// Default of `logs`' `lines`.
+pub const DEFAULT_LOG_LINES: u32 = 50;
+/// Largest `lines` a `logs` command may ask for.
+pub const MAX_LOG_LINES: u32 = 10_000;
+/// Default of `has_key`'s `key_type`.
+pub const DEFAULT_KEY_TYPE: &str = "aura";
+/// Longest `backup_file` accepted: the usual file-name limit (NAME_MAX).
+pub const MAX_BACKUP_FILE_BYTES: usize = 255;
+
+impl CommandName {
+    /// Every command, in the order of the protocol's table.
+    pub const ALL: [CommandName; 14] = [
+        CommandName::Start,
+        CommandName::Stop,
+        CommandName::Restart,
+        CommandName::Logs,
+        CommandName::Status,
+        CommandName::Exec,
+        CommandName::BackupKeys,
+        CommandName::RestoreKeys,
+        CommandName::Payout,
+        CommandName::RotateKeys,
+        CommandName::CheckKeys,
+        CommandName::HasSessionKeys,
+        CommandName::HasKey,
+        CommandName::FindValidator,
+    ];
+
+    /// The wire name, e.g. `backup_keys`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandName::Start => "start",
+            CommandName::Stop => "stop",
+            CommandName::Restart => "restart",
+            CommandName::Logs => "logs",
+            CommandName::Status => "status",
+            CommandName::Exec => "exec",
+            CommandName::BackupKeys => "backup_keys",
+            CommandName::RestoreKeys => "restore_keys",
+            CommandName::Payout => "payout",
+            CommandName::RotateKeys => "rotate_keys",
+            CommandName::CheckKeys => "check_keys",
+            CommandName::HasSessionKeys => "has_session_keys",
+            CommandName::HasKey => "has_key",
+            CommandName::FindValidator => "find_validator",
+        }
+    }
+
+    /// Whether `target` may be `"all"` (start, stop, status).
+    pub fn allows_all_target(self) -> bool {
+        matches!(
+            self,
+            CommandName::Start | CommandName::Stop | CommandName::Status
+        )
+    }
+
+    /// Whether the command changes a node or its host whatever its params.
+    ///
+    /// `exec` counts: it can change anything. `check_keys` is neither mutating
+    /// nor read-only here: it rotates keys only with `rotate_to_check=true`, so
+    /// ask [`Params::is_mutating`] for it.
+    pub fn is_mutating(self) -> bool {
+        matches!(
+            self,
+            CommandName::Start
+                | CommandName::Stop
+                | CommandName::Restart
+                | CommandName::BackupKeys
+                | CommandName::RestoreKeys
+                | CommandName::RotateKeys
+                | CommandName::Payout
+                | CommandName::Exec
+        )
+    }
+
+    /// Whether the command never changes anything whatever its params.
+    ///
+    /// Not simply `!is_mutating()`: `check_keys` is neither (see there).
+    pub fn is_read_only(self) -> bool {
+        !self.is_mutating() && self != CommandName::CheckKeys
+    }
+
+    /// The params the command accepts, in documentation order.
+    pub fn params(self) -> &'static [ParamSpec] {
+        match self {
+            CommandName::Logs => LOGS_PARAMS,
+            CommandName::Exec => EXEC_PARAMS,
+            CommandName::RestoreKeys => RESTORE_KEYS_PARAMS,
+            CommandName::CheckKeys => CHECK_KEYS_PARAMS,
+            CommandName::HasSessionKeys => HAS_SESSION_KEYS_PARAMS,
+            CommandName::HasKey => HAS_KEY_PARAMS,
+            CommandName::FindValidator => FIND_VALIDATOR_PARAMS,
+            CommandName::Start
+            | CommandName::Stop
+            | CommandName::Restart
+            | CommandName::Status
+            | CommandName::BackupKeys
+            | CommandName::Payout
+            | CommandName::RotateKeys => NO_PARAMS,
+        }
+    }
+}
+
+impl fmt::Display for CommandName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A command name that is not in the catalog (wire code `unknown_command`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownCommand {
+    pub name: String,
+}
+
+impl UnknownCommand {
+    /// The wire error code this maps to.
+    pub fn code(&self) -> &'static str {
+        "unknown_command"
+    }
+}
+
+impl fmt::Display for UnknownCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown command {:?}; the commands are ", self.name)?;
+        for (i, command) in CommandName::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(command.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownCommand {}
+
+impl FromStr for CommandName {
+    type Err = UnknownCommand;
+
+    /// Exact, case-sensitive wire names only.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        CommandName::ALL
+            .into_iter()
+            .find(|command| command.as_str() == name)
+            .ok_or_else(|| UnknownCommand {
+                name: name.to_owned(),
+            })
+    }
+}
+
+impl serde::Serialize for CommandName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CommandName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Validated params of one command, defaults applied, hex in lower case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Params {
+    Start,
+    Stop,
+    Restart,
+    Logs {
+        /// 1..=10000.
+        lines: u32,
+    },
+    Status,
+    Exec {
+        /// The command line as typed; split with [`split_command`].
+        command: String,
+    },
+    BackupKeys,
+    RestoreKeys {
+        /// A plain file name; the agent resolves it inside its backup dir.
+        backup_file: String,
+    },
+    Payout,
+    RotateKeys,
+    CheckKeys {
+        rotate_to_check: bool,
+        /// Key type → `0x…` hex; `None` when not given (never an empty map).
+        public_keys: Option<BTreeMap<String, String>>,
+    },
+    HasSessionKeys {
+        /// `0x…`, or empty for the keys last rotated or reported.
+        session_keys: String,
+    },
+    HasKey {
+        public_key: String,
+        key_type: String,
+    },
+    FindValidator {
+        /// `None` when not given or given empty.
+        session_keys: Option<String>,
+        deep_search: bool,
+    },
+}
+
+impl Params {
+    /// The command these params belong to.
+    pub fn command(&self) -> CommandName {
+        match self {
+            Params::Start => CommandName::Start,
+            Params::Stop => CommandName::Stop,
+            Params::Restart => CommandName::Restart,
+            Params::Logs { .. } => CommandName::Logs,
+            Params::Status => CommandName::Status,
+            Params::Exec { .. } => CommandName::Exec,
+            Params::BackupKeys => CommandName::BackupKeys,
+            Params::RestoreKeys { .. } => CommandName::RestoreKeys,
+            Params::Payout => CommandName::Payout,
+            Params::RotateKeys => CommandName::RotateKeys,
+            Params::CheckKeys { .. } => CommandName::CheckKeys,
+            Params::HasSessionKeys { .. } => CommandName::HasSessionKeys,
+            Params::HasKey { .. } => CommandName::HasKey,
+            Params::FindValidator { .. } => CommandName::FindValidator,
+        }
+    }
+
+    /// Whether running the command with these params may change anything:
+    /// the command's own answer, and `check_keys` only with `rotate_to_check`.
+    pub fn is_mutating(&self) -> bool {
+        match self {
+            Params::CheckKeys {
+                rotate_to_check, ..
+            } => *rotate_to_check,
+            other => other.command().is_mutating(),
+        }
+    }
+
+    /// The canonical params object for the wire: every param with a default
+    /// is present; optional params without one are left out when not given.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        match self {
+            Params::Start
+            | Params::Stop
+            | Params::Restart
+            | Params::Status
+            | Params::BackupKeys
+            | Params::Payout
+            | Params::RotateKeys => {}
+            Params::Logs { lines } => {
+                map.insert("lines".into(), Value::from(*lines));
+            }
+            Params::Exec { command } => {
+                map.insert("command".into(), Value::from(command.as_str()));
+            }
+            Params::RestoreKeys { backup_file } => {
+                map.insert("backup_file".into(), Value::from(backup_file.as_str()));
+            }
+            Params::CheckKeys {
+                rotate_to_check,
+                public_keys,
+            } => {
+                map.insert("rotate_to_check".into(), Value::from(*rotate_to_check));
+                if let Some(public_keys) = public_keys {
+                    let keys = public_keys
+                        .iter()
+                        .map(|(key_type, key)| (key_type.clone(), Value::from(key.as_str())))
+                        .collect();
+                    map.insert("public_keys".into(), Value::Object(keys));
+                }
+            }
+            Params::HasSessionKeys { session_keys } => {
+                map.insert("session_keys".into(), Value::from(session_keys.as_str()));
+            }
+            Params::HasKey {
+                public_key,
+                key_type,
+            } => {
+                map.insert("public_key".into(), Value::from(public_key.as_str()));
+                map.insert("key_type".into(), Value::from(key_type.as_str()));
+            }
+            Params::FindValidator {
+                session_keys,
+                deep_search,
+            } => {
+                if let Some(session_keys) = session_keys {
+                    map.insert("session_keys".into(), Value::from(session_keys.as_str()));
+                }
+                map.insert("deep_search".into(), Value::from(*deep_search));
+            }
+        }
+        map
+    }
+}
+
+/// Why a params object was refused. Wire code: `invalid_params`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    /// A key the command does not take.
+    Unknown { command: CommandName, key: String },
+    /// A required key is absent.
+    Missing {
+        command: CommandName,
+        key: &'static str,
+        expected: &'static str,
+    },
+    /// A key is present with a value of the wrong type, out of range, or
+    /// malformed. `key` is dotted for a map entry (`public_keys.babe`); `got` is
+    /// the value as JSON, shortened.
+    Invalid {
+        key: String,
+        expected: &'static str,
+        got: String,
+    },
+}
+
+impl ParamError {
+    /// The wire error code this maps to.
+    pub fn code(&self) -> &'static str {
+        "invalid_params"
+    }
+
+    /// The param the error is about (dotted for a map entry).
+    pub fn key(&self) -> &str {
+        match self {
+            ParamError::Unknown { key, .. } | ParamError::Invalid { key, .. } => key,
+            ParamError::Missing { key, .. } => key,
+        }
+    }
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamError::Unknown { command, key } => {
+                let accepted = command.params();
+                if accepted.is_empty() {
+                    write!(f, "{command} takes no params, got {key:?}")
+                } else {
+                    write!(f, "{command} has no param {key:?}; it takes ")?;
+                    for (i, spec) in accepted.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        f.write_str(spec.name)?;
+                    }
+                    Ok(())
+                }
+            }
+            ParamError::Missing {
+                command,
+                key,
+                expected,
+            } => write!(f, "{command} needs {key}: {expected}"),
+            ParamError::Invalid { key, expected, got } => {
+                write!(f, "{key} must be {expected}, got {got}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+/// Check `params` for `command` and return them typed, with defaults applied.
+///
+/// Refuses unknown keys, missing required keys, wrong types and out-of-range
+/// values. Strict about JSON types: `lines` must be a JSON integer, not `"50"`
+/// nor `50.0`; booleans must be JSON booleans.
+pub fn validate_params(
+    command: CommandName,
+    params: &Map<String, Value>,
+) -> Result<Params, ParamError> {
+    if let Some(key) = params
+        .keys()
+        .find(|key| !command.params().iter().any(|spec| spec.name == *key))
+    {
+        return Err(ParamError::Unknown {
+            command,
+            key: key.clone(),
+        });
+    }
+    let get = |key: &str| params.get(key);
+    let params = match command {
+        CommandName::Start => Params::Start,
+        CommandName::Stop => Params::Stop,
+        CommandName::Restart => Params::Restart,
+        CommandName::Status => Params::Status,
+        CommandName::BackupKeys => Params::BackupKeys,
+        CommandName::Payout => Params::Payout,
+        CommandName::RotateKeys => Params::RotateKeys,
+        CommandName::Logs => Params::Logs {
+            lines: match get("lines") {
+                None => DEFAULT_LOG_LINES,
+                Some(value) => validate_lines(value)?,
+            },
+        },
+        CommandName::Exec => {
+            let value = required(command, EXEC_PARAMS[0], get("command"))?;
+            Params::Exec {
+                command: validate_command_line(value)?,
+            }
+        }
+        CommandName::RestoreKeys => {
+            let value = required(command, RESTORE_KEYS_PARAMS[0], get("backup_file"))?;
+            Params::RestoreKeys {
+                backup_file: validate_backup_file(value)?,
+            }
+        }
+        CommandName::CheckKeys => Params::CheckKeys {
+            rotate_to_check: optional_bool("rotate_to_check", get("rotate_to_check"), false)?,
+            public_keys: get("public_keys").map(validate_public_keys).transpose()?,
+        },
+        CommandName::HasSessionKeys => Params::HasSessionKeys {
+            session_keys: match get("session_keys") {
+                None => String::new(),
+                Some(value) => validate_session_keys(value)?,
+            },
+        },
+        CommandName::HasKey => {
+            let value = required(command, HAS_KEY_PARAMS[0], get("public_key"))?;
+            Params::HasKey {
+                public_key: validate_hex("public_key", HEX_EXPECTED, value)?,
+                key_type: match get("key_type") {
+                    None => DEFAULT_KEY_TYPE.to_owned(),
+                    Some(value) => validate_key_type("key_type", value)?,
+                },
+            }
+        }
+        CommandName::FindValidator => Params::FindValidator {
+            session_keys: match get("session_keys") {
+                None => None,
+                Some(value) => Some(validate_session_keys(value)?).filter(|keys| !keys.is_empty()),
+            },
+            deep_search: optional_bool("deep_search", get("deep_search"), true)?,
+        },
+    };
+    Ok(params)
+}
+
+/// Split an `exec` command line into argv the way the agent does: POSIX-shell
+/// words (quotes and backslashes), no expansion, never run by a shell.
+pub fn split_command(command: &str) -> Result<Vec<String>, ParamError> {
+    let invalid = || ParamError::Invalid {
+        key: "command".to_owned(),
+        expected: COMMAND_EXPECTED,
+        got: shorten(&Value::from(command)),
+    };
+    if command.contains('\0') {
+        return Err(invalid());
+    }
+    match shlex::split(command) {
+        Some(argv) if !argv.is_empty() => Ok(argv),
+        _ => Err(invalid()),
+    }
+}
+
+fn required(
+    command: CommandName,
+    spec: ParamSpec,
+    value: Option<&Value>,
+) -> Result<&Value, ParamError> {
+    value.ok_or(ParamError::Missing {
+        command,
+        key: spec.name,
+        expected: spec.expected,
+    })
+}
+
+fn invalid(key: &str, expected: &'static str, got: &Value) -> ParamError {
+    ParamError::Invalid {
+        key: key.to_owned(),
+        expected,
+        got: shorten(got),
+    }
+}
+
+/// The value as compact JSON, cut to keep an error message one readable line
+/// (a 60 KiB string must not be echoed back whole).
+fn shorten(value: &Value) -> String {
+    const MAX_CHARS: usize = 40;
+    let text = value.to_string();
+    if text.chars().count() <= MAX_CHARS {
+        text
+    } else {
+        let mut cut: String = text.chars().take(MAX_CHARS).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn validate_lines(value: &Value) -> Result<u32, ParamError> {
+    value
+        .as_u64()
+        .filter(|lines| (1..=u64::from(MAX_LOG_LINES)).contains(lines))
+        .and_then(|lines| u32::try_from(lines).ok())
+        .ok_or_else(|| invalid("lines", LINES_EXPECTED, value))
+}
+
+fn optional_bool(key: &str, value: Option<&Value>, default: bool) -> Result<bool, ParamError> {
+    match value {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(invalid(key, BOOL_EXPECTED, other)),
+    }
+}
+
+fn validate_command_line(value: &Value) -> Result<String, ParamError> {
+    let command = value
+        .as_str()
+        .ok_or_else(|| invalid("command", COMMAND_EXPECTED, value))?;
+    split_command(command)?;
+    Ok(command.to_owned())
+}
+
+fn validate_backup_file(value: &Value) -> Result<String, ParamError> {
+    let ok = value.as_str().filter(|name| {
+        !name.is_empty()
+            && name.len() <= MAX_BACKUP_FILE_BYTES
+            && !name.starts_with('.')
+            && !name.contains("..")
+            && !name.contains(['/', '\\'])
+            && !name.chars().any(char::is_control)
+    });
+    ok.map(str::to_owned)
+        .ok_or_else(|| invalid("backup_file", BACKUP_FILE_EXPECTED, value))
+}
+
+/// `0x` followed by an even, non-zero number of hex digits; lower-cased.
+fn validate_hex(key: &str, expected: &'static str, value: &Value) -> Result<String, ParamError> {
+    let ok = value.as_str().and_then(|text| {
+        let digits = text.strip_prefix("0x")?;
+        let well_formed = !digits.is_empty()
+            && digits.len() % 2 == 0
+            && digits.bytes().all(|b| b.is_ascii_hexdigit());
+        well_formed.then(|| text.to_ascii_lowercase())
+    });
+    ok.ok_or_else(|| invalid(key, expected, value))
+}
+
+/// Hex like [`validate_hex`], or the empty string.
+fn validate_session_keys(value: &Value) -> Result<String, ParamError> {
+    if value.as_str() == Some("") {
+        return Ok(String::new());
+    }
+    validate_hex("session_keys", SESSION_KEYS_OR_EMPTY_EXPECTED, value)
+}
+
+fn is_key_type(text: &str) -> bool {
+    text.len() == 4
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn validate_key_type(key: &str, value: &Value) -> Result<String, ParamError> {
+    value
+        .as_str()
+        .filter(|text| is_key_type(text))
+        .map(str::to_owned)
+        .ok_or_else(|| invalid(key, KEY_TYPE_EXPECTED, value))
+}
+
+fn validate_public_keys(value: &Value) -> Result<BTreeMap<String, String>, ParamError> {
+    let map = value
+        .as_object()
+        .filter(|map| !map.is_empty())
+        .ok_or_else(|| invalid("public_keys", PUBLIC_KEYS_EXPECTED, value))?;
+    let mut keys = BTreeMap::new();
+    for (key_type, key) in map {
+        let dotted = format!("public_keys.{key_type}");
+        if !is_key_type(key_type) {
+            return Err(ParamError::Invalid {
+                key: dotted,
+                expected: KEY_TYPE_EXPECTED,
+                got: shorten(&Value::from(key_type.as_str())),
+            });
+        }
+        keys.insert(key_type.clone(), validate_hex(&dotted, HEX_EXPECTED, key)?);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let wire: Vec<&str> = CommandName::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "start",
+                "stop",
+                "restart",
+                "logs",
+                "status",
+                "exec",
+                "backup_keys",
+                "restore_keys",
+                "payout",
+                "rotate_keys",
+                "check_keys",
+                "has_session_keys",
+                "has_key",
+                "find_validator",
+            ]
+        );
+        for command in CommandName::ALL {
+            assert_eq!(command.as_str().parse::<CommandName>(), Ok(command));
+            assert_eq!(command.to_string(), command.as_str());
+            let json = serde_json::to_value(command).unwrap();
+            assert_eq!(json, Value::from(command.as_str()));
+            assert_eq!(
+                serde_json::from_value::<CommandName>(json).unwrap(),
+                command
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        for name in [
+            "",
+            "Start",
+            "START",
+            "backup-keys",
+            "backupKeys",
+            "start ",
+            "nodes",
+        ] {
+            let err = name.parse::<CommandName>().unwrap_err();
+            assert_eq!(err.code(), "unknown_command");
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains("find_validator"), "{err}");
+        }
+        assert!(serde_json::from_value::<CommandName>(json!("bogus")).is_err());
+        assert!(serde_json::from_value::<CommandName>(json!(3)).is_err());
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn classification_table() {
+        // (command, allows all, mutating, read-only)
+        let table = [
+            (CommandName::Start, true, true, false),
+            (CommandName::Stop, true, true, false),
+            (CommandName::Restart, false, true, false),
+            (CommandName::Logs, false, false, true),
+            (CommandName::Status, true, false, true),
+            (CommandName::Exec, false, true, false),
+            (CommandName::BackupKeys, false, true, false),
+            (CommandName::RestoreKeys, false, true, false),
+            (CommandName::Payout, false, true, false),
+            (CommandName::RotateKeys, false, true, false),
+            (CommandName::CheckKeys, false, false, false),
+            (CommandName::HasSessionKeys, false, false, true),
+            (CommandName::HasKey, false, false, true),
+            (CommandName::FindValidator, false, false, true),
+        ];
+        assert_eq!(table.len(), CommandName::ALL.len());
+        for (command, all, mutating, read_only) in table {
+            assert_eq!(command.allows_all_target(), all, "{command}");
+            assert_eq!(command.is_mutating(), mutating, "{command}");
+            assert_eq!(command.is_read_only(), read_only, "{command}");
+        }
+    }
+
+    #[test]
+    fn params_decide_whether_check_keys_mutates() {
+        let check = |rotate| Params::CheckKeys {
+            rotate_to_check: rotate,
+            public_keys: None,
+        };
+        assert!(check(true).is_mutating());
+        assert!(!check(false).is_mutating());
+        assert!(
+            Params::Exec {
+                command: "ls".into()
+            }
+            .is_mutating()
+        );
+        assert!(!Params::Logs { lines: 5 }.is_mutating());
+        assert!(Params::Start.is_mutating());
+    }
+
+    const KEY: &str = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
+
+    /// (command, params in, canonical params out). Defaults are filled in and
+    /// hex is lower-cased; validating the output again gives the same output.
+    #[rustfmt::skip]
+    #[test]
+    fn accepted_params_table() {
+        let table: Vec<(CommandName, Value, Value)> = vec![
+            (CommandName::Start, json!({}), json!({})),
+            (CommandName::Stop, json!({}), json!({})),
+            (CommandName::Restart, json!({}), json!({})),
+            (CommandName::Status, json!({}), json!({})),
+            (CommandName::BackupKeys, json!({}), json!({})),
+            (CommandName::Payout, json!({}), json!({})),
+            (CommandName::RotateKeys, json!({}), json!({})),
+            (CommandName::Logs, json!({}), json!({"lines": 50})),
+            (CommandName::Logs, json!({"lines": 1}), json!({"lines": 1})),
+            (CommandName::Logs, json!({"lines": 100}), json!({"lines": 100})),
+            (CommandName::Logs, json!({"lines": 10000}), json!({"lines": 10000})),
+            (CommandName::Exec, json!({"command": "ls -la /data"}), json!({"command": "ls -la /data"})),
+            (CommandName::Exec, json!({"command": "env FOO=bar sh -c 'echo \"$FOO\"'"}), json!({"command": "env FOO=bar sh -c 'echo \"$FOO\"'"})),
+            (CommandName::RestoreKeys, json!({"backup_file": "3node0-keys-20250108-1430.tar.gz"}), json!({"backup_file": "3node0-keys-20250108-1430.tar.gz"})),
+            (CommandName::CheckKeys, json!({}), json!({"rotate_to_check": false})),
+            (CommandName::CheckKeys, json!({"rotate_to_check": true}), json!({"rotate_to_check": true})),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"babe": "0xAB12", "gran": "0x00ff", "imon": KEY}}),
+                json!({"rotate_to_check": false,
+                       "public_keys": {"babe": "0xab12", "gran": "0x00ff", "imon": KEY}}),
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"aura": "0x01", "audi": "0x02", "beef": "0x03", "k3y2": "0x04"}}),
+                json!({"rotate_to_check": false,
+                       "public_keys": {"aura": "0x01", "audi": "0x02", "beef": "0x03", "k3y2": "0x04"}}),
+            ),
+            (CommandName::HasSessionKeys, json!({}), json!({"session_keys": ""})),
+            (CommandName::HasSessionKeys, json!({"session_keys": ""}), json!({"session_keys": ""})),
+            (CommandName::HasSessionKeys, json!({"session_keys": "0xDEADbeef"}), json!({"session_keys": "0xdeadbeef"})),
+            (CommandName::HasKey, json!({"public_key": KEY}), json!({"public_key": KEY, "key_type": "aura"})),
+            (CommandName::HasKey, json!({"public_key": "0xAA", "key_type": "gran"}), json!({"public_key": "0xaa", "key_type": "gran"})),
+            (CommandName::FindValidator, json!({}), json!({"deep_search": true})),
+            (CommandName::FindValidator, json!({"session_keys": "", "deep_search": false}), json!({"deep_search": false})),
+            (CommandName::FindValidator, json!({"session_keys": "0x0102"}), json!({"session_keys": "0x0102", "deep_search": true})),
+        ];
+        for (command, input, expected) in table {
+            let params = validate_params(command, &object(input.clone()))
+                .unwrap_or_else(|e| panic!("{command} {input}: {e}"));
+            assert_eq!(params.command(), command);
+            assert_eq!(
+                Value::Object(params.to_json()),
+                expected,
+                "{command} {input}"
+            );
+            let again = validate_params(command, &params.to_json()).unwrap();
+            assert_eq!(again, params, "{command}: canonical form is a fixed point");
+        }
+    }
+
+    #[test]
+    fn typed_params_carry_the_values() {
+        let params = validate_params(CommandName::HasKey, &object(json!({"public_key": "0xAB"})));
+        assert_eq!(
+            params,
+            Ok(Params::HasKey {
+                public_key: "0xab".into(),
+                key_type: "aura".into()
+            })
+        );
+        let params = validate_params(CommandName::Logs, &Map::new());
+        assert_eq!(params, Ok(Params::Logs { lines: 50 }));
+    }
+
+    /// (command, params, the key the error names, a fragment of its message).
+    #[rustfmt::skip]
+    #[test]
+    fn refused_params_table() {
+        let table: Vec<(CommandName, Value, &str, &str)> = vec![
+            // Unknown keys, also on commands without params.
+            (CommandName::Start, json!({"force": true}), "force", "start takes no params, got \"force\""),
+            (CommandName::Status, json!({"lines": 5}), "lines", "status takes no params"),
+            (CommandName::Logs, json!({"line": 100}), "line", "logs has no param \"line\"; it takes lines"),
+            (CommandName::Logs, json!({"lines": 5, "follow": true}), "follow", "it takes lines"),
+            (CommandName::CheckKeys, json!({"rotate_to_chek": true}), "rotate_to_chek", "it takes rotate_to_check, public_keys"),
+            // lines: type and range.
+            (CommandName::Logs, json!({"lines": 0}), "lines", "lines must be an integer from 1 to 10000, got 0"),
+            (CommandName::Logs, json!({"lines": -5}), "lines", "got -5"),
+            (CommandName::Logs, json!({"lines": 10001}), "lines", "got 10001"),
+            (CommandName::Logs, json!({"lines": 20000}), "lines", "got 20000"),
+            (CommandName::Logs, json!({"lines": u64::MAX}), "lines", "got 18446744073709551615"),
+            (CommandName::Logs, json!({"lines": 50.0}), "lines", "got 50.0"),
+            (CommandName::Logs, json!({"lines": "50"}), "lines", "got \"50\""),
+            (CommandName::Logs, json!({"lines": "010"}), "lines", "got \"010\""),
+            (CommandName::Logs, json!({"lines": null}), "lines", "got null"),
+            (CommandName::Logs, json!({"lines": true}), "lines", "got true"),
+            // exec command.
+            (CommandName::Exec, json!({}), "command", "exec needs command"),
+            (CommandName::Exec, json!({"command": ""}), "command", "command must be a non-empty"),
+            (CommandName::Exec, json!({"command": "   "}), "command", "command must be"),
+            (CommandName::Exec, json!({"command": "echo 'unbalanced"}), "command", "command must be"),
+            (CommandName::Exec, json!({"command": "echo a\u{0}b"}), "command", "command must be"),
+            (CommandName::Exec, json!({"command": ["ls", "-la"]}), "command", "got [\"ls\",\"-la\"]"),
+            (CommandName::Exec, json!({"command": 5}), "command", "got 5"),
+            // restore_keys backup_file: a plain file name.
+            (CommandName::RestoreKeys, json!({}), "backup_file", "restore_keys needs backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": ""}), "backup_file", "backup_file must be"),
+            (CommandName::RestoreKeys, json!({"backup_file": "../etc/passwd"}), "backup_file", "no '/'"),
+            (CommandName::RestoreKeys, json!({"backup_file": "a/b.tar.gz"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "/abs.tar.gz"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "a\\b.tar.gz"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": ".."}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "x..tar.gz"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": ".hidden"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "a\u{0}b"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "a\nb"}), "backup_file", "backup_file"),
+            (CommandName::RestoreKeys, json!({"backup_file": "x".repeat(256)}), "backup_file", "…"),
+            (CommandName::RestoreKeys, json!({"backup_file": 20250108}), "backup_file", "got 20250108"),
+            // check_keys.
+            (CommandName::CheckKeys, json!({"rotate_to_check": "true"}), "rotate_to_check", "must be true or false, got \"true\""),
+            (CommandName::CheckKeys, json!({"rotate_to_check": 1}), "rotate_to_check", "got 1"),
+            (CommandName::CheckKeys, json!({"public_keys": "0xab"}), "public_keys", "public_keys must be a map"),
+            (CommandName::CheckKeys, json!({"public_keys": {}}), "public_keys", "public_keys must be a map"),
+            (CommandName::CheckKeys, json!({"public_keys": {"babe": "ab"}}), "public_keys.babe", "public_keys.babe must be a hex string"),
+            (CommandName::CheckKeys, json!({"public_keys": {"babe": 12}}), "public_keys.babe", "got 12"),
+            (CommandName::CheckKeys, json!({"public_keys": {"BABE": "0xab"}}), "public_keys.BABE", "4 lowercase"),
+            (CommandName::CheckKeys, json!({"public_keys": {"bab": "0xab"}}), "public_keys.bab", "4 lowercase"),
+            (CommandName::CheckKeys, json!({"public_keys": {"babes": "0xab"}}), "public_keys.babes", "4 lowercase"),
+            (CommandName::CheckKeys, json!({"public_keys": {"bäb": "0xab"}}), "public_keys.bäb", "4 lowercase"),
+            // Hex strings.
+            (CommandName::HasSessionKeys, json!({"session_keys": "0x"}), "session_keys", "or empty for the last known keys"),
+            (CommandName::HasSessionKeys, json!({"session_keys": "0xabc"}), "session_keys", "got \"0xabc\""),
+            (CommandName::HasSessionKeys, json!({"session_keys": "abcd"}), "session_keys", "session_keys must be"),
+            (CommandName::HasSessionKeys, json!({"session_keys": "0Xabcd"}), "session_keys", "session_keys must be"),
+            (CommandName::HasSessionKeys, json!({"session_keys": "0xzz"}), "session_keys", "session_keys must be"),
+            (CommandName::HasSessionKeys, json!({"session_keys": "0x ab"}), "session_keys", "session_keys must be"),
+            (CommandName::HasSessionKeys, json!({"session_keys": null}), "session_keys", "got null"),
+            (CommandName::HasKey, json!({}), "public_key", "has_key needs public_key: a hex string"),
+            (CommandName::HasKey, json!({"key_type": "aura"}), "public_key", "has_key needs public_key"),
+            (CommandName::HasKey, json!({"public_key": ""}), "public_key", "public_key must be a hex string"),
+            (CommandName::HasKey, json!({"public_key": "0x"}), "public_key", "public_key must be"),
+            (CommandName::HasKey, json!({"public_key": "0x1"}), "public_key", "public_key must be"),
+            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": "Aura"}), "key_type", "key_type must be 4 lowercase"),
+            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": "auras"}), "key_type", "key_type"),
+            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": ""}), "key_type", "key_type"),
+            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": 1234}), "key_type", "got 1234"),
+            (CommandName::FindValidator, json!({"session_keys": "0x1"}), "session_keys", "session_keys must be"),
+            (CommandName::FindValidator, json!({"deep_search": "yes"}), "deep_search", "deep_search must be true or false"),
+        ];
+        for (command, input, key, fragment) in table {
+            let err = validate_params(command, &object(input.clone()))
+                .expect_err(&format!("{command} {input} should be refused"));
+            assert_eq!(err.code(), "invalid_params");
+            assert_eq!(err.key(), key, "{command} {input}: {err}");
+            let message = err.to_string();
+            assert!(
+                message.contains(fragment),
+                "{command} {input}: {message:?} lacks {fragment:?}"
+            );
+            assert!(!message.ends_with('.'), "{message}");
+            assert!(message.chars().count() < 300, "{message}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let long = "x".repeat(60_000);
+        let err =
+            validate_params(CommandName::HasKey, &object(json!({"public_key": long}))).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+        assert!(err.to_string().ends_with('…'), "{err}");
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn split_command_matches_a_posix_shell() {
+        let table: &[(&str, &[&str])] = &[
+            ("ls", &["ls"]),
+            ("  ls   -la  ", &["ls", "-la"]),
+            ("env FOO=bar printenv FOO", &["env", "FOO=bar", "printenv", "FOO"]),
+            ("echo 'a b' \"c d\" e\\ f", &["echo", "a b", "c d", "e f"]),
+            ("echo \"$HOME\" `x`", &["echo", "$HOME", "`x`"]),
+            ("echo a;rm -rf /", &["echo", "a;rm", "-rf", "/"]),
+        ];
+        for (line, argv) in table {
+            assert_eq!(split_command(line).unwrap(), *argv, "{line}");
+        }
+        for bad in ["", " ", "echo 'x", "echo \"x", "echo x\\", "a\u{0}"] {
+            assert!(split_command(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn params_specs_cover_every_accepted_key() {
+        // Every key a spec names is accepted by validate_params (given a valid
+        // value), and every required key is reported missing when absent.
+        for command in CommandName::ALL {
+            for spec in command.params() {
+                if spec.required {
+                    let err = validate_params(command, &Map::new()).unwrap_err();
+                    assert!(
+                        matches!(err, ParamError::Missing { .. }),
+                        "{command}: {err}"
+                    );
+                }
+                let err = validate_params(command, &object(json!({ spec.name: {"x": []} })));
+                assert!(
+                    !matches!(err, Err(ParamError::Unknown { .. })),
+                    "{command} {}",
+                    spec.name
+                );
+            }
+        }
+    }
+}

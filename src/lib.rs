@@ -6,6 +6,7 @@ pub mod commands;
 pub mod docker;
 pub mod fsutil;
 pub mod log;
+pub mod operator;
 pub mod policy;
 pub mod protocol;
 pub mod transport;
