@@ -1,9 +1,9 @@
 //! Docker: the only place in warden that runs `docker`.
 //!
 //! warden drives the Docker Engine through the `docker` CLI (no HTTP client for
-//! the engine API, no async): each call builds an argv ([`args`]), runs it with a
-//! deadline ([`process`]), and reads its output into typed values ([`parse`]) or
-//! a [`DockerError`] whose message carries Docker's own words.
+//! the engine API, no async): each call builds an argv (`args.rs`), runs it with
+//! a deadline (`process.rs`), and reads its output into typed values (`parse.rs`)
+//! or a [`DockerError`] (`error.rs`) whose message carries Docker's own words.
 //!
 //! Invariants:
 //! - nothing else in warden spawns `docker`; callers get [`Docker`]'s methods;
