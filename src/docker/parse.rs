@@ -378,7 +378,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerInspect>, DockerError> {
 
 impl ContainerInspect {
     /// The value of `--flag VALUE` or `--flag=VALUE` on the container's command
-    /// line (`path` + `args`), last one winning as in Substrate's parser.
+    /// line (`args`); if the flag appears twice, the last one wins.
     pub fn command_line_value(&self, flag: &str) -> Option<&str> {
         let mut found = None;
         let mut words = self.args.iter().map(String::as_str);
