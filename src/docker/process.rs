@@ -1,0 +1,311 @@
+//! Running one `docker` process: no shell, stdin null, a deadline, bounded capture.
+//!
+//! Invariants:
+//! - the child is always reaped: on success by `try_wait`, on timeout or error by
+//!   `kill` then `wait` (no zombie is left behind);
+//! - stdout and stderr are drained on their own named threads from the start, so
+//!   the child never blocks on a full pipe, whatever it prints;
+//! - at most `cap` bytes per stream are kept; the rest is read and discarded, and
+//!   the capture says it was truncated;
+//! - no wait is unbounded: the call returns by `deadline` plus [`DRAIN_GRACE`]
+//!   at the latest.
+//!
+//! std has no "wait with timeout" for a child, and this crate has no unsafe code
+//! to call `waitpid`/`pidfd`; so the waiting thread polls `try_wait`, sleeping on
+//! the reader channel between polls: a child that closes its pipes as it exits
+//! (the usual case) wakes the waiter at once, and the poll interval only bounds
+//! how late a timeout or an exit with pipes still open is noticed.
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Longest sleep between two `try_wait` polls.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// After the child was killed, or exited, how long its pipes may stay open. They
+/// stay open only if the child left a process behind that inherited them (the
+/// `docker` CLI does not); past this the reader threads are left to finish on
+/// their own rather than make the caller wait.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Which part of an over-long stream to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The first `cap` bytes (command output: its start says what happened).
+    Head,
+    /// The last `cap` bytes (logs: the newest lines matter).
+    Tail,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub timeout: Duration,
+    pub cap: usize,
+    pub keep: Keep,
+}
+
+/// What one stream produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Stream {
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Stream,
+    pub stderr: Stream,
+}
+
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The program could not be started (not found, not executable, no resources).
+    Spawn(io::Error),
+    /// The deadline passed; the child was killed and reaped.
+    TimedOut,
+    /// Waiting for the child or reading its output failed.
+    Io(io::Error),
+}
+
+type ReaderMessage = (usize, io::Result<Stream>);
+
+/// Runs `program args…` under `limits`.
+pub(crate) fn run(program: &OsStr, args: &[String], limits: &Limits) -> Result<Captured, RunError> {
+    let started = Instant::now();
+    // A timeout too large for Instant arithmetic means "practically never".
+    let deadline = started
+        .checked_add(limits.timeout)
+        .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(RunError::Spawn)?;
+
+    let (sender, receiver) = mpsc::channel::<ReaderMessage>();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        kill_and_reap(&mut child);
+        return Err(RunError::Io(io::Error::other(
+            "the child's pipes are missing",
+        )));
+    };
+    let mut readers: [Option<JoinHandle<()>>; 2] = [None, None];
+    let spawn_readers = || -> io::Result<()> {
+        readers[0] = Some(spawn_reader("docker-stdout", 0, stdout, &sender, limits)?);
+        readers[1] = Some(spawn_reader("docker-stderr", 1, stderr, &sender, limits)?);
+        Ok(())
+    };
+    if let Err(error) = spawn_readers() {
+        // Killing the child closes its pipes, which ends a reader already started.
+        kill_and_reap(&mut child);
+        return Err(RunError::Io(error));
+    }
+    drop(sender);
+
+    let mut results: [Option<io::Result<Stream>>; 2] = [None, None];
+    let exited = wait_until(&mut child, &receiver, &mut results, deadline);
+    let status = match exited {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            kill_and_reap(&mut child);
+            collect(&receiver, &mut results, Instant::now() + DRAIN_GRACE);
+            join_finished(&mut readers, &results);
+            return Err(RunError::TimedOut);
+        }
+        Err(error) => {
+            kill_and_reap(&mut child);
+            collect(&receiver, &mut results, Instant::now() + DRAIN_GRACE);
+            join_finished(&mut readers, &results);
+            return Err(RunError::Io(error));
+        }
+    };
+    // The child is gone; its pipes close with it unless it left a process
+    // holding them. Waiting for them is still bounded by the deadline.
+    collect(
+        &receiver,
+        &mut results,
+        deadline.max(Instant::now() + DRAIN_GRACE),
+    );
+    join_finished(&mut readers, &results);
+    let [stdout, stderr] = results;
+    match (stdout, stderr) {
+        (Some(stdout), Some(stderr)) => Ok(Captured {
+            status,
+            stdout: stdout.map_err(RunError::Io)?,
+            stderr: stderr.map_err(RunError::Io)?,
+        }),
+        _ => Err(RunError::TimedOut),
+    }
+}
+
+/// Starts the thread that drains one pipe and reports it as `index`.
+fn spawn_reader(
+    thread_name: &str,
+    index: usize,
+    pipe: impl Read + Send + 'static,
+    sender: &Sender<ReaderMessage>,
+    limits: &Limits,
+) -> io::Result<JoinHandle<()>> {
+    let sender = sender.clone();
+    let (cap, keep) = (limits.cap, limits.keep);
+    thread::Builder::new()
+        .name(thread_name.to_owned())
+        .spawn(move || {
+            // The receiver is gone only if the caller stopped waiting; nothing to do then.
+            let _ = sender.send((index, drain(pipe, cap, keep)));
+        })
+}
+
+/// Polls the child until it exits (`Some(status)`) or the deadline passes
+/// (`None`), storing reader results as they arrive.
+fn wait_until(
+    child: &mut Child,
+    receiver: &Receiver<ReaderMessage>,
+    results: &mut [Option<io::Result<Stream>>; 2],
+    deadline: Instant,
+) -> io::Result<Option<ExitStatus>> {
+    let mut interval = Duration::from_millis(1);
+    let mut readers_open = true;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let nap = interval.min(deadline - now);
+        if readers_open {
+            match receiver.recv_timeout(nap) {
+                Ok((index, result)) => {
+                    results[index] = Some(result);
+                    // A closed pipe usually means the child is exiting: look again soon.
+                    interval = Duration::from_millis(1);
+                    continue;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => readers_open = false,
+            }
+        } else {
+            thread::sleep(nap);
+        }
+        interval = (interval * 2).min(MAX_POLL_INTERVAL);
+    }
+}
+
+/// Receives reader results until both are in or `until` passes.
+fn collect(
+    receiver: &Receiver<ReaderMessage>,
+    results: &mut [Option<io::Result<Stream>>; 2],
+    until: Instant,
+) {
+    while results.iter().any(Option::is_none) {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        match receiver.recv_timeout(until - now) {
+            Ok((index, result)) => results[index] = Some(result),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Joins the reader threads that reported (they are returning); a reader that
+/// did not report is still blocked on a pipe some leftover process holds, and
+/// is detached: it ends when that process closes the pipe.
+fn join_finished(
+    readers: &mut [Option<JoinHandle<()>>; 2],
+    results: &[Option<io::Result<Stream>>; 2],
+) {
+    for (reader, result) in readers.iter_mut().zip(results) {
+        if result.is_some()
+            && let Some(handle) = reader.take()
+        {
+            // A reader that panicked has already lost its output; the missing
+            // result is reported by the caller.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn kill_and_reap(child: &mut Child) {
+    // `kill` fails only if the child has already exited, and `wait` then reaps it.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Reads `pipe` to its end, keeping at most `cap` bytes as `keep` says.
+fn drain(mut pipe: impl Read, cap: usize, keep: Keep) -> io::Result<Stream> {
+    let mut stream = Stream::default();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Keep::Tail lets the buffer grow past `cap` by this much before shifting
+    // it, so each byte is moved O(1) times on average.
+    let slack = cap.max(64 * 1024);
+    loop {
+        let n = match pipe.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        match keep {
+            Keep::Head => {
+                let room = cap.saturating_sub(stream.bytes.len());
+                if n > room {
+                    stream.truncated = true;
+                }
+                stream.bytes.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            Keep::Tail => {
+                stream.bytes.extend_from_slice(&chunk[..n]);
+                if stream.bytes.len() >= cap + slack {
+                    let excess = stream.bytes.len() - cap;
+                    stream.bytes.drain(..excess);
+                    stream.truncated = true;
+                }
+            }
+        }
+    }
+    if stream.bytes.len() > cap {
+        let excess = stream.bytes.len() - cap;
+        stream.bytes.drain(..excess);
+        stream.truncated = true;
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_keeps_head_or_tail_within_cap() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let head = drain(&data[..], 1000, Keep::Head).unwrap();
+        assert_eq!(
+            (head.bytes.as_slice(), head.truncated),
+            (&data[..1000], true)
+        );
+        let tail = drain(&data[..], 1000, Keep::Tail).unwrap();
+        assert_eq!(
+            (tail.bytes.as_slice(), tail.truncated),
+            (&data[data.len() - 1000..], true)
+        );
+        let whole = drain(&data[..], data.len(), Keep::Tail).unwrap();
+        assert_eq!((whole.bytes.len(), whole.truncated), (data.len(), false));
+        let whole = drain(&data[..], data.len(), Keep::Head).unwrap();
+        assert_eq!((whole.bytes.len(), whole.truncated), (data.len(), false));
+        let none = drain(&data[..], 0, Keep::Tail).unwrap();
+        assert_eq!((none.bytes.len(), none.truncated), (0, true));
+        let empty = drain(&b""[..], 0, Keep::Head).unwrap();
+        assert_eq!(empty, Stream::default());
+    }
+}
