@@ -80,12 +80,8 @@ pub fn run(config: crate::cli::Config) -> Result<(), String> {
         server::spawn_rpc(Arc::clone(&node), listener, socket).map_err(|e| e.to_string())?;
         addrs.push(local.to_string());
     }
-    // sc-rpc-server's line; `format_listen_addrs` ends a single address with a comma.
-    let addrs = if addrs.len() == 1 {
-        format!("{},", addrs[0])
-    } else {
-        addrs.join(",")
-    };
+    // sc-rpc-server's line, e.g. `addr=127.0.0.1:9944,[::1]:9944, allowed origins=[…]`.
+    let addrs = addrs.join(",");
     let origins = if node.config.rpc_cors_all {
         r#"["*"]"#
     } else {
