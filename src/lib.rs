@@ -2,11 +2,15 @@
 //!
 //! The binary's entry point is `main.rs`; everything lives in this library so
 //! that unit tests, benches and the integration tests share one build.
+pub mod agent;
+pub mod cli;
 pub mod commands;
 pub mod docker;
 pub mod fsutil;
 pub mod log;
 pub mod operator;
 pub mod policy;
+pub mod process;
 pub mod protocol;
+pub mod server;
 pub mod transport;

@@ -1,1 +1,51 @@
-fn main() {}
+//! The `warden` binary: parse arguments, dispatch, turn an error into one
+//! line on stderr. Exit codes: 0 success, 1 runtime failure, 2 usage error.
+use std::process::ExitCode;
+use warden::cli::{self, Cli, TokenAction};
+
+fn main() -> ExitCode {
+    let parsed = match cli::parse_args(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(parsed) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match parsed {
+        Cli::Help(text) => print!("{text}"),
+        Cli::Version => println!("warden {}", env!("CARGO_PKG_VERSION")),
+        Cli::Server(config) => warden::server::run(config)?,
+        Cli::Agent(args) => {
+            let config = warden::agent::config::AgentConfig::load(args)?;
+            warden::agent::run(config)?;
+        }
+        Cli::Token { action, data_dir } => {
+            let store = warden::server::tokens::TokenStore::new(&data_dir);
+            match action {
+                TokenAction::Add(id) => println!("{}", store.add(&id)?.expose()),
+                TokenAction::Remove(id) => {
+                    store.remove(&id)?;
+                    eprintln!(
+                        "removed {id}; a running server with this data dir cuts it off within a second"
+                    );
+                }
+                TokenAction::List => {
+                    for id in store.load()?.agents.keys() {
+                        println!("{id}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

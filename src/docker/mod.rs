@@ -27,7 +27,6 @@
 mod args;
 mod error;
 mod parse;
-mod process;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -45,8 +44,8 @@ pub use parse::{
     parse_size_pair, parse_stats,
 };
 
+use crate::process::{Captured, Keep, Limits, RunError};
 use error::{argv_for_errors, classify_failure, exec_start_failure, is_docker_own_exec_failure};
-use process::{Captured, Keep, Limits, RunError};
 
 /// Default deadline of one `docker` call (`stop` and `restart` add their grace).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -332,7 +331,7 @@ impl Docker {
             cap: self.output_cap,
             keep,
         };
-        process::run(&self.program, argv, &limits).map_err(|error| match error {
+        crate::process::run(&self.program, argv, &limits).map_err(|error| match error {
             RunError::Spawn(error) => DockerError::Unavailable {
                 detail: spawn_failure(&self.program, &error),
             },
@@ -377,7 +376,7 @@ fn spawn_failure(program: &OsString, error: &std::io::Error) -> String {
 
 /// A kept tail as text starting at a whole line: when the start was cut, the
 /// partial first line is dropped.
-fn whole_lines_tail(stream: process::Stream) -> String {
+fn whole_lines_tail(stream: crate::process::Stream) -> String {
     let bytes = if stream.truncated {
         match stream.bytes.iter().position(|&b| b == b'\n') {
             Some(newline) => &stream.bytes[newline + 1..],

@@ -297,7 +297,7 @@ fn pipes_held_by_a_leftover_process_do_not_hang_the_call() {
         "{result:?}"
     );
     assert!(
-        elapsed < timeout + process::DRAIN_GRACE + Duration::from_secs(2),
+        elapsed < timeout + crate::process::DRAIN_GRACE + Duration::from_secs(2),
         "{elapsed:?}"
     );
 }

@@ -1,4 +1,4 @@
-//! Running one `docker` process: no shell, stdin null, a deadline, bounded capture.
+//! Running one child process (docker, or an operator script): no shell, stdin null, a deadline, bounded capture.
 //!
 //! Invariants:
 //! - the child is always reaped: on success by `try_wait`, on timeout or error by

@@ -1,0 +1,160 @@
+//! The agent's settings: command-line flags plus its config file (JSON).
+//!
+//! ```json
+//! {
+//!   "state_dir": "/var/lib/warden-agent",
+//!   "stats_interval_s": 10,
+//!   "docker": { "program": "docker", "timeout_s": 30, "stop_grace_s": 60 },
+//!   "policy": { "containers": ["3node*"], "allow": ["status", "logs"] }
+//! }
+//! ```
+//! Every key is optional; unknown keys are refused so a typo never silently
+//! widens or narrows what the agent does. `policy` is described in
+//! docs/policy.md.
+use crate::policy::Policy;
+use crate::server::tokens::Token;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    state_dir: Option<PathBuf>,
+    stats_interval_s: Option<u64>,
+    #[serde(default)]
+    docker: DockerSettings,
+    /// Read by `Policy::from_json_value` from the whole file; named here
+    /// only so that `deny_unknown_fields` accepts it.
+    #[serde(default, rename = "policy")]
+    _policy: Value,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerSettings {
+    pub program: PathBuf,
+    pub timeout_s: u64,
+    /// How long `stop` lets a node shut down before Docker kills it: a
+    /// Substrate node flushes its database on SIGTERM.
+    pub stop_grace_s: u64,
+}
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            program: PathBuf::from("docker"),
+            timeout_s: 30,
+            stop_grace_s: 60,
+        }
+    }
+}
+
+/// Command-line flags, before the config file is read.
+#[derive(Clone, Debug, Default)]
+pub struct AgentArgs {
+    pub server_url: String,
+    pub agent_id: String,
+    pub token_file: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+pub struct AgentConfig {
+    pub server_url: String,
+    pub agent_id: String,
+    pub token: Token,
+    pub token_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    pub host_name: String,
+    pub state_dir: PathBuf,
+    pub stats_interval: Duration,
+    pub docker: DockerSettings,
+    pub policy: Policy,
+}
+
+fn default_state_dir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    home.join(".warden").join("agent")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn read_token(path: &Path) -> Result<Token, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!(
+            "the token file {} is empty (put the line `warden token add` printed in it)",
+            path.display()
+        ));
+    }
+    Ok(Token::new(token.to_string()))
+}
+
+impl AgentConfig {
+    pub fn load(args: AgentArgs) -> Result<AgentConfig, String> {
+        crate::server::tokens::validate_agent_id(&args.agent_id).map_err(|e| e.to_string())?;
+        if !(args.server_url.starts_with("ws://") || args.server_url.starts_with("wss://")) {
+            return Err(format!(
+                "--server {}: use ws://HOST:PORT/agent or wss://HOST:PORT/agent",
+                args.server_url
+            ));
+        }
+        let token = read_token(&args.token_file)?;
+        let (file, policy) = match &args.config_file {
+            None => (FileConfig::default(), Policy::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+                let whole: Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                let file: FileConfig = serde_json::from_value(whole.clone())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let policy = Policy::from_json_value(&whole)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (file, policy)
+            }
+        };
+        let stats_interval_s = file.stats_interval_s.unwrap_or(10);
+        if stats_interval_s == 0 {
+            return Err("stats_interval_s must be at least 1".into());
+        }
+        Ok(AgentConfig {
+            server_url: args.server_url,
+            agent_id: args.agent_id,
+            token,
+            token_file: args.token_file,
+            ca_file: args.ca_file,
+            host_name: host_name(),
+            state_dir: args
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(default_state_dir),
+            stats_interval: Duration::from_secs(stats_interval_s),
+            docker: file.docker,
+            policy,
+        })
+    }
+
+    pub fn docker(&self) -> crate::docker::Docker {
+        crate::docker::Docker::new()
+            .with_program(self.docker.program.clone())
+            .with_timeout(Duration::from_secs(self.docker.timeout_s.max(1)))
+    }
+
+    pub fn stop_grace(&self) -> Duration {
+        Duration::from_secs(self.docker.stop_grace_s)
+    }
+}

@@ -1,0 +1,470 @@
+//! `warden agent`: runs on a validator host, streams what it sees to the
+//! server and runs the server's commands within its own policy.
+//!
+//! Threads: the caller's thread connects (and reconnects forever, with
+//! exponential backoff and jitter) and reads frames; `stats` sends a report
+//! every interval; each command runs on its own `cmd-<id>` thread.
+//!
+//! Invariants:
+//! - The agent's policy, not the server, decides what runs.
+//! - A command id runs at most once, ever (see [`outbox::Ledger`]).
+//! - Mutating commands on one container never overlap; the later one fails
+//!   with `busy`.
+pub mod config;
+pub mod outbox;
+mod runner;
+mod stats;
+
+use crate::protocol::{
+    self, CommandRequest, CommandResponse, ErrorCode, Hello, Message, Timestamp, now_ms,
+};
+use crate::transport::{self, Connection, Incoming, ReadOutcome};
+use config::AgentConfig;
+use outbox::{Ledger, Seen};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub enum AgentError {
+    Config(String),
+    State(std::io::Error),
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::Config(e) => f.write_str(e),
+            AgentError::State(e) => write!(f, "cannot use the agent's state dir: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// State shared by the connection, stats and command threads.
+pub struct Agent {
+    pub config: AgentConfig,
+    pub docker: crate::docker::Docker,
+    ledger: Mutex<Ledger>,
+    busy: Mutex<HashSet<String>>,
+    audit: Mutex<crate::fsutil::JsonLog>,
+    connection: Mutex<Option<Arc<Connection>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Agent {
+    /// Send if connected. Messages that must not be lost go through the
+    /// ledger first and are resent after the next welcome.
+    fn send(&self, message: &Message) {
+        let conn = lock(&self.connection).clone();
+        if let Some(conn) = conn {
+            let _ = conn.send_text(&message.to_json());
+        }
+    }
+
+    /// Store a terminal response durably, then send it.
+    fn finish(&self, response: CommandResponse) {
+        let stored = lock(&self.ledger).finish(response.clone());
+        match stored {
+            Ok(true) => self.send(&Message::CommandResponse(response)),
+            Ok(false) => {}
+            Err(e) => {
+                // Still send it: better delivered once than never.
+                crate::log::error(&format!(
+                    "cannot store the response to {} on disk: {e}",
+                    response.id
+                ));
+                self.send(&Message::CommandResponse(response));
+            }
+        }
+    }
+
+    /// Raise a durable event (key update, backup, validator change).
+    pub fn raise(&self, event: protocol::Event) {
+        let message = Message::Event(event.clone());
+        if let Err(e) = lock(&self.ledger).raise(event) {
+            crate::log::error(&format!("cannot store an event on disk: {e}"));
+        }
+        self.send(&message);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.connection).is_some()
+    }
+
+    /// Append to the agent's own audit log: every command, allowed or not.
+    fn audit(&self, entry: &serde_json::Value) {
+        if let Err(e) = lock(&self.audit).append(entry, true) {
+            crate::log::error(&format!("cannot write the audit log: {e}"));
+        }
+    }
+
+    fn docker_timeout(&self) -> Duration {
+        Duration::from_secs(self.config.docker.timeout_s.max(1))
+    }
+
+    /// Claim containers for a mutating command; `None` if one is busy.
+    fn claim(&self, containers: &[String]) -> Option<BusyGuard<'_>> {
+        let mut busy = lock(&self.busy);
+        if containers.iter().any(|c| busy.contains(c)) {
+            return None;
+        }
+        busy.extend(containers.iter().cloned());
+        Some(BusyGuard {
+            agent: self,
+            containers: containers.to_vec(),
+        })
+    }
+
+    pub fn managed_containers(&self) -> Result<Vec<String>, crate::docker::DockerError> {
+        let mut names: Vec<String> = self
+            .docker
+            .list_containers()?
+            .into_iter()
+            .flat_map(|c| c.names)
+            .filter(|n| self.config.policy.manages(n))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+struct BusyGuard<'a> {
+    agent: &'a Agent,
+    containers: Vec<String>,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut busy = lock(&self.agent.busy);
+        for c in &self.containers {
+            busy.remove(c);
+        }
+    }
+}
+
+pub fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let tls = transport::client_tls_config(config.ca_file.as_deref())
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let (ledger, interrupted) = Ledger::open(&config.state_dir).map_err(AgentError::State)?;
+    for id in &interrupted {
+        crate::log::warn(&format!(
+            "command {id} was running when the agent stopped; reporting it as failed with an unknown outcome"
+        ));
+    }
+    let audit = crate::fsutil::JsonLog::open(&config.state_dir.join("audit.jsonl"))
+        .map_err(AgentError::State)?;
+    let docker = config.docker();
+    let agent = Arc::new(Agent {
+        config,
+        docker,
+        ledger: Mutex::new(ledger),
+        busy: Mutex::new(HashSet::new()),
+        audit: Mutex::new(audit),
+        connection: Mutex::new(None),
+    });
+    stats::spawn(agent.clone());
+
+    let mut backoff = BACKOFF_START;
+    loop {
+        let started = Instant::now();
+        match connect_and_serve(&agent, &tls) {
+            Ok(reason) => crate::log::info(&format!("disconnected from the server: {reason}")),
+            Err(e) => crate::log::warn(&format!(
+                "cannot connect to {}: {e}",
+                agent.config.server_url
+            )),
+        }
+        *lock(&agent.connection) = None;
+        // A session that lasted a while resets the backoff.
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = BACKOFF_START;
+        }
+        let wait = with_jitter(backoff);
+        crate::log::info(&format!("reconnecting in {:.1} s", wait.as_secs_f64()));
+        thread::sleep(wait);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Between 50 % and 100 % of `base`, so a fleet does not reconnect in step.
+fn with_jitter(base: Duration) -> Duration {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut byte = [0u8; 2];
+    let _ = SystemRandom::new().fill(&mut byte);
+    let fraction = 0.5 + f64::from(u16::from_le_bytes(byte)) / f64::from(u16::MAX) / 2.0;
+    base.mul_f64(fraction)
+}
+
+fn connect_and_serve(
+    agent: &Arc<Agent>,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<String, String> {
+    let config = &agent.config;
+    let conn = transport::connect(
+        &config.server_url,
+        config.token.expose(),
+        tls,
+        protocol::DEFAULT_MAX_FRAME_BYTES,
+        CONNECT_TIMEOUT,
+    )
+    .map_err(|e| match e {
+        transport::TransportError::Refused { status: 401, .. } => format!(
+            "{e}: the server does not accept this agent's token (run `warden token add {}` on the server and update {})",
+            config.agent_id,
+            config.token_file.display()
+        ),
+        other => other.to_string(),
+    })?;
+    let conn = Arc::new(conn);
+    let containers = match agent.managed_containers() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::warn(&format!("cannot list containers: {e}"));
+            Vec::new()
+        }
+    };
+    let hello = Message::Hello(Hello {
+        agent_id: config.agent_id.clone(),
+        host_name: config.host_name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: protocol::PROTOCOL_VERSION,
+        containers,
+        commands: config
+            .policy
+            .permitted_commands()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    });
+    conn.send_text(&hello.to_json())
+        .map_err(|e| e.to_string())?;
+    let heartbeat_s = await_welcome(&conn)?;
+    crate::log::info(&format!(
+        "connected to {} as {}",
+        config.server_url, config.agent_id
+    ));
+    *lock(&agent.connection) = Some(conn.clone());
+    let pending = lock(&agent.ledger).pending();
+    for message in pending {
+        conn.send_text(&message.to_json())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(read_loop(
+        agent,
+        &conn,
+        Duration::from_secs(heartbeat_s.max(1)),
+    ))
+}
+
+fn await_welcome(conn: &Connection) -> Result<u64, String> {
+    let deadline = Instant::now() + Duration::from_secs(protocol::HELLO_TIMEOUT_S);
+    let mut buf = Connection::read_buffer();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            conn.abort();
+            return Err("no welcome from the server in time".into());
+        }
+        conn.set_read_timeout(left).map_err(|e| e.to_string())?;
+        let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) else {
+            continue;
+        };
+        for frame in frames {
+            match frame {
+                Incoming::Text(text) => match Message::parse(&text) {
+                    Ok(Message::Welcome(w)) => return Ok(w.heartbeat_s),
+                    Ok(Message::Error(e)) => {
+                        return Err(format!("server refused: {} ({})", e.message, e.code));
+                    }
+                    Ok(other) => {
+                        return Err(format!("expected welcome, got {}", other.type_name()));
+                    }
+                    Err(r) => {
+                        return Err(format!(
+                            "unreadable frame instead of welcome: {}",
+                            r.message
+                        ));
+                    }
+                },
+                Incoming::Closed => {
+                    return Err("the server closed the connection before welcome".into());
+                }
+                Incoming::TooBig => return Err("the server sent an oversized frame".into()),
+                Incoming::Binary | Incoming::Control => {}
+            }
+        }
+    }
+}
+
+fn read_loop(agent: &Arc<Agent>, conn: &Arc<Connection>, heartbeat: Duration) -> String {
+    if conn.set_read_timeout(heartbeat).is_err() {
+        return "socket error".into();
+    }
+    let mut buf = Connection::read_buffer();
+    let mut last_data = Instant::now();
+    let mut last_ping = Instant::now();
+    loop {
+        if let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) {
+            for frame in frames {
+                match frame {
+                    Incoming::Control => {}
+                    Incoming::Closed => return "the server closed the connection".into(),
+                    Incoming::TooBig => {
+                        conn.close(protocol::close_code::TOO_BIG, "message too big");
+                        return "the server sent a message over the size limit".into();
+                    }
+                    Incoming::Binary => {
+                        last_data = Instant::now();
+                        send_error(
+                            conn,
+                            ErrorCode::BadRequest,
+                            "binary frames are not part of protocol 1".into(),
+                            None,
+                        );
+                    }
+                    Incoming::Text(text) => {
+                        last_data = Instant::now();
+                        handle_text(agent, conn, &text);
+                    }
+                }
+            }
+        }
+        // Ping a server we have not heard from for a heartbeat.
+        if last_data.elapsed() >= heartbeat && last_ping.elapsed() >= heartbeat {
+            last_ping = Instant::now();
+            let _ = conn.send_text(
+                &Message::Ping(Timestamp {
+                    timestamp: now_ms(),
+                })
+                .to_json(),
+            );
+        }
+        if last_data.elapsed() >= heartbeat * 3 {
+            conn.abort();
+            return format!("no word from the server for {} s", heartbeat.as_secs() * 3);
+        }
+    }
+}
+
+fn send_error(conn: &Connection, code: ErrorCode, message: String, reference: Option<String>) {
+    let _ = conn.send_text(
+        &Message::Error(protocol::ErrorBody {
+            code,
+            message,
+            reference,
+        })
+        .to_json(),
+    );
+}
+
+fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
+    let message = match Message::parse(text) {
+        Ok(m) => m,
+        Err(r) => {
+            send_error(conn, r.code, r.message, r.reference);
+            return;
+        }
+    };
+    match message {
+        Message::Ping(t) => {
+            let _ = conn.send_text(&Message::Pong(t).to_json());
+        }
+        Message::Pong(_) | Message::StatsAck(_) | Message::SummaryAck(_) | Message::Welcome(_) => {}
+        Message::Command(request) => dispatch(agent, request),
+        Message::CommandAck(r) => {
+            let _ = lock(&agent.ledger).ack_command(&r.id);
+        }
+        Message::EventAck(r) => {
+            let _ = lock(&agent.ledger).ack_event(&r.event_id);
+        }
+        Message::KeyUpdateAck(r) => {
+            let _ = lock(&agent.ledger).ack_event(&r.event_id);
+        }
+        Message::Error(e) => crate::log::warn(&format!(
+            "the server reported an error: {} {}{}",
+            e.code,
+            e.message,
+            e.reference
+                .map(|r| format!(" (ref {r})"))
+                .unwrap_or_default()
+        )),
+        other => send_error(
+            conn,
+            ErrorCode::BadRequest,
+            format!("servers do not send {}", other.type_name()),
+            None,
+        ),
+    }
+}
+
+/// Decide what to do with a command, then run it on its own thread.
+fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
+    {
+        let mut ledger = lock(&agent.ledger);
+        match ledger.seen(&request.id) {
+            Seen::Done(response) => {
+                // Seen before: never run twice, resend the stored outcome.
+                let response = response.clone();
+                drop(ledger);
+                agent.send(&Message::CommandResponse(response));
+                return;
+            }
+            Seen::Running => {
+                let progress =
+                    CommandResponse::progress(&request.id, protocol::CommandStatus::Running);
+                drop(ledger);
+                agent.send(&Message::CommandResponse(progress));
+                return;
+            }
+            Seen::New => {
+                if let Err(e) = ledger.start(&request.id) {
+                    drop(ledger);
+                    // Cannot promise at-most-once without the ledger: refuse.
+                    let response = CommandResponse::failed(
+                        &request.id,
+                        ErrorCode::Internal,
+                        format!("the agent cannot write its ledger ({e}); command not run"),
+                    );
+                    agent.send(&Message::CommandResponse(response));
+                    return;
+                }
+            }
+        }
+    }
+    let agent = agent.clone();
+    let name = format!("cmd-{}", request.id);
+    let spawned = thread::Builder::new().name(name).spawn({
+        let agent = agent.clone();
+        let request = request.clone();
+        move || {
+            // A panic in one command must still give it an outcome.
+            let run = std::panic::AssertUnwindSafe(|| runner::run(&agent, &request));
+            let response = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                CommandResponse::failed(
+                    &request.id,
+                    ErrorCode::Internal,
+                    "the agent hit a bug running this command (see its log)",
+                )
+            });
+            agent.finish(response);
+        }
+    });
+    if let Err(e) = spawned {
+        agent.finish(CommandResponse::failed(
+            &request.id,
+            ErrorCode::Internal,
+            format!("cannot start a thread for the command: {e}"),
+        ));
+    }
+}

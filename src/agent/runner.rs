@@ -1,0 +1,315 @@
+//! Runs one command: checks it against the catalog and the agent's policy,
+//! claims its containers if it mutates them, does the work through
+//! `docker.rs`, and audits the decision and the outcome.
+use super::Agent;
+use crate::commands::{self, CommandName, Params};
+use crate::docker::DockerError;
+use crate::policy::Decision;
+use crate::process::{Keep, Limits, RunError};
+use crate::protocol::{CommandRequest, CommandResponse, ErrorCode, now_ms};
+use serde_json::{Value, json};
+use std::str::FromStr;
+
+/// Why a command failed, in the protocol's terms.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The one mapping from Docker errors to the wire's codes.
+impl From<DockerError> for Failure {
+    fn from(e: DockerError) -> Failure {
+        let code = match e.wire_code() {
+            "unavailable" => ErrorCode::Unavailable,
+            "unknown_target" => ErrorCode::UnknownTarget,
+            "timeout" => ErrorCode::Timeout,
+            "invalid_params" => ErrorCode::InvalidParams,
+            _ => ErrorCode::Internal,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+/// Commands this version of the agent implements; the others are refused
+/// with `unknown_command` rather than pretending.
+pub fn implemented(command: CommandName) -> bool {
+    matches!(
+        command,
+        CommandName::Start
+            | CommandName::Stop
+            | CommandName::Restart
+            | CommandName::Logs
+            | CommandName::Status
+            | CommandName::Exec
+            | CommandName::Payout
+    )
+}
+
+pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
+    let outcome = execute(agent, request);
+    let (response, code) = match outcome {
+        Ok(result) => (CommandResponse::completed(&request.id, result), None),
+        Err(failure) => (
+            CommandResponse::failed(&request.id, failure.code, failure.message),
+            Some(failure.code),
+        ),
+    };
+    agent.audit(&json!({
+        "ts": now_ms(), "id": request.id, "command": request.command, "target": request.target,
+        "params": request.params, "status": response.status, "code": code, "error": response.error,
+    }));
+    response
+}
+
+fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
+    let command = CommandName::from_str(&request.command).map_err(|_| {
+        Failure::new(
+            ErrorCode::UnknownCommand,
+            format!(
+                "unknown command {:?} (see `help` on the server)",
+                request.command
+            ),
+        )
+    })?;
+    if !implemented(command) {
+        return Err(Failure::new(
+            ErrorCode::UnknownCommand,
+            format!(
+                "{} is not implemented by this agent version ({})",
+                command.as_str(),
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
+    if agent
+        .config
+        .policy
+        .command_too_old(request.timestamp, now_ms())
+    {
+        return Err(Failure::new(
+            ErrorCode::Timeout,
+            "the command is too old (or from the future) by this agent's clock; refused rather than run late",
+        ));
+    }
+    let params = commands::validate_params(command, &request.params)
+        .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
+    let exec_argv = match &params {
+        Params::Exec { command } => Some(
+            shlex::split(command)
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| {
+                    Failure::new(
+                        ErrorCode::InvalidParams,
+                        "command: unbalanced quotes or empty; write it as you would in a shell",
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let targets = resolve_targets(agent, command, &request.target)?;
+    for target in &targets {
+        match agent
+            .config
+            .policy
+            .decide(command.as_str(), target, exec_argv.as_deref())
+        {
+            Decision::Allowed => {}
+            Decision::NotManaged { reason } => {
+                return Err(Failure::new(ErrorCode::UnknownTarget, reason));
+            }
+            Decision::Denied { reason } => {
+                return Err(Failure::new(ErrorCode::NotPermitted, reason));
+            }
+        }
+    }
+    let _claim = if params.is_mutating() {
+        Some(agent.claim(&targets).ok_or_else(|| {
+            Failure::new(
+                ErrorCode::Busy,
+                format!(
+                    "another command is changing {} right now; try again when it is done",
+                    targets.join(", ")
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let docker = &agent.docker;
+    let grace = agent.config.stop_grace();
+    match params {
+        Params::Start => {
+            for t in &targets {
+                docker.start(t)?;
+            }
+            Ok(json!(targets))
+        }
+        Params::Stop => {
+            for t in &targets {
+                docker.stop(t, grace)?;
+            }
+            Ok(json!(targets))
+        }
+        Params::Restart => {
+            docker.restart(&targets[0], grace)?;
+            Ok(json!(format!("{} restarted", targets[0])))
+        }
+        Params::Logs { lines } => {
+            let logs = docker.logs(&targets[0], lines as usize, true)?;
+            Ok(Value::String(merge_log_streams(&logs.stdout, &logs.stderr)))
+        }
+        Params::Status => status(agent, &targets),
+        Params::Exec { .. } => {
+            let argv = exec_argv.unwrap_or_default();
+            let output = docker.exec(&targets[0], &argv, agent.docker_timeout())?;
+            Ok(json!({
+                "exit_code": output.exit_code,
+                "stdout": output.stdout,
+                "stderr": output.stderr,
+                "truncated": output.truncated,
+            }))
+        }
+        Params::Payout => payout(agent, &targets[0]),
+        _ => Err(Failure::new(
+            ErrorCode::UnknownCommand,
+            format!("{} is not implemented yet", command.as_str()),
+        )),
+    }
+}
+
+/// The containers a command acts on: `all` means every managed container.
+fn resolve_targets(
+    agent: &Agent,
+    command: CommandName,
+    target: &str,
+) -> Result<Vec<String>, Failure> {
+    if target == "all" {
+        if !command.allows_all_target() {
+            return Err(Failure::new(
+                ErrorCode::InvalidParams,
+                format!("{} takes one container, not all", command.as_str()),
+            ));
+        }
+        let managed = agent.managed_containers()?;
+        if managed.is_empty() {
+            return Err(Failure::new(
+                ErrorCode::UnknownTarget,
+                "this agent manages no container right now",
+            ));
+        }
+        return Ok(managed);
+    }
+    crate::docker::validate_container_name(target)
+        .map_err(|e| Failure::new(ErrorCode::UnknownTarget, e.to_string()))?;
+    if !agent.config.policy.manages(target) {
+        return Err(Failure::new(
+            ErrorCode::UnknownTarget,
+            format!("{target} is not a container this agent manages (policy.containers)"),
+        ));
+    }
+    Ok(vec![target.to_string()])
+}
+
+fn status(agent: &Agent, targets: &[String]) -> Result<Value, Failure> {
+    let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let inspected = agent.docker.inspect(&names)?;
+    let rows: Vec<Value> = inspected
+        .iter()
+        .map(|c| {
+            let uptime_s = super::stats::uptime_s(c, now_ms());
+            json!({
+                "name": c.name,
+                "state": c.state.status,
+                "health": c.state.health,
+                "uptime_s": uptime_s,
+                "image": c.image,
+                "restart_count": c.restart_count,
+            })
+        })
+        .collect();
+    Ok(json!({ "containers": rows }))
+}
+
+fn payout(agent: &Agent, container: &str) -> Result<Value, Failure> {
+    let Some(payout) = agent.config.policy.payout() else {
+        return Err(Failure::new(
+            ErrorCode::NotPermitted,
+            "no payout script is configured (policy.payout.script)",
+        ));
+    };
+    let limits = Limits {
+        timeout: payout.timeout(),
+        cap: crate::docker::DEFAULT_OUTPUT_CAP,
+        keep: Keep::Head,
+    };
+    let script = payout.script();
+    let captured = crate::process::run(script.as_os_str(), &[container.to_string()], &limits)
+        .map_err(|e| match e {
+            RunError::TimedOut => Failure::new(
+                ErrorCode::Timeout,
+                format!(
+                    "the payout script {} did not finish within {} s and was killed",
+                    script.display(),
+                    payout.timeout().as_secs()
+                ),
+            ),
+            RunError::Spawn(e) => Failure::new(
+                ErrorCode::Internal,
+                format!("cannot run the payout script {}: {e}", script.display()),
+            ),
+            RunError::Io(e) => Failure::new(
+                ErrorCode::Internal,
+                format!("payout script {}: {e}", script.display()),
+            ),
+        })?;
+    let mut text = String::from_utf8_lossy(&captured.stdout.bytes).into_owned();
+    text.push_str(&String::from_utf8_lossy(&captured.stderr.bytes));
+    if captured.stdout.truncated || captured.stderr.truncated {
+        text.push_str("\n[output truncated]");
+    }
+    if !captured.status.success() {
+        return Err(Failure::new(
+            ErrorCode::Internal,
+            format!(
+                "the payout script exited with {}: {}",
+                captured.status,
+                text.trim()
+            ),
+        ));
+    }
+    Ok(Value::String(text))
+}
+
+/// `docker logs --timestamps` gives the container's stdout and stderr apart
+/// (a Substrate node logs to stderr). Docker's timestamps are fixed-width
+/// RFC 3339, so sorting by them restores the order; they are then dropped,
+/// since the node prints its own.
+fn merge_log_streams(stdout: &str, stderr: &str) -> String {
+    let mut lines: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    lines.sort_by_key(|l| l.split_once(' ').map(|(ts, _)| ts).unwrap_or(""));
+    lines
+        .iter()
+        .map(|l| l.split_once(' ').map(|(_, rest)| rest).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_streams_merge_in_time_order() {
+        let out = "2024-01-08T14:30:00.000000001Z a\n2024-01-08T14:30:00.000000003Z c\n";
+        let err = "2024-01-08T14:30:00.000000002Z b\n";
+        assert_eq!(super::merge_log_streams(out, err), "a\nb\nc");
+    }
+}

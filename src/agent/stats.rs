@@ -1,0 +1,111 @@
+//! The `stats` report, sent every interval while connected: each managed
+//! container's state and resource use, plus a few host facts.
+use super::Agent;
+use crate::protocol::{Message, now_ms};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::thread;
+
+pub fn spawn(agent: Arc<Agent>) {
+    thread::Builder::new()
+        .name("stats".into())
+        .spawn(move || {
+            loop {
+                thread::sleep(agent.config.stats_interval);
+                if agent.is_connected() {
+                    let report = collect(&agent);
+                    agent.send(&Message::Stats(report));
+                }
+            }
+        })
+        .expect("spawn stats thread");
+}
+
+fn host_facts() -> Value {
+    let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|v| v * 1024)
+    };
+    json!({
+        "load": load,
+        "mem_total_bytes": kib("MemTotal:"),
+        "mem_available_bytes": kib("MemAvailable:"),
+    })
+}
+
+pub fn collect(agent: &Agent) -> Map<String, Value> {
+    let mut report = Map::new();
+    report.insert("timestamp".into(), json!(now_ms()));
+    let mut host = host_facts();
+    host["name"] = json!(agent.config.host_name);
+    report.insert("host".into(), host);
+    let containers = match container_rows(agent) {
+        Ok(rows) => rows,
+        Err(e) => {
+            report.insert("error".into(), json!(e.to_string()));
+            Vec::new()
+        }
+    };
+    report.insert("containers".into(), Value::Array(containers));
+    report.insert("nodes".into(), json!({}));
+    report
+}
+
+fn container_rows(agent: &Agent) -> Result<Vec<Value>, crate::docker::DockerError> {
+    let names = agent.managed_containers()?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let inspected = agent.docker.inspect(&refs)?;
+    let running: Vec<&str> = inspected
+        .iter()
+        .filter(|c| c.state.running)
+        .map(|c| c.name.as_str())
+        .collect();
+    // Resource use is best effort: a container may stop between the calls.
+    let usage = if running.is_empty() {
+        Vec::new()
+    } else {
+        agent.docker.stats(&running).unwrap_or_default()
+    };
+    Ok(inspected
+        .iter()
+        .map(|c| {
+            let u = usage.iter().find(|u| u.name == c.name);
+            json!({
+                "name": c.name,
+                "state": c.state.status,
+                "health": c.state.health,
+                "started_at": c.state.started_at,
+                "uptime_s": uptime_s(c, now_ms()),
+                "restart_count": c.restart_count,
+                "image": c.image,
+                "cpu_percent": u.map(|u| u.cpu_percent),
+                "mem_used_bytes": u.map(|u| u.mem_used_bytes),
+                "mem_limit_bytes": u.map(|u| u.mem_limit_bytes),
+            })
+        })
+        .collect())
+}
+
+/// Seconds since the container started, if it is running.
+pub fn uptime_s(c: &crate::docker::ContainerInspect, now_ms: i64) -> Option<i64> {
+    if !c.state.running {
+        return None;
+    }
+    c.state
+        .started_at_ms()
+        .map(|started| (now_ms - started).max(0) / 1000)
+}

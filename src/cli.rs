@@ -1,0 +1,367 @@
+//! Command-line parsing: raw arguments into one plain [`Cli`] value.
+//! Validation that needs files (tokens, config) happens later, in one place
+//! per subcommand.
+use crate::agent::config::AgentArgs;
+use crate::server::ServerConfig;
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+warden: run a fleet of Substrate validator nodes (Docker containers) from one place
+
+USAGE:
+    warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
+                  [--heartbeat-s N] [--max-frame-bytes N]
+    warden agent  --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
+                  [--config FILE] [--ca-file PEM] [--state-dir DIR]
+    warden token add <agent id> [--data-dir DIR]
+    warden token remove <agent id> [--data-dir DIR]
+    warden token list [--data-dir DIR]
+    warden help [COMMAND] | --help | --version
+
+Start here:
+    warden token add host1 > host1.token          # on the server host
+    warden server                                   # then type `help` at its prompt
+    warden agent --server ws://SERVER:7443/agent --agent-id host1 --token-file host1.token
+
+The server's data dir defaults to ~/.warden/server, the agent's state dir to
+~/.warden/agent. Run `warden help server` (or agent, token) for details.
+";
+
+const SERVER_HELP: &str = "\
+warden server: hold the agents' connections and drive them from stdin
+
+USAGE:
+    warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
+                  [--heartbeat-s N] [--max-frame-bytes N]
+
+OPTIONS:
+    --listen ADDR:PORT     where agents connect (default 127.0.0.1:7443; port 0 picks a
+                           free port). The first line on stdout is the bound address.
+    --data-dir DIR         agent registry, command history, audit log (default ~/.warden/server)
+    --tls-cert PEM         certificate chain; with --tls-key, agents must use wss://
+    --tls-key PEM          the certificate's private key
+    --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
+    --max-frame-bytes N    largest message accepted (default 1048576)
+
+Operator commands are read from stdin, one per line; type `help` at the prompt.
+End of input does not stop the server (under systemd there is no terminal): `quit` does.
+";
+
+const AGENT_HELP: &str = "\
+warden agent: run on a validator host; report to the server and run its commands
+
+USAGE:
+    warden agent --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
+                 [--config FILE] [--ca-file PEM] [--state-dir DIR]
+
+OPTIONS:
+    --server URL       the server's agent endpoint, ws:// or wss://
+    --agent-id ID      this agent's id, as registered with `warden token add ID`
+    --token-file FILE  file holding the token `warden token add` printed (keep it 0600)
+    --config FILE      JSON settings and policy: which containers it manages and which
+                       commands it permits (see docs/policy.md); defaults are safe:
+                       no exec, no payout, containers named 3node* or node*
+    --ca-file PEM      trust only these CA certificates for wss:// (a private CA)
+    --state-dir DIR    ledger of commands and unacknowledged messages (default ~/.warden/agent)
+
+The agent reconnects forever with exponential backoff; nothing it must deliver
+is lost while it is disconnected or restarted.
+";
+
+const TOKEN_HELP: &str = "\
+warden token: manage the agents allowed to connect
+
+USAGE:
+    warden token add <agent id> [--data-dir DIR]      print a new token for the agent (replaces an old one)
+    warden token remove <agent id> [--data-dir DIR]   forget the agent; a running server cuts it off
+    warden token list [--data-dir DIR]                registered agent ids
+
+The token is printed once, alone on one line; only its SHA-256 is stored.
+A running server with the same --data-dir picks changes up within a second.
+";
+
+#[derive(Debug, PartialEq)]
+pub enum TokenAction {
+    Add(String),
+    Remove(String),
+    List,
+}
+
+#[derive(Debug)]
+pub enum Cli {
+    Help(&'static str),
+    Version,
+    Server(ServerConfig),
+    Agent(AgentArgs),
+    Token {
+        action: TokenAction,
+        data_dir: PathBuf,
+    },
+}
+
+pub fn default_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib"))
+        .join(".warden")
+}
+
+pub fn default_server_dir() -> PathBuf {
+    default_home().join("server")
+}
+
+fn help_for(topic: &str) -> Result<&'static str, lexopt::Error> {
+    match topic {
+        "server" => Ok(SERVER_HELP),
+        "agent" => Ok(AGENT_HELP),
+        "token" => Ok(TOKEN_HELP),
+        other => Err(format!("no help on {other:?}: try server, agent or token").into()),
+    }
+}
+
+pub fn parse_args<I>(args: I) -> Result<Cli, lexopt::Error>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    let mut parser = lexopt::Parser::from_iter(
+        std::iter::once(OsString::from("warden")).chain(args.into_iter().map(Into::into)),
+    );
+    let Some(arg) = parser.next()? else {
+        return Ok(Cli::Help(USAGE));
+    };
+    match arg {
+        Short('h') | Long("help") => Ok(Cli::Help(USAGE)),
+        Short('V') | Long("version") => Ok(Cli::Version),
+        Value(word) => match word.string()?.as_str() {
+            "help" => match parser.next()? {
+                Some(Value(topic)) => Ok(Cli::Help(help_for(&topic.string()?)?)),
+                Some(other) => Err(other.unexpected()),
+                None => Ok(Cli::Help(USAGE)),
+            },
+            "server" => parse_server(&mut parser),
+            "agent" => parse_agent(&mut parser),
+            "token" => parse_token(&mut parser),
+            other => Err(format!(
+                "unknown subcommand {other:?}: use server, agent or token (see warden --help)"
+            )
+            .into()),
+        },
+        other => Err(other.unexpected()),
+    }
+}
+
+fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut config = ServerConfig {
+        listen: crate::server::DEFAULT_LISTEN.into(),
+        data_dir: default_server_dir(),
+        tls_cert: None,
+        tls_key: None,
+        heartbeat_s: crate::server::DEFAULT_HEARTBEAT_S,
+        max_message_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Cli::Help(SERVER_HELP)),
+            Long("listen") => config.listen = parser.value()?.string()?,
+            Long("data-dir") => config.data_dir = parser.value()?.into(),
+            Long("tls-cert") => config.tls_cert = Some(parser.value()?.into()),
+            Long("tls-key") => config.tls_key = Some(parser.value()?.into()),
+            Long("heartbeat-s") => {
+                config.heartbeat_s = parser.value()?.parse()?;
+                if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {
+                    return Err("--heartbeat-s must be between 1 and 3600".into());
+                }
+            }
+            Long("max-frame-bytes") => {
+                config.max_message_bytes = parser.value()?.parse()?;
+                if config.max_message_bytes < 1024 {
+                    return Err("--max-frame-bytes must be at least 1024".into());
+                }
+            }
+            other => return Err(other.unexpected()),
+        }
+    }
+    if config.tls_cert.is_some() != config.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    Ok(Cli::Server(config))
+}
+
+fn parse_agent(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = AgentArgs::default();
+    let mut token_file = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Cli::Help(AGENT_HELP)),
+            Long("server") => args.server_url = parser.value()?.string()?,
+            Long("agent-id") => args.agent_id = parser.value()?.string()?,
+            Long("token-file") => token_file = Some(PathBuf::from(parser.value()?)),
+            Long("config") => args.config_file = Some(parser.value()?.into()),
+            Long("ca-file") => args.ca_file = Some(parser.value()?.into()),
+            Long("state-dir") => args.state_dir = Some(parser.value()?.into()),
+            Long("token") => {
+                return Err(
+                    "--token is not accepted: a token on the command line shows in `ps`; \
+                            put it in a file and use --token-file"
+                        .into(),
+                );
+            }
+            other => return Err(other.unexpected()),
+        }
+    }
+    for (given, flag) in [
+        (!args.server_url.is_empty(), "--server"),
+        (!args.agent_id.is_empty(), "--agent-id"),
+        (token_file.is_some(), "--token-file"),
+    ] {
+        if !given {
+            return Err(format!("warden agent needs {flag} (see warden help agent)").into());
+        }
+    }
+    args.token_file = token_file.unwrap_or_default();
+    Ok(Cli::Agent(args))
+}
+
+fn parse_token(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut data_dir = default_server_dir();
+    let mut words = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Cli::Help(TOKEN_HELP)),
+            Long("data-dir") => data_dir = parser.value()?.into(),
+            Value(v) => words.push(v.string()?),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let action =
+        match words
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["add", id] => TokenAction::Add(id.to_string()),
+            ["remove", id] => TokenAction::Remove(id.to_string()),
+            ["list"] => TokenAction::List,
+            _ => return Err(
+                "usage: warden token add|remove <agent id> | warden token list [--data-dir DIR]"
+                    .into(),
+            ),
+        };
+    Ok(Cli::Token { action, data_dir })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        parse_args(args.iter().copied()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn server_flags() {
+        let Cli::Server(c) = parse(&[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/d",
+            "--heartbeat-s",
+            "2",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                c.listen.as_str(),
+                c.data_dir.to_str().unwrap(),
+                c.heartbeat_s
+            ),
+            ("127.0.0.1:0", "/tmp/d", 2)
+        );
+        let Cli::Server(c) = parse(&["server"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.listen, "127.0.0.1:7443");
+        assert!(
+            parse(&["server", "--tls-cert", "a.pem"])
+                .unwrap_err()
+                .contains("go together")
+        );
+        assert!(parse(&["server", "--heartbeat-s", "0"]).is_err());
+        assert!(
+            parse(&["server", "--bogus"])
+                .unwrap_err()
+                .contains("--bogus")
+        );
+    }
+
+    #[test]
+    fn agent_flags() {
+        let Cli::Agent(a) = parse(&[
+            "agent",
+            "--server",
+            "ws://h:1/agent",
+            "--agent-id",
+            "a1",
+            "--token-file",
+            "t",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                a.server_url.as_str(),
+                a.agent_id.as_str(),
+                a.token_file.to_str().unwrap()
+            ),
+            ("ws://h:1/agent", "a1", "t")
+        );
+        assert!(
+            parse(&["agent", "--agent-id", "a1", "--token-file", "t"])
+                .unwrap_err()
+                .contains("--server")
+        );
+        assert!(
+            parse(&["agent", "--token", "x"])
+                .unwrap_err()
+                .contains("--token-file")
+        );
+    }
+
+    #[test]
+    fn token_forms() {
+        let Cli::Token { action, data_dir } =
+            parse(&["token", "add", "host1", "--data-dir", "/d"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (action, data_dir.to_str().unwrap()),
+            (TokenAction::Add("host1".into()), "/d")
+        );
+        assert!(matches!(
+            parse(&["token", "list"]).unwrap(),
+            Cli::Token {
+                action: TokenAction::List,
+                ..
+            }
+        ));
+        assert!(parse(&["token", "add"]).is_err());
+        assert!(
+            parse(&["frobnicate"])
+                .unwrap_err()
+                .contains("unknown subcommand")
+        );
+        assert!(matches!(parse(&[]).unwrap(), Cli::Help(_)));
+        assert!(
+            matches!(parse(&["help", "agent"]).unwrap(), Cli::Help(h) if h.contains("--token-file"))
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! The server's side of one agent connection: upgrade and token check,
+//! `hello`, then reading frames until the connection ends. Stateless work
+//! (pings, heartbeats, envelope errors, stats acks) is answered here; the rest
+//! goes to the hub.
+use super::tokens::TokenStore;
+use super::{HubEvent, Session};
+use crate::protocol::{
+    self, ErrorBody, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms,
+};
+use crate::transport::{self, Connection, Incoming, ReadOutcome};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread;
+use std::time::{Duration, Instant};
+use tungstenite::handshake::server::{ErrorResponse, Request};
+use tungstenite::http;
+
+pub struct ConnShared {
+    pub tokens: TokenStore,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub heartbeat: Duration,
+    pub heartbeat_s: u64,
+    pub max_message_bytes: usize,
+    pub hub: Sender<HubEvent>,
+    pub next_conn_id: AtomicU64,
+}
+
+pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
+    for stream in listener.incoming() {
+        let socket = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                crate::log::error(&format!("accept failed: {e}"));
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let name = socket
+            .peer_addr()
+            .map(|p| format!("conn-{p}"))
+            .unwrap_or_else(|_| "conn".into());
+        let spawned = thread::Builder::new()
+            .name(name)
+            .spawn(move || serve(socket, shared));
+        if let Err(e) = spawned {
+            crate::log::error(&format!("cannot start a connection thread: {e}"));
+        }
+    }
+}
+
+struct Authorized {
+    agent_id: String,
+    token_sha256: String,
+}
+
+fn http_error(status: u16, body: &str) -> ErrorResponse {
+    let mut response = http::Response::new(Some(body.to_string()));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    response
+}
+
+/// Why an upgrade was refused: the HTTP answer, and a reason for the audit log.
+struct Refusal {
+    status: u16,
+    body: &'static str,
+    reason: String,
+}
+
+fn refusal(status: u16, body: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        body,
+        reason: reason.into(),
+    }
+}
+
+/// Path first (404 before any token check), then the bearer token.
+fn authorize(request: &Request, tokens: &TokenStore) -> Result<Authorized, Refusal> {
+    if request.uri().path() != "/agent" {
+        return Err(refusal(
+            404,
+            "not found: agents connect to /agent\n",
+            "wrong path",
+        ));
+    }
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+        return Err(refusal(
+            401,
+            "unauthorized: send Authorization: Bearer <token>\n",
+            "no token",
+        ));
+    };
+    let registry = tokens.load().map_err(|e| {
+        refusal(
+            500,
+            "the server cannot read its agent registry\n",
+            e.to_string(),
+        )
+    })?;
+    match registry.authenticate(presented) {
+        Some(agent_id) => {
+            let token_sha256 = registry.agents[&agent_id].token_sha256.clone();
+            Ok(Authorized {
+                agent_id,
+                token_sha256,
+            })
+        }
+        None => Err(refusal(401, "unauthorized: unknown token\n", "wrong token")),
+    }
+}
+
+fn send(conn: &Connection, message: &Message) -> bool {
+    conn.send_text(&message.to_json()).is_ok()
+}
+
+fn send_error(
+    conn: &Connection,
+    code: ErrorCode,
+    message: String,
+    reference: Option<String>,
+) -> bool {
+    send(
+        conn,
+        &Message::Error(ErrorBody {
+            code,
+            message,
+            reference,
+        }),
+    )
+}
+
+fn refuse(conn: &Connection, code: ErrorCode, why: &str) {
+    send_error(conn, code, why.to_string(), None);
+    conn.close(close_code::POLICY, why);
+}
+
+// tungstenite's callback type fixes the size of the error response.
+#[allow(clippy::result_large_err)]
+fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
+    let peer = socket
+        .peer_addr()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(protocol::HELLO_TIMEOUT_S);
+    let mut refused_because = None;
+    let accepted = transport::accept(
+        socket,
+        shared.tls.as_ref(),
+        shared.max_message_bytes,
+        deadline,
+        |request| {
+            authorize(request, &shared.tokens).map_err(|r| {
+                refused_because = Some(r.reason);
+                http_error(r.status, r.body)
+            })
+        },
+    );
+    let (conn, auth) = match accepted {
+        Ok(ok) => ok,
+        Err(e) => {
+            let reason = refused_because.unwrap_or_else(|| e.to_string());
+            let _ = shared.hub.send(HubEvent::Refused {
+                peer,
+                agent: None,
+                reason,
+            });
+            return;
+        }
+    };
+    let Some(hello) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
+        return;
+    };
+    let session = Arc::new(Session {
+        agent_id: auth.agent_id.clone(),
+        conn_id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),
+        conn,
+        hello,
+        connected_ms: now_ms(),
+        last_seen_ms: AtomicI64::new(now_ms()),
+        token_sha256: auth.token_sha256,
+    });
+    if shared
+        .hub
+        .send(HubEvent::Connected(session.clone()))
+        .is_err()
+    {
+        return;
+    }
+    let reason = read_loop(&session, &shared);
+    session.conn.abort();
+    let _ = shared.hub.send(HubEvent::Disconnected {
+        agent: session.agent_id.clone(),
+        conn_id: session.conn_id,
+        reason,
+    });
+}
+
+/// The first frame must be a valid `hello` for the token's agent, within
+/// the hello timeout; anything else is answered with an error and 1008.
+fn await_hello(
+    conn: &Connection,
+    auth: &Authorized,
+    deadline: Instant,
+    shared: &ConnShared,
+    peer: &str,
+) -> Option<protocol::Hello> {
+    let mut buf = Connection::read_buffer();
+    let refused = |reason: String| {
+        let _ = shared.hub.send(HubEvent::Refused {
+            peer: peer.to_string(),
+            agent: Some(auth.agent_id.clone()),
+            reason,
+        });
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.set_read_timeout(left).is_err() {
+            refuse(
+                conn,
+                ErrorCode::BadRequest,
+                "no hello within 10 s of the upgrade",
+            );
+            refused("no hello in time".into());
+            return None;
+        }
+        let frames = match conn.read_batch(&mut buf) {
+            ReadOutcome::Idle => continue,
+            ReadOutcome::Frames(f) => f,
+        };
+        for frame in frames {
+            let text = match frame {
+                Incoming::Control => continue,
+                Incoming::Closed => return None,
+                Incoming::TooBig => {
+                    conn.close(close_code::TOO_BIG, "message too big");
+                    return None;
+                }
+                Incoming::Binary => {
+                    refuse(
+                        conn,
+                        ErrorCode::BadRequest,
+                        "the first frame must be a hello text frame",
+                    );
+                    refused("binary first frame".into());
+                    return None;
+                }
+                Incoming::Text(t) => t,
+            };
+            let why = match Message::parse(&text) {
+                Ok(Message::Hello(hello)) if hello.protocol != protocol::PROTOCOL_VERSION => (
+                    ErrorCode::BadRequest,
+                    format!(
+                        "protocol {} is not supported; this server speaks 1",
+                        hello.protocol
+                    ),
+                ),
+                Ok(Message::Hello(hello)) if hello.agent_id != auth.agent_id => (
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "hello says agent {:?} but the token belongs to another agent",
+                        hello.agent_id
+                    ),
+                ),
+                Ok(Message::Hello(hello)) => return Some(hello),
+                Ok(other) => (
+                    ErrorCode::BadRequest,
+                    format!("the first frame must be hello, not {}", other.type_name()),
+                ),
+                Err(rejection) => (
+                    ErrorCode::BadRequest,
+                    format!("the first frame must be hello: {}", rejection.message),
+                ),
+            };
+            refuse(conn, why.0, &why.1);
+            refused(why.1);
+            return None;
+        }
+    }
+}
+
+/// Read frames until the connection ends; returns why it ended.
+fn read_loop(session: &Session, shared: &ConnShared) -> String {
+    let conn = &session.conn;
+    let heartbeat = shared.heartbeat;
+    if conn.set_read_timeout(heartbeat).is_err() {
+        return "socket error".into();
+    }
+    let mut buf = Connection::read_buffer();
+    let mut last_data = Instant::now();
+    let mut last_ping = Instant::now();
+    loop {
+        if let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) {
+            for frame in frames {
+                match frame {
+                    Incoming::Control => {}
+                    Incoming::Closed => return "connection closed".into(),
+                    Incoming::TooBig => {
+                        conn.close(close_code::TOO_BIG, "message too big");
+                        return "sent a message over the size limit".into();
+                    }
+                    Incoming::Binary => {
+                        last_data = Instant::now();
+                        send_error(
+                            conn,
+                            ErrorCode::BadRequest,
+                            "binary frames are not part of protocol 1".into(),
+                            None,
+                        );
+                    }
+                    Incoming::Text(text) => {
+                        last_data = Instant::now();
+                        session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+                        handle_text(session, shared, &text);
+                    }
+                }
+            }
+        }
+        if last_ping.elapsed() >= heartbeat {
+            last_ping = Instant::now();
+            send(
+                conn,
+                &Message::Ping(Timestamp {
+                    timestamp: now_ms(),
+                }),
+            );
+        }
+        if last_data.elapsed() >= heartbeat * 3 {
+            conn.close(close_code::GOING_AWAY, "heartbeat timeout");
+            return format!("silent for {} s", shared.heartbeat_s * 3);
+        }
+    }
+}
+
+fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
+    let conn = &session.conn;
+    let message = match Message::parse(text) {
+        Ok(m) => m,
+        Err(Rejection {
+            code,
+            message,
+            reference,
+        }) => {
+            send_error(conn, code, message, reference);
+            return;
+        }
+    };
+    let forward = |message: Message| {
+        let _ = shared.hub.send(HubEvent::Message {
+            agent: session.agent_id.clone(),
+            conn_id: session.conn_id,
+            message,
+        });
+    };
+    match message {
+        Message::Ping(t) => {
+            send(conn, &Message::Pong(t));
+        }
+        Message::Pong(_) => {}
+        Message::Stats(ref data) | Message::Summary(ref data) => {
+            let timestamp = data.get("timestamp").and_then(|t| t.as_i64());
+            let Some(timestamp) = timestamp else {
+                send_error(
+                    conn,
+                    ErrorCode::BadRequest,
+                    format!("{} needs an integer timestamp", message.type_name()),
+                    None,
+                );
+                return;
+            };
+            let ack = match message {
+                Message::Stats(_) => Message::StatsAck(Timestamp { timestamp }),
+                _ => Message::SummaryAck(Timestamp { timestamp }),
+            };
+            send(conn, &ack);
+            forward(message);
+        }
+        Message::CommandResponse(_) | Message::Event(_) => forward(message),
+        // Nobody answers an error with an error.
+        Message::Error(body) => crate::log::warn(&format!(
+            "{} reported an error: {} {}",
+            session.agent_id, body.code, body.message
+        )),
+        Message::Hello(_) => {
+            send_error(
+                conn,
+                ErrorCode::BadRequest,
+                "hello was already accepted on this connection".into(),
+                None,
+            );
+        }
+        other => {
+            let reference = match &other {
+                Message::CommandAck(r) => Some(r.id.clone()),
+                _ => None,
+            };
+            send_error(
+                conn,
+                ErrorCode::BadRequest,
+                format!("agents do not send {}", other.type_name()),
+                reference,
+            );
+        }
+    }
+}

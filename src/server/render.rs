@@ -1,0 +1,260 @@
+//! How results look to the operator: every line tagged with agent and
+//! command id, a table for `status`, the plain text for `logs` and `exec`.
+use super::store::CommandRecord;
+use crate::protocol::{CommandResponse, CommandStatus, Event};
+use serde_json::Value;
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    if i + 1 == row.len() {
+                        cell.clone()
+                    } else {
+                        format!("{cell:<width$}", width = widths[i])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The body of a completed command's result, readable by a person.
+pub fn result_body(command: &str, result: &Value) -> String {
+    match (command, result) {
+        ("status", Value::Object(map)) if map.get("containers").is_some_and(Value::is_array) => {
+            let mut rows = vec![vec![
+                "NAME".to_string(),
+                "STATE".into(),
+                "HEALTH".into(),
+                "UPTIME".into(),
+                "RESTARTS".into(),
+                "IMAGE".into(),
+            ]];
+            for c in map["containers"].as_array().into_iter().flatten() {
+                let field = |k: &str| c.get(k).map(text_of).unwrap_or_else(|| "-".into());
+                let uptime = c
+                    .get("uptime_s")
+                    .and_then(Value::as_i64)
+                    .map(|s| super::format_age(s * 1000))
+                    .unwrap_or_else(|| "-".into());
+                let health = c
+                    .get("health")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string();
+                rows.push(vec![
+                    field("name"),
+                    field("state"),
+                    health,
+                    uptime,
+                    field("restart_count"),
+                    field("image"),
+                ]);
+            }
+            table(&rows)
+        }
+        ("logs", Value::Object(map)) => {
+            let mut text = map.get("text").map(text_of).unwrap_or_default();
+            if map.get("truncated").and_then(Value::as_bool) == Some(true) {
+                text.push_str("\n[output truncated by the agent]");
+            }
+            text
+        }
+        ("exec", Value::Object(map)) => {
+            let mut parts = vec![format!(
+                "exit code {}",
+                map.get("exit_code").map(text_of).unwrap_or_default()
+            )];
+            for stream in ["stdout", "stderr"] {
+                let text = map.get(stream).map(text_of).unwrap_or_default();
+                if !text.is_empty() {
+                    parts.push(format!("{stream}:\n{}", indent(text.trim_end())));
+                }
+            }
+            parts.join("\n")
+        }
+        (_, Value::String(s)) => s.trim_end().to_string(),
+        (_, Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        (_, other) => serde_json::to_string_pretty(other).unwrap_or_default(),
+    }
+}
+
+pub fn response(agent: &str, command: &str, target: &str, response: &CommandResponse) -> String {
+    let head = format!("[{agent} {}] {command} {target}", response.id);
+    match response.status {
+        CommandStatus::Failed => format!(
+            "{head} failed ({}): {}",
+            response.code.map(|c| c.as_str()).unwrap_or("internal"),
+            response.error.as_deref().unwrap_or("no reason given")
+        ),
+        _ => {
+            let body = result_body(command, response.result.as_ref().unwrap_or(&Value::Null));
+            if body.contains('\n') || body.len() > 60 {
+                format!("{head} completed:\n{body}")
+            } else {
+                format!("{head} completed: {body}")
+            }
+        }
+    }
+}
+
+pub fn event(agent: &str, event: &Event) -> String {
+    let mut fields: Vec<String> = event
+        .data
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "event_id" | "timestamp" | "keys" | "session_key"
+            )
+        })
+        .map(|(k, v)| format!("{k}={}", text_of(v)))
+        .collect();
+    fields.sort();
+    format!("[{agent}] {} {}", event.kind.as_str(), fields.join(" "))
+}
+
+pub fn show(record: &CommandRecord) -> String {
+    let params = if record.params.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", Value::Object(record.params.clone()))
+    };
+    let mut lines = vec![format!(
+        "{} {} {} {}{params} (issued {} by {})",
+        record.id,
+        record.agent,
+        record.command,
+        record.target,
+        crate::log::format_utc(record.issued_ms / 1000),
+        record.by
+    )];
+    match &record.outcome {
+        None => lines.push(format!(
+            "status: {} (no terminal response yet)",
+            record.progress.map(|p| p.as_str()).unwrap_or("sent")
+        )),
+        Some(o) if o.status == CommandStatus::Failed => lines.push(format!(
+            "status: failed ({}): {}",
+            o.code.map(|c| c.as_str()).unwrap_or("internal"),
+            o.error.as_deref().unwrap_or("")
+        )),
+        Some(o) => {
+            lines.push("status: completed".into());
+            lines.push(result_body(
+                &record.command,
+                o.result.as_ref().unwrap_or(&Value::Null),
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+pub fn history(records: &[&CommandRecord]) -> String {
+    if records.is_empty() {
+        return "no commands yet".into();
+    }
+    let mut rows = vec![vec![
+        "ISSUED".to_string(),
+        "ID".into(),
+        "AGENT".into(),
+        "COMMAND".into(),
+        "TARGET".into(),
+        "OUTCOME".into(),
+    ]];
+    for r in records {
+        let outcome = match &r.outcome {
+            None => r
+                .progress
+                .map(|p| p.as_str())
+                .unwrap_or("pending")
+                .to_string(),
+            Some(o) => match o.code {
+                Some(code) => format!("{} ({code})", o.status.as_str()),
+                None => o.status.as_str().to_string(),
+            },
+        };
+        rows.push(vec![
+            crate::log::format_utc(r.issued_ms / 1000),
+            r.id.clone(),
+            r.agent.clone(),
+            r.command.clone(),
+            r.target.clone(),
+            outcome,
+        ]);
+    }
+    table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_renders_as_a_table() {
+        let result = json!({"containers": [
+            {"name": "3node0", "state": "running", "health": null, "uptime_s": 125, "restart_count": 0, "image": "warden-testnode"},
+            {"name": "3node1", "state": "exited", "uptime_s": null, "restart_count": 2, "image": "warden-testnode"}
+        ]});
+        let text = result_body("status", &result);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "NAME    STATE    HEALTH  UPTIME  RESTARTS  IMAGE");
+        assert_eq!(
+            lines[1],
+            "3node0  running  -       2m05s   0         warden-testnode"
+        );
+        assert_eq!(
+            lines[2],
+            "3node1  exited   -       -       2         warden-testnode"
+        );
+    }
+
+    #[test]
+    fn failures_name_their_code() {
+        let r = CommandResponse::failed(
+            "c1",
+            crate::protocol::ErrorCode::Busy,
+            "stop is running on 3node0",
+        );
+        assert_eq!(
+            response("h", "stop", "3node0", &r),
+            "[h c1] stop 3node0 failed (busy): stop is running on 3node0"
+        );
+    }
+}
