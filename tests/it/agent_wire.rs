@@ -1,0 +1,305 @@
+//! The agent against a raw server played by the test: what it sends (hello,
+//! stats) and how it treats what a server may send (duplicate ids, bad
+//! commands, acks), including across its own restart.
+use crate::support::*;
+use serde_json::{Value, json};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+struct RawServer {
+    listener: TcpListener,
+    token: String,
+}
+
+type Ws = WebSocket<TcpStream>;
+
+impl RawServer {
+    fn new() -> RawServer {
+        RawServer {
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            token: unique("tok"),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/agent", self.listener.local_addr().unwrap())
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Accept the agent's next connection, check its token, read its hello
+    /// and welcome it.
+    fn accept(&self) -> (Ws, Value) {
+        self.listener.set_nonblocking(false).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let (stream, _) = loop {
+            self.listener.set_nonblocking(true).unwrap();
+            match self.listener.accept() {
+                Ok(s) => break s,
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "the agent never connected");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let expected = format!("Bearer {}", self.token);
+        let mut ws = tungstenite::accept_hdr(
+            stream,
+            |req: &tungstenite::handshake::server::Request, resp| {
+                assert_eq!(req.uri().path(), "/agent");
+                assert_eq!(
+                    req.headers()
+                        .get("authorization")
+                        .unwrap()
+                        .to_str()
+                        .unwrap(),
+                    expected
+                );
+                Ok(resp)
+            },
+        )
+        .unwrap();
+        let hello = recv(&mut ws);
+        assert_eq!(hello["type"], "hello", "{hello}");
+        let agent_id = hello["data"]["agent_id"].clone();
+        send(
+            &mut ws,
+            json!({"type": "welcome", "data": {"agent_id": agent_id, "server_version": "test", "protocol": 1, "heartbeat_s": 30}}),
+        );
+        (ws, hello["data"].clone())
+    }
+}
+
+fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).unwrap();
+}
+
+fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame from the agent") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Close(f) => panic!("agent closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next frame of type `kind`, skipping others (stats, pings).
+fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = recv(ws);
+        if v["type"] == kind {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {kind} frame");
+    }
+}
+
+fn response_to(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let v = recv_type(ws, "command_response");
+        if v["data"]["id"] == id
+            && matches!(v["data"]["status"].as_str(), Some("completed" | "failed"))
+        {
+            return v["data"].clone();
+        }
+    }
+}
+
+fn command(id: &str, command: &str, target: &str, params: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    json!({"type": "command", "data": {"id": id, "command": command, "target": target, "params": params, "timestamp": now}})
+}
+
+fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Value) -> AgentProc {
+    let config = config_for(names, policy);
+    AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    )
+}
+
+#[test]
+fn hello_and_stats_describe_the_managed_containers() {
+    let n0 = Node::start("3node0");
+    let n1 = Node::start("3node1");
+    let _outsider = Node::start("3nodeX");
+    let dir = TempDir::new("aw");
+    let server = RawServer::new();
+    let _agent = start_agent(&dir, &server, &[&n0.name, &n1.name], json!({}));
+    let (mut ws, hello) = server.accept();
+    assert_eq!(hello["protocol"], 1);
+    let mut containers: Vec<String> = serde_json::from_value(hello["containers"].clone()).unwrap();
+    containers.sort();
+    let mut expected = vec![n0.name.clone(), n1.name.clone()];
+    expected.sort();
+    assert_eq!(containers, expected, "only what the policy manages");
+    let commands: Vec<String> = serde_json::from_value(hello["commands"].clone()).unwrap();
+    assert!(
+        commands.contains(&"stop".to_string()) && !commands.contains(&"exec".to_string()),
+        "{commands:?}"
+    );
+
+    let stats = recv_type(&mut ws, "stats")["data"].clone();
+    assert!(stats["timestamp"].is_i64());
+    assert!(stats["host"]["load"].is_array(), "{stats}");
+    let rows = stats["containers"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{stats}");
+    for row in rows {
+        assert_eq!(row["state"], "running", "{row}");
+        assert!(
+            row["started_at"].as_str().unwrap().starts_with("20"),
+            "{row}"
+        );
+        assert_eq!(row["restart_count"], 0);
+        assert!(row["cpu_percent"].is_number(), "{row}");
+        assert!(row["mem_used_bytes"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["uptime_s"].is_i64(), "{row}");
+    }
+}
+
+#[test]
+fn bad_commands_fail_with_the_right_code_and_change_nothing() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("aw");
+    let server = RawServer::new();
+    let _agent = start_agent(&dir, &server, &[&n0.name], json!({}));
+    let (mut ws, _) = server.accept();
+    let cases = [
+        (
+            command("c1", "frobnicate", &n0.name, json!({})),
+            "unknown_command",
+        ),
+        (command("c2", "stop", "../x", json!({})), "unknown_target"),
+        (
+            command("c3", "stop", "a;rm -rf /", json!({})),
+            "unknown_target",
+        ),
+        (
+            command("c4", "stop", "3nodeOther", json!({})),
+            "unknown_target",
+        ),
+        (
+            command("c5", "logs", &n0.name, json!({"lines": "many"})),
+            "invalid_params",
+        ),
+        (
+            command("c6", "logs", &n0.name, json!({"lines": 10001})),
+            "invalid_params",
+        ),
+        (
+            command("c7", "stop", &n0.name, json!({"force": true})),
+            "invalid_params",
+        ),
+        (
+            command("c8", "exec", &n0.name, json!({"command": "ls /"})),
+            "not_permitted",
+        ),
+        (command("c9", "restart", "all", json!({})), "invalid_params"),
+    ];
+    for (frame, code) in cases {
+        let id = frame["data"]["id"].as_str().unwrap().to_string();
+        send(&mut ws, frame);
+        let r = response_to(&mut ws, &id);
+        assert_eq!(
+            (r["status"].as_str(), r["code"].as_str()),
+            (Some("failed"), Some(code)),
+            "{id}: {r}"
+        );
+        assert!(!r["error"].as_str().unwrap().is_empty());
+    }
+    // An old command is refused, never run late.
+    let mut old = command("c10", "stop", &n0.name, json!({}));
+    old["data"]["timestamp"] = json!(1_000);
+    send(&mut ws, old);
+    assert_eq!(response_to(&mut ws, "c10")["code"], "timeout");
+    assert_eq!(n0.state(), "running");
+    // Envelope problems get an error frame, not a response.
+    ws.send(Message::text("{oops")).unwrap();
+    let e = recv_type(&mut ws, "error");
+    assert_eq!(e["data"]["code"], "bad_request");
+}
+
+#[test]
+fn a_seen_command_id_is_never_run_twice_even_across_a_restart() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("aw");
+    let server = RawServer::new();
+    let mut agent = start_agent(&dir, &server, &[&n0.name], json!({}));
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("s1", "stop", &n0.name, json!({})));
+    let first = response_to(&mut ws, "s1");
+    assert_eq!(first["status"], "completed");
+    assert_eq!(n0.state(), "exited");
+    // Start it by hand; a resent s1 must not stop it again.
+    assert!(docker(&["start", &n0.name]).status.success());
+    send(&mut ws, command("s1", "stop", &n0.name, json!({})));
+    let again = response_to(&mut ws, "s1");
+    assert_eq!(again, first, "the stored response is resent");
+    assert_eq!(n0.state(), "running");
+
+    // Not acked: after a restart the agent resends it from its ledger.
+    agent.restart();
+    let (mut ws, _) = server.accept();
+    let resent = response_to(&mut ws, "s1");
+    assert_eq!(resent, first);
+    send(
+        &mut ws,
+        json!({"type": "command_ack", "data": {"id": "s1"}}),
+    );
+    // Acked: the next restart does not resend it, but still refuses to rerun it.
+    agent.restart();
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("s1", "stop", &n0.name, json!({})));
+    assert_eq!(response_to(&mut ws, "s1"), first);
+    assert_eq!(n0.state(), "running");
+}
+
+#[test]
+fn an_agent_killed_mid_command_reports_an_unknown_outcome_after_restart() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("aw");
+    let slow = dir.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 30\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let server = RawServer::new();
+    let policy = json!({"allow": ["payout"], "payout": {"script": slow.display().to_string(), "timeout_s": 60}});
+    let mut agent = start_agent(&dir, &server, &[&n0.name], policy);
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("p1", "payout", &n0.name, json!({})));
+    // Wait until the ledger says it started, then kill the agent.
+    let ledger = agent.state_dir.join("ledger.jsonl");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&ledger)
+        .unwrap_or_default()
+        .contains("\"p1\"")
+    {
+        assert!(Instant::now() < deadline, "command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.restart();
+    let (mut ws, _) = server.accept();
+    let r = response_to(&mut ws, "p1");
+    assert_eq!(
+        (r["status"].as_str(), r["code"].as_str()),
+        (Some("failed"), Some("internal")),
+        "{r}"
+    );
+    assert!(r["error"].as_str().unwrap().contains("outcome is unknown"));
+    // And it is not run again when the server resends it.
+    send(&mut ws, command("p1", "payout", &n0.name, json!({})));
+    assert_eq!(response_to(&mut ws, "p1"), r);
+}

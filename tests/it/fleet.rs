@@ -1,0 +1,199 @@
+//! The whole loop: operator → server → agent → Docker → agent → server,
+//! against real test-node containers, with the effect checked in Docker.
+use crate::support::*;
+use serde_json::json;
+
+#[test]
+fn stop_start_restart_status_and_logs_round_trip_through_docker() {
+    let n0 = Node::start("3node0");
+    let n1 = Node::start("3node1");
+    let mut f = Fleet::start(&[&n0, &n1], json!({}), &[]);
+    let a = f.agent_id.clone();
+
+    let id = f.server.send(&format!("send {a} stop {}", n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("completed"), "{line}");
+    assert_eq!(n0.state(), "exited");
+    assert_eq!(n1.state(), "running", "only the target stops");
+
+    let id = f.server.send(&format!("send {a} start {}", n0.name));
+    assert!(f.server.outcome(&id, WAIT).contains("completed"));
+    assert_eq!(n0.state(), "running");
+
+    let before = n1.started_at();
+    let id = f.server.send(&format!("send {a} restart {}", n1.name));
+    assert!(f.server.outcome(&id, WAIT).contains("restarted"));
+    assert_eq!(n1.state(), "running");
+    assert_ne!(n1.started_at(), before, "restart really restarted");
+
+    let id = f.server.send(&format!("send {a} status all"));
+    f.server.outcome(&id, WAIT);
+    f.server.out.wait_until(
+        |l| l.starts_with("NAME") && l.contains("STATE"),
+        WAIT,
+        "status table header",
+    );
+    for n in [&n0, &n1] {
+        let row = f.server.out.wait_for(&n.name, WAIT);
+        assert!(row.contains("running"), "{row}");
+    }
+
+    let id = f.server.send(&format!("send {a} logs {} 500", n0.name));
+    f.server.outcome(&id, WAIT);
+    f.server.out.wait_for("Role: AUTHORITY", WAIT);
+
+    let id = f.server.send(&format!("send {a} stop all"));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains(&n0.name) && line.contains(&n1.name), "{line}");
+    assert_eq!(
+        (n0.state().as_str(), n1.state().as_str()),
+        ("exited", "exited")
+    );
+}
+
+#[test]
+fn exec_runs_only_what_the_policy_allows() {
+    let n0 = Node::start("3node0");
+    let policy = json!({
+        "allow": ["status", "exec"],
+        "exec": {"programs": [{"program": "ls", "args": ["/root/data/*"]}, {"program": "cat"}]}
+    });
+    let mut f = Fleet::start(&[&n0], policy, &[]);
+    let a = f.agent_id.clone();
+
+    let id = f
+        .server
+        .send(&format!("send {a} exec {} ls /root/data/chains", n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("completed"), "{line}");
+    f.server.out.wait_for("exit code 0", WAIT);
+    f.server.out.wait_for("creditcoin3", WAIT);
+
+    let id = f.server.send(&format!(
+        "send {a} exec {} sh -c 'touch /tmp/pwned'",
+        n0.name
+    ));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (not_permitted)"), "{line}");
+    let check = docker(&["exec", &n0.name, "ls", "/tmp/pwned"]);
+    assert!(!check.status.success(), "a refused exec changed nothing");
+
+    let id = f.server.send(&format!("send {a} exec {} ls /etc", n0.name));
+    assert!(
+        f.server
+            .outcome(&id, WAIT)
+            .contains("failed (not_permitted)")
+    );
+
+    // Not allowed at all: stop is not in this policy's allow list.
+    let id = f.server.send(&format!("send {a} stop {}", n0.name));
+    assert!(
+        f.server
+            .outcome(&id, WAIT)
+            .contains("failed (not_permitted)")
+    );
+    assert_eq!(n0.state(), "running");
+
+    let audit = std::fs::read_to_string(f.agent.state_dir.join("audit.jsonl")).unwrap();
+    assert_eq!(
+        audit.matches("\"not_permitted\"").count(),
+        3,
+        "every refusal is audited:\n{audit}"
+    );
+}
+
+#[test]
+fn exec_is_refused_by_default() {
+    let n0 = Node::start("3node0");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let id = f
+        .server
+        .send(&format!("send {} exec {} ls /", f.agent_id, n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (not_permitted)"), "{line}");
+}
+
+#[test]
+fn payout_runs_the_configured_script_with_a_timeout() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("payout");
+    let script = dir.join("payout.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"paying out for $1\"\n").unwrap();
+    let slow = dir.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 30\n").unwrap();
+    for p in [&script, &slow] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let policy = json!({"allow": ["payout"], "payout": {"script": script.display().to_string(), "timeout_s": 5}});
+    let mut f = Fleet::start(&[&n0], policy, &[]);
+    let id = f
+        .server
+        .send(&format!("send {} payout {}", f.agent_id, n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(
+        line.contains(&format!("paying out for {}", n0.name)),
+        "{line}"
+    );
+
+    let n1 = Node::start("3node1");
+    let policy = json!({"allow": ["payout"], "payout": {"script": slow.display().to_string(), "timeout_s": 1}});
+    let mut f = Fleet::start(&[&n1], policy, &[]);
+    let id = f
+        .server
+        .send(&format!("send {} payout {}", f.agent_id, n1.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (timeout)"), "{line}");
+}
+
+#[test]
+fn mutating_commands_on_one_container_never_overlap() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("busy");
+    let slow = dir.join("slow.sh");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 3\necho done\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let policy = json!({
+        "allow": ["payout", "stop", "status"],
+        "payout": {"script": slow.display().to_string(), "timeout_s": 20}
+    });
+    let mut f = Fleet::start(&[&n0], policy, &[]);
+    let a = f.agent_id.clone();
+    let slow_id = f.server.send(&format!("send {a} payout {}", n0.name));
+    let stop_id = f.server.send(&format!("send {a} stop {}", n0.name));
+    let status_id = f.server.send(&format!("send {a} status {}", n0.name));
+    let line = f.server.outcome(&stop_id, WAIT);
+    assert!(line.contains("failed (busy)"), "{line}");
+    assert_eq!(n0.state(), "running");
+    // Read-only commands run alongside.
+    let line = f.server.outcome(&status_id, WAIT);
+    assert!(line.contains("completed"), "{line}");
+    let line = f.server.outcome(&slow_id, WAIT);
+    assert!(line.contains("done"), "{line}");
+}
+
+#[test]
+fn commands_to_unmanaged_or_missing_containers_fail_cleanly() {
+    let n0 = Node::start("3node0");
+    let outsider = Node::start("outsider");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let a = f.agent_id.clone();
+    // The server refuses a target the agent did not report.
+    f.server
+        .type_line(&format!("send {a} stop {}", outsider.name));
+    let reply = f
+        .server
+        .out
+        .wait_until(|l| l.starts_with("error"), WAIT, "refusal");
+    assert!(reply.contains("unknown_target"), "{reply}");
+    assert_eq!(outsider.state(), "running");
+    // The agent manages a name pattern whose container was removed.
+    let gone = n0.name.clone();
+    drop(n0);
+    let id = f.server.send(&format!("send {a} stop {gone}"));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (unknown_target)"), "{line}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, driving the real `warden` executable
+//! against real containers under the real Docker Engine.
+mod agent_wire;
+mod durability;
+mod fleet;
+mod support;
+mod tls;
+mod wire;

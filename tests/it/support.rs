@@ -1,0 +1,520 @@
+//! Test harness: the real `warden` binary as server and agent processes,
+//! real test-node containers under the real Docker Engine, raw WebSocket
+//! peers. Every name, port and folder is unique per test; every wait has a
+//! deadline and says what it was waiting for when it gives up.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn image() -> String {
+    std::env::var("WARDEN_TEST_IMAGE").unwrap_or_else(|_| "warden-testnode:latest".into())
+}
+
+/// A name no other test (or concurrent test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{n}-{:04x}", std::process::id(), nanos & 0xffff)
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(unique(&format!("warden-it-{prefix}")));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn warden() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+}
+
+pub fn token_add(data_dir: &Path, agent_id: &str) -> String {
+    let out = warden()
+        .args(["token", "add", agent_id, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "token add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "token add prints the token alone on one line: {text:?}"
+    );
+    text.trim().to_string()
+}
+
+pub fn token_remove(data_dir: &Path, agent_id: &str) {
+    let out = warden()
+        .args(["token", "remove", agent_id, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "token remove failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Lines from a child's stdout, read on their own thread.
+pub struct Lines {
+    rx: Receiver<String>,
+    pub seen: Vec<String>,
+    name: String,
+}
+
+impl Lines {
+    fn spawn(name: &str, reader: impl std::io::Read + Send + 'static) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+            name: name.into(),
+        }
+    }
+
+    /// The next line containing `needle`; lines before it are consumed.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(|l| l.contains(needle), timeout, needle)
+    }
+
+    pub fn wait_until(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        timeout: Duration,
+        what: &str,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{}: no line with {what:?} within {timeout:?}; output so far:\n{}",
+                        self.name,
+                        self.seen.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{}: output ended before a line with {what:?}; output:\n{}",
+                        self.name,
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything that arrives within `window` (for asserting absence).
+    pub fn drain_for(&mut self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(line) = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            got.push(line);
+        }
+        got
+    }
+}
+
+pub struct ServerProc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    pub out: Lines,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub stderr_path: PathBuf,
+    extra: Vec<String>,
+}
+
+impl ServerProc {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProc {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProc {
+        let stderr_path = data_dir.with_extension(format!("server-{}.log", unique("e")));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = warden()
+            .args(["server", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut out = Lines::spawn("server", child.stdout.take().unwrap());
+        let addr = out.wait_until(|_| true, WAIT, "the bound address");
+        assert!(
+            addr.parse::<std::net::SocketAddr>().is_ok(),
+            "first line is the bound address alone: {addr:?}"
+        );
+        ServerProc {
+            child,
+            stdin,
+            out,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stderr_path,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/agent", self.addr)
+    }
+
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("server stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Type a command and return its id from the `sent` line.
+    pub fn send(&mut self, line: &str) -> String {
+        self.type_line(line);
+        let sent = self.out.wait_until(
+            |l| l.contains("] sent ") || l.starts_with("error"),
+            WAIT,
+            &format!("sent line for {line:?}"),
+        );
+        assert!(!sent.starts_with("error"), "{line:?} was refused: {sent}");
+        command_id(&sent)
+    }
+
+    /// Wait for the terminal line of command `id` and return it.
+    pub fn outcome(&mut self, id: &str, timeout: Duration) -> String {
+        let tag = format!(" {id}] ");
+        self.out.wait_until(
+            |l| l.contains(&tag) && (l.contains(" completed") || l.contains(" failed (")),
+            timeout,
+            &format!("outcome of {id}"),
+        )
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start a new server process on the same address and data dir.
+    pub fn restart(&mut self) {
+        self.kill();
+        let extra: Vec<String> = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let deadline = Instant::now() + WAIT;
+        // The old socket may linger for a moment; retry the bind.
+        loop {
+            let stderr_path = self
+                .data_dir
+                .with_extension(format!("server-{}.log", unique("e")));
+            let stderr = std::fs::File::create(&stderr_path).unwrap();
+            let mut child = warden()
+                .args(["server", "--listen", &self.addr, "--data-dir"])
+                .arg(&self.data_dir)
+                .args(&extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+                .unwrap();
+            let stdin = child.stdin.take();
+            let mut out = Lines::spawn("server", child.stdout.take().unwrap());
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                out.wait_until(|_| true, WAIT, "address")
+            }));
+            if let Ok(addr) = first {
+                assert_eq!(addr, self.addr);
+                self.child = child;
+                self.stdin = stdin;
+                self.out = out;
+                self.stderr_path = stderr_path;
+                return;
+            }
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "server did not restart on {}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}
+
+/// Extract the command id from a `[agent id] ...` line.
+pub fn command_id(line: &str) -> String {
+    let inside = line.trim_start_matches('[').split(']').next().unwrap();
+    inside
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command id in {line:?}"))
+        .to_string()
+}
+
+pub struct AgentProc {
+    pub child: Child,
+    pub state_dir: PathBuf,
+    pub log_path: PathBuf,
+    args: Vec<String>,
+}
+
+impl AgentProc {
+    /// Start an agent with `config` (JSON) written beside its state dir.
+    pub fn start(
+        dir: &Path,
+        url: &str,
+        agent_id: &str,
+        token: &str,
+        config: &Value,
+        extra: &[&str],
+    ) -> AgentProc {
+        let token_file = dir.join(format!("{agent_id}.token"));
+        std::fs::write(&token_file, token).unwrap();
+        let config_file = dir.join(format!("{agent_id}.json"));
+        std::fs::write(&config_file, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let state_dir = dir.join(format!("{agent_id}-state"));
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            url.into(),
+            "--agent-id".into(),
+            agent_id.into(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--config".into(),
+            config_file.display().to_string(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log_path = dir.join(format!("{agent_id}.log"));
+        let child = Self::spawn(&args, &log_path);
+        AgentProc {
+            child,
+            state_dir,
+            log_path,
+            args,
+        }
+    }
+
+    fn spawn(args: &[String], log_path: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap();
+        warden()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(&self.args, &self.log_path);
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A test-node container under the real Docker Engine, removed on drop.
+pub struct Node {
+    pub name: String,
+}
+
+pub fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker CLI")
+}
+
+impl Node {
+    pub fn start(prefix: &str) -> Node {
+        Self::start_with(prefix, &["--validator"])
+    }
+
+    pub fn start_with(prefix: &str, node_args: &[&str]) -> Node {
+        let name = unique(prefix);
+        let mut args = vec!["run", "-d", "--name", &name, "--label", "warden-test=1"];
+        let image = image();
+        args.push(&image);
+        args.extend_from_slice(node_args);
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker run {name} failed: {} (did scripts/build-test-image run?)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Node { name }
+    }
+
+    pub fn state(&self) -> String {
+        let out = docker(&["inspect", "-f", "{{.State.Status}}", &self.name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn started_at(&self) -> String {
+        let out = docker(&["inspect", "-f", "{{.State.StartedAt}}", &self.name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Wait until Docker reports `state` for this container.
+    pub fn wait_state(&self, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.state();
+            if now == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} is {now:?}, not {state:?}, after {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+/// A policy that manages exactly `names`, with `allow` and optional extras.
+pub fn config_for(names: &[&str], policy_extra: Value) -> Value {
+    let mut policy = serde_json::json!({ "containers": names });
+    if let Value::Object(extra) = policy_extra {
+        for (k, v) in extra {
+            policy[k] = v;
+        }
+    }
+    serde_json::json!({ "stats_interval_s": 1, "docker": { "stop_grace_s": 5 }, "policy": policy })
+}
+
+/// Wait until something connects to `addr` and is accepted (a TCP probe).
+pub fn wait_port(addr: &str) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One server with a data dir and an agent with its config, connected.
+pub struct Fleet {
+    pub dir: TempDir,
+    pub server: ServerProc,
+    pub agent: AgentProc,
+    pub agent_id: String,
+}
+
+impl Fleet {
+    pub fn start(nodes: &[&Node], policy_extra: Value, server_extra: &[&str]) -> Fleet {
+        let dir = TempDir::new("fleet");
+        let data_dir = dir.join("server");
+        let agent_id = unique("agent");
+        let token = token_add(&data_dir, &agent_id);
+        let mut server = ServerProc::start(&data_dir, server_extra);
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let config = config_for(&names, policy_extra);
+        let agent = AgentProc::start(dir.path(), &server.url(), &agent_id, &token, &config, &[]);
+        server
+            .out
+            .wait_for(&format!("* {agent_id} connected"), WAIT);
+        Fleet {
+            dir,
+            server,
+            agent,
+            agent_id,
+        }
+    }
+}

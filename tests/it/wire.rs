@@ -1,0 +1,421 @@
+//! Protocol 1 at the server, driven by raw WebSocket peers: the upgrade,
+//! tokens, hello, envelope errors, size limit, replacement, revocation.
+use crate::support::*;
+use serde_json::{Value, json};
+use std::net::TcpStream;
+use std::time::Duration;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, u16> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tungstenite::connect(request) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("upgrade failed unexpectedly: {e}"),
+    }
+}
+
+fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).unwrap();
+}
+
+/// The next text frame as JSON, skipping pings from the server.
+fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "ping" {
+                    continue;
+                }
+                return v;
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Read until the server closes; returns the close code.
+fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+fn hello(agent_id: &str) -> Value {
+    json!({"type": "hello", "data": {"agent_id": agent_id, "host_name": "h", "version": "t",
+        "protocol": 1, "containers": ["3node0", "3node1"], "commands": ["status"]}})
+}
+
+struct Bed {
+    _dir: TempDir,
+    server: ServerProc,
+    token: String,
+    agent_id: String,
+}
+
+fn bed(extra: &[&str]) -> Bed {
+    let dir = TempDir::new("wire");
+    let data_dir = dir.join("server");
+    let agent_id = unique("a");
+    let token = token_add(&data_dir, &agent_id);
+    let server = ServerProc::start(&data_dir, extra);
+    Bed {
+        _dir: dir,
+        server,
+        token,
+        agent_id,
+    }
+}
+
+fn session(b: &mut Bed) -> Ws {
+    let mut ws = upgrade(&b.server.url(), Some(&b.token)).unwrap();
+    send(&mut ws, hello(&b.agent_id));
+    let welcome = recv(&mut ws);
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    b.server
+        .out
+        .wait_for(&format!("* {} connected", b.agent_id), WAIT);
+    ws
+}
+
+#[test]
+fn upgrade_is_refused_without_the_right_token_or_path() {
+    let b = bed(&[]);
+    let url = b.server.url();
+    assert_eq!(upgrade(&url, None).err(), Some(401));
+    assert_eq!(upgrade(&url, Some("not-a-token")).err(), Some(401));
+    let other_path = url.replace("/agent", "/admin");
+    assert_eq!(
+        upgrade(&other_path, None).err(),
+        Some(404),
+        "404 comes before the token check"
+    );
+    assert!(upgrade(&url, Some(&b.token)).is_ok());
+}
+
+#[test]
+fn hello_must_come_first_and_match_the_token() {
+    let mut b = bed(&[]);
+    let url = b.server.url();
+
+    let mut ws = upgrade(&url, Some(&b.token)).unwrap();
+    send(&mut ws, hello("somebody-else"));
+    let error = recv(&mut ws);
+    assert_eq!(
+        (error["type"].as_str(), error["data"]["code"].as_str()),
+        (Some("error"), Some("unauthorized")),
+        "{error}"
+    );
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
+
+    let mut ws = upgrade(&url, Some(&b.token)).unwrap();
+    send(&mut ws, json!({"type": "stats", "data": {"timestamp": 1}}));
+    assert_eq!(recv(&mut ws)["data"]["code"], "bad_request");
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
+
+    let mut ws = upgrade(&url, Some(&b.token)).unwrap();
+    let mut wrong_protocol = hello(&b.agent_id);
+    wrong_protocol["data"]["protocol"] = json!(2);
+    send(&mut ws, wrong_protocol);
+    assert_eq!(recv(&mut ws)["type"], "error");
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
+
+    let mut ws = session(&mut b);
+    send(&mut ws, json!({"type": "ping", "data": {"timestamp": 42}}));
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type": "pong", "data": {"timestamp": 42}})
+    );
+}
+
+#[test]
+fn envelope_errors_keep_the_connection_open() {
+    let mut b = bed(&[]);
+    let mut ws = session(&mut b);
+    let cases = [
+        ("not json", "bad_request", Value::Null),
+        ("[1,2]", "bad_request", Value::Null),
+        (r#"{"type":"stats"}"#, "bad_request", Value::Null),
+        (r#"{"type":"stats","data":7}"#, "bad_request", Value::Null),
+        (
+            r#"{"type":"frobnicate","data":{}}"#,
+            "unknown_type",
+            json!("frobnicate"),
+        ),
+        (
+            r#"{"type":"command_response","data":{"id":"x1","status":"bogus","timestamp":1}}"#,
+            "bad_request",
+            json!("x1"),
+        ),
+    ];
+    for (frame, code, reference) in cases {
+        ws.send(Message::text(frame)).unwrap();
+        let error = recv(&mut ws);
+        assert_eq!(error["type"], "error", "{frame}");
+        assert_eq!(error["data"]["code"], code, "{frame}: {error}");
+        assert_eq!(
+            error["data"].get("ref").cloned().unwrap_or(Value::Null),
+            reference,
+            "{frame}: {error}"
+        );
+    }
+    ws.send(Message::binary(vec![1, 2, 3])).unwrap();
+    assert_eq!(recv(&mut ws)["data"]["code"], "bad_request");
+    // Still open, and acks stats with the same timestamp.
+    send(
+        &mut ws,
+        json!({"type": "stats", "data": {"timestamp": 77, "containers": [], "extra": true}}),
+    );
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type": "stats_ack", "data": {"timestamp": 77}})
+    );
+}
+
+#[test]
+fn a_frame_over_the_limit_closes_with_1009_and_exactly_the_limit_passes() {
+    let mut b = bed(&["--max-frame-bytes", "4096"]);
+    let mut ws = session(&mut b);
+    // Exactly 4096 bytes of payload: a stats frame padded to size.
+    let base = json!({"type": "stats", "data": {"timestamp": 5, "pad": ""}}).to_string();
+    let pad = "x".repeat(4096 - base.len());
+    let exact = json!({"type": "stats", "data": {"timestamp": 5, "pad": pad}}).to_string();
+    assert_eq!(exact.len(), 4096);
+    ws.send(Message::text(exact)).unwrap();
+    assert_eq!(recv(&mut ws)["type"], "stats_ack");
+    let over = format!(
+        "{}x",
+        &json!({"type": "stats", "data": {"timestamp": 5, "pad": pad}}).to_string()
+    );
+    let _ = ws.send(Message::text(over));
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Size));
+}
+
+#[test]
+fn a_second_connection_replaces_the_first_only_after_a_valid_hello() {
+    let mut b = bed(&[]);
+    let mut first = session(&mut b);
+    // A second upgrade with a bad hello does not disturb the first.
+    let mut bad = upgrade(&b.server.url(), Some(&b.token)).unwrap();
+    send(&mut bad, json!({"type": "ping", "data": {"timestamp": 1}}));
+    assert_eq!(close_code(&mut bad), Some(CloseCode::Policy));
+    send(
+        &mut first,
+        json!({"type": "ping", "data": {"timestamp": 2}}),
+    );
+    assert_eq!(recv(&mut first)["type"], "pong");
+
+    let mut second = upgrade(&b.server.url(), Some(&b.token)).unwrap();
+    send(&mut second, hello(&b.agent_id));
+    assert_eq!(recv(&mut second)["type"], "welcome");
+    assert_eq!(close_code(&mut first), Some(CloseCode::Normal));
+    send(
+        &mut second,
+        json!({"type": "ping", "data": {"timestamp": 3}}),
+    );
+    assert_eq!(recv(&mut second)["type"], "pong");
+}
+
+#[test]
+fn removing_or_replacing_a_token_cuts_the_live_connection() {
+    let mut b = bed(&[]);
+    let mut ws = session(&mut b);
+    token_remove(&b.server.data_dir, &b.agent_id);
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
+    assert_eq!(upgrade(&b.server.url(), Some(&b.token)).err(), Some(401));
+
+    // Re-adding gives a new token, accepted without a server restart.
+    let new_token = token_add(&b.server.data_dir, &b.agent_id);
+    b.token = new_token;
+    let mut ws = session(&mut b);
+    let newer = token_add(&b.server.data_dir, &b.agent_id);
+    assert_eq!(
+        close_code(&mut ws),
+        Some(CloseCode::Policy),
+        "a replaced token cuts the old session"
+    );
+    assert!(upgrade(&b.server.url(), Some(&newer)).is_ok());
+}
+
+#[test]
+fn a_silent_agent_is_dropped_after_three_heartbeats() {
+    let mut b = bed(&["--heartbeat-s", "1"]);
+    let mut ws = session(&mut b);
+    // Read pings but never answer: control frames are not signs of life either.
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    let code = loop {
+        match ws.read() {
+            Ok(Message::Text(t)) if t.as_str().contains("\"ping\"") => pings += 1,
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => break None,
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "never dropped");
+    };
+    assert_eq!(code, Some(CloseCode::Away));
+    assert!(
+        pings >= 2,
+        "the server pings every heartbeat ({pings} pings)"
+    );
+    b.server
+        .out
+        .wait_for(&format!("* {} disconnected", b.agent_id), WAIT);
+}
+
+#[test]
+fn responses_the_server_did_not_expect_are_acked_and_recorded_nowhere() {
+    let mut b = bed(&[]);
+    let mut ws = session(&mut b);
+    send(
+        &mut ws,
+        json!({"type": "command_response", "data": {"id": "never-issued", "status": "completed", "result": "x", "timestamp": 1}}),
+    );
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type": "command_ack", "data": {"id": "never-issued"}})
+    );
+    // A durable event is acked, and a resend is acked again but stored once.
+    for _ in 0..2 {
+        send(
+            &mut ws,
+            json!({"type": "backup_complete", "data": {"event_id": "e-1", "container": "3node0",
+            "backup_file": "3node0-keys-20250108-1430.tar.gz", "bytes": 10, "sha256": "00", "timestamp": 1}}),
+        );
+        assert_eq!(
+            recv(&mut ws),
+            json!({"type": "event_ack", "data": {"event_id": "e-1"}})
+        );
+    }
+    send(
+        &mut ws,
+        json!({"type": "key_update", "data": {"event_id": "k-1", "container": "3node0",
+        "session_key": "0x00", "action": "rotate_keys", "timestamp": 1}}),
+    );
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type": "key_update_ack", "data": {"event_id": "k-1", "status": "stored"}})
+    );
+    let events = std::fs::read_to_string(b.server.data_dir.join("events.jsonl")).unwrap();
+    assert_eq!(
+        events.lines().filter(|l| l.contains("\"e-1\"")).count(),
+        1,
+        "{events}"
+    );
+    let history =
+        std::fs::read_to_string(b.server.data_dir.join("commands.jsonl")).unwrap_or_default();
+    assert!(!history.contains("never-issued"));
+}
+
+#[test]
+fn a_command_reaches_a_raw_agent_and_its_response_is_recorded_once() {
+    let mut b = bed(&[]);
+    let mut ws = session(&mut b);
+    let id = b.server.send(&format!("send {} logs 3node1 7", b.agent_id));
+    let command = recv(&mut ws);
+    assert_eq!(command["type"], "command");
+    assert_eq!(command["data"]["id"], id.as_str());
+    assert_eq!(command["data"]["command"], "logs");
+    assert_eq!(command["data"]["target"], "3node1");
+    assert_eq!(command["data"]["params"], json!({"lines": 7}));
+    assert!(command["data"]["timestamp"].is_i64());
+
+    let response = json!({"type": "command_response", "data": {"id": id, "status": "completed", "result": "line one\nline two", "timestamp": 2}});
+    send(&mut ws, response.clone());
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type": "command_ack", "data": {"id": id}})
+    );
+    b.server.outcome(&id, WAIT);
+    b.server.out.wait_for("line two", WAIT);
+    // A resend (and a different late outcome) is acked, not recorded again.
+    send(&mut ws, response);
+    assert_eq!(recv(&mut ws)["type"], "command_ack");
+    send(
+        &mut ws,
+        json!({"type": "command_response", "data": {"id": id, "status": "failed", "error": "late", "code": "internal", "timestamp": 3}}),
+    );
+    assert_eq!(recv(&mut ws)["type"], "command_ack");
+    let history = std::fs::read_to_string(b.server.data_dir.join("commands.jsonl")).unwrap();
+    assert_eq!(
+        history.matches("\"kind\":\"outcome\"").count(),
+        1,
+        "{history}"
+    );
+    b.server.type_line(&format!("show {id}"));
+    b.server.out.wait_for("status: completed", WAIT);
+}
+
+#[test]
+fn a_response_for_another_agents_command_is_refused() {
+    let mut b = bed(&[]);
+    let other_id = unique("b");
+    let other_token = token_add(&b.server.data_dir, &other_id);
+    let mut ws = session(&mut b);
+    let mut other = upgrade(&b.server.url(), Some(&other_token)).unwrap();
+    send(&mut other, hello(&other_id));
+    assert_eq!(recv(&mut other)["type"], "welcome");
+    let id = b.server.send(&format!("send {} status 3node0", b.agent_id));
+    assert_eq!(recv(&mut ws)["data"]["id"], id.as_str());
+    send(
+        &mut other,
+        json!({"type": "command_response", "data": {"id": id, "status": "completed", "result": "x", "timestamp": 1}}),
+    );
+    let error = recv(&mut other);
+    assert_eq!(
+        (
+            error["data"]["code"].as_str(),
+            error["data"]["ref"].as_str()
+        ),
+        (Some("bad_request"), Some(id.as_str()))
+    );
+}
+
+#[test]
+fn operator_input_is_checked_before_anything_is_sent() {
+    let mut b = bed(&[]);
+    let mut ws = session(&mut b);
+    let a = b.agent_id.clone();
+    for (line, expect) in [
+        (format!("send {a} frobnicate 3node0"), "unknown_command"),
+        (format!("send {a} stop ../x"), "unknown_target"),
+        (format!("send {a} stop a;rm"), "unknown_target"),
+        (format!("send {a} stop 3node9"), "unknown_target"),
+        (format!("send {a} logs 3node0 lines=abc"), "invalid_params"),
+        (format!("send {a} logs 3node0 10001"), "invalid_params"),
+        (format!("send {a} restart all"), "invalid_params"),
+        (format!("send {a} status"), "unknown_target"),
+        ("send nobody status 3node0".to_string(), "not connected"),
+    ] {
+        b.server.type_line(&line);
+        let reply = b
+            .server
+            .out
+            .wait_until(|l| l.starts_with("error"), WAIT, &line);
+        assert!(reply.contains(expect), "{line:?} → {reply}");
+    }
+    // Nothing reached the agent: the next frame it sees is the one we ask for.
+    let id = b.server.send(&format!("send {a} status all"));
+    assert_eq!(recv(&mut ws)["data"]["id"], id.as_str());
+}
