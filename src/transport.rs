@@ -312,6 +312,18 @@ impl Connection {
         ReadOutcome::Frames(frames)
     }
 
+    /// Frames left over from a handshake phase first, else the next batch
+    /// (empty when the read timed out).
+    pub fn next_frames(&self, buf: &mut [u8], unread: &mut Vec<Incoming>) -> Vec<Incoming> {
+        if !unread.is_empty() {
+            return std::mem::take(unread);
+        }
+        match self.read_batch(buf) {
+            ReadOutcome::Frames(frames) => frames,
+            ReadOutcome::Idle => Vec::new(),
+        }
+    }
+
     /// Set how long [`Connection::read_batch`] waits before returning `Idle`.
     pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         self.socket.set_read_timeout(Some(timeout))

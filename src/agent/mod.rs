@@ -249,7 +249,7 @@ fn connect_and_serve(
     });
     conn.send_text(&hello.to_json())
         .map_err(|e| e.to_string())?;
-    let heartbeat_s = await_welcome(&conn)?;
+    let (heartbeat_s, behind_welcome) = await_welcome(&conn)?;
     crate::log::info(&format!(
         "connected to {} as {}",
         config.server_url, config.agent_id
@@ -264,10 +264,13 @@ fn connect_and_serve(
         agent,
         &conn,
         Duration::from_secs(heartbeat_s.max(1)),
+        behind_welcome,
     ))
 }
 
-fn await_welcome(conn: &Connection) -> Result<u64, String> {
+/// Wait for `welcome`; returns its heartbeat and any frames that arrived
+/// behind it in the same read (a command may follow the welcome at once).
+fn await_welcome(conn: &Connection) -> Result<(u64, Vec<Incoming>), String> {
     let deadline = Instant::now() + Duration::from_secs(protocol::HELLO_TIMEOUT_S);
     let mut buf = Connection::read_buffer();
     loop {
@@ -280,10 +283,11 @@ fn await_welcome(conn: &Connection) -> Result<u64, String> {
         let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) else {
             continue;
         };
-        for frame in frames {
+        let mut frames = frames.into_iter();
+        while let Some(frame) = frames.next() {
             match frame {
                 Incoming::Text(text) => match Message::parse(&text) {
-                    Ok(Message::Welcome(w)) => return Ok(w.heartbeat_s),
+                    Ok(Message::Welcome(w)) => return Ok((w.heartbeat_s, frames.collect())),
                     Ok(Message::Error(e)) => {
                         return Err(format!("server refused: {} ({})", e.message, e.code));
                     }
@@ -307,7 +311,12 @@ fn await_welcome(conn: &Connection) -> Result<u64, String> {
     }
 }
 
-fn read_loop(agent: &Arc<Agent>, conn: &Arc<Connection>, heartbeat: Duration) -> String {
+fn read_loop(
+    agent: &Arc<Agent>,
+    conn: &Arc<Connection>,
+    heartbeat: Duration,
+    mut unread: Vec<Incoming>,
+) -> String {
     if conn.set_read_timeout(heartbeat).is_err() {
         return "socket error".into();
     }
@@ -315,28 +324,27 @@ fn read_loop(agent: &Arc<Agent>, conn: &Arc<Connection>, heartbeat: Duration) ->
     let mut last_data = Instant::now();
     let mut last_ping = Instant::now();
     loop {
-        if let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) {
-            for frame in frames {
-                match frame {
-                    Incoming::Control => {}
-                    Incoming::Closed => return "the server closed the connection".into(),
-                    Incoming::TooBig => {
-                        conn.close(protocol::close_code::TOO_BIG, "message too big");
-                        return "the server sent a message over the size limit".into();
-                    }
-                    Incoming::Binary => {
-                        last_data = Instant::now();
-                        send_error(
-                            conn,
-                            ErrorCode::BadRequest,
-                            "binary frames are not part of protocol 1".into(),
-                            None,
-                        );
-                    }
-                    Incoming::Text(text) => {
-                        last_data = Instant::now();
-                        handle_text(agent, conn, &text);
-                    }
+        let frames = conn.next_frames(&mut buf, &mut unread);
+        for frame in frames {
+            match frame {
+                Incoming::Control => {}
+                Incoming::Closed => return "the server closed the connection".into(),
+                Incoming::TooBig => {
+                    conn.close(protocol::close_code::TOO_BIG, "message too big");
+                    return "the server sent a message over the size limit".into();
+                }
+                Incoming::Binary => {
+                    last_data = Instant::now();
+                    send_error(
+                        conn,
+                        ErrorCode::BadRequest,
+                        "binary frames are not part of protocol 1".into(),
+                        None,
+                    );
+                }
+                Incoming::Text(text) => {
+                    last_data = Instant::now();
+                    handle_text(agent, conn, &text);
                 }
             }
         }

@@ -178,7 +178,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
             return;
         }
     };
-    let Some(hello) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
+    let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
     let session = Arc::new(Session {
@@ -197,7 +197,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     {
         return;
     }
-    let reason = read_loop(&session, &shared);
+    let reason = read_loop(&session, &shared, behind_hello);
     session.conn.abort();
     let _ = shared.hub.send(HubEvent::Disconnected {
         agent: session.agent_id.clone(),
@@ -214,7 +214,7 @@ fn await_hello(
     deadline: Instant,
     shared: &ConnShared,
     peer: &str,
-) -> Option<protocol::Hello> {
+) -> Option<(protocol::Hello, Vec<Incoming>)> {
     let mut buf = Connection::read_buffer();
     let refused = |reason: String| {
         let _ = shared.hub.send(HubEvent::Refused {
@@ -238,7 +238,8 @@ fn await_hello(
             ReadOutcome::Idle => continue,
             ReadOutcome::Frames(f) => f,
         };
-        for frame in frames {
+        let mut frames = frames.into_iter();
+        while let Some(frame) = frames.next() {
             let text = match frame {
                 Incoming::Control => continue,
                 Incoming::Closed => return None,
@@ -272,7 +273,7 @@ fn await_hello(
                         hello.agent_id
                     ),
                 ),
-                Ok(Message::Hello(hello)) => return Some(hello),
+                Ok(Message::Hello(hello)) => return Some((hello, frames.collect())),
                 Ok(other) => (
                     ErrorCode::BadRequest,
                     format!("the first frame must be hello, not {}", other.type_name()),
@@ -290,7 +291,7 @@ fn await_hello(
 }
 
 /// Read frames until the connection ends; returns why it ended.
-fn read_loop(session: &Session, shared: &ConnShared) -> String {
+fn read_loop(session: &Session, shared: &ConnShared, mut unread: Vec<Incoming>) -> String {
     let conn = &session.conn;
     let heartbeat = shared.heartbeat;
     if conn.set_read_timeout(heartbeat).is_err() {
@@ -300,29 +301,28 @@ fn read_loop(session: &Session, shared: &ConnShared) -> String {
     let mut last_data = Instant::now();
     let mut last_ping = Instant::now();
     loop {
-        if let ReadOutcome::Frames(frames) = conn.read_batch(&mut buf) {
-            for frame in frames {
-                match frame {
-                    Incoming::Control => {}
-                    Incoming::Closed => return "connection closed".into(),
-                    Incoming::TooBig => {
-                        conn.close(close_code::TOO_BIG, "message too big");
-                        return "sent a message over the size limit".into();
-                    }
-                    Incoming::Binary => {
-                        last_data = Instant::now();
-                        send_error(
-                            conn,
-                            ErrorCode::BadRequest,
-                            "binary frames are not part of protocol 1".into(),
-                            None,
-                        );
-                    }
-                    Incoming::Text(text) => {
-                        last_data = Instant::now();
-                        session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
-                        handle_text(session, shared, &text);
-                    }
+        let frames = conn.next_frames(&mut buf, &mut unread);
+        for frame in frames {
+            match frame {
+                Incoming::Control => {}
+                Incoming::Closed => return "connection closed".into(),
+                Incoming::TooBig => {
+                    conn.close(close_code::TOO_BIG, "message too big");
+                    return "sent a message over the size limit".into();
+                }
+                Incoming::Binary => {
+                    last_data = Instant::now();
+                    send_error(
+                        conn,
+                        ErrorCode::BadRequest,
+                        "binary frames are not part of protocol 1".into(),
+                        None,
+                    );
+                }
+                Incoming::Text(text) => {
+                    last_data = Instant::now();
+                    session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+                    handle_text(session, shared, &text);
                 }
             }
         }
