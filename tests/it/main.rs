@@ -3,6 +3,7 @@
 mod agent_wire;
 mod durability;
 mod fleet;
+mod readme;
 mod support;
 mod tls;
 mod wire;

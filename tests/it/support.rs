@@ -97,7 +97,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn spawn(name: &str, reader: impl std::io::Read + Send + 'static) -> Lines {
+    pub fn spawn(name: &str, reader: impl std::io::Read + Send + 'static) -> Lines {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(reader).lines() {
