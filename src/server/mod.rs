@@ -596,10 +596,8 @@ impl Hub {
                 self.out.line(&render::history(&recent));
             }
             OperatorCommand::Keys { agent } => {
-                self.out.line(&format!(
-                    "no session keys recorded yet{}",
-                    agent.map(|a| format!(" for {a}")).unwrap_or_default()
-                ));
+                let keys = self.store.key_updates(agent.as_deref());
+                self.out.line(&render::keys(&keys));
             }
             OperatorCommand::Send { agent, request } => {
                 let Some(live) = self.live.get(&agent) else {

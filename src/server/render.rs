@@ -185,6 +185,31 @@ pub fn show(record: &CommandRecord) -> String {
     lines.join("\n")
 }
 
+/// Session keys as reported, newest first. Session keys are public keys:
+/// showing them in full is what an operator needs for `session.setKeys`.
+pub fn keys(records: &[&super::store::KeyRecord]) -> String {
+    if records.is_empty() {
+        return "no session keys reported yet".into();
+    }
+    let mut rows = vec![vec![
+        "RECEIVED".to_string(),
+        "AGENT".into(),
+        "CONTAINER".into(),
+        "ACTION".into(),
+        "SESSION KEY".into(),
+    ]];
+    for k in records {
+        rows.push(vec![
+            crate::log::format_utc(k.received_ms / 1000),
+            k.agent.clone(),
+            k.container.clone(),
+            k.action.clone(),
+            k.session_key.clone(),
+        ]);
+    }
+    table(&rows)
+}
+
 pub fn history(records: &[&CommandRecord]) -> String {
     if records.is_empty() {
         return "no commands yet".into();

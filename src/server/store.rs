@@ -58,6 +58,16 @@ enum HistoryLine {
     },
 }
 
+/// One session-key report from an agent, as `keys` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRecord {
+    pub agent: String,
+    pub container: String,
+    pub session_key: String,
+    pub action: String,
+    pub received_ms: i64,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct EventLine {
     agent: String,
@@ -66,6 +76,28 @@ struct EventLine {
     event_id: String,
     received_ms: i64,
     data: Map<String, Value>,
+}
+
+impl EventLine {
+    fn key_record(&self) -> Option<KeyRecord> {
+        if self.kind != "key_update" {
+            return None;
+        }
+        let text = |k: &str| {
+            self.data
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        Some(KeyRecord {
+            agent: self.agent.clone(),
+            container: text("container"),
+            session_key: text("session_key"),
+            action: text("action"),
+            received_ms: self.received_ms,
+        })
+    }
 }
 
 /// What happened to a terminal response the agent sent.
@@ -88,6 +120,8 @@ pub struct Store {
     commands: HashMap<String, CommandRecord>,
     order: Vec<String>,
     seen_events: HashSet<(String, String)>,
+    /// Key updates in the order received.
+    key_updates: Vec<KeyRecord>,
     pub skipped_lines: usize,
 }
 
@@ -113,6 +147,7 @@ impl Store {
             }
         }
         let (events, skipped_events) = fsutil::read_json_lines::<EventLine>(&events_path)?;
+        let key_updates = events.iter().filter_map(EventLine::key_record).collect();
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();
         Ok(Store {
             history: JsonLog::open(&history_path)?,
@@ -121,6 +156,7 @@ impl Store {
             commands,
             order,
             seen_events,
+            key_updates,
             skipped_lines: skipped_history + skipped_events,
         })
     }
@@ -209,8 +245,18 @@ impl Store {
             data: event.data.clone(),
         };
         self.events.append(&line, true)?;
+        self.key_updates.extend(line.key_record());
         self.seen_events.insert(key);
         Ok(true)
+    }
+
+    /// Key updates, newest first, optionally for one agent.
+    pub fn key_updates(&self, agent: Option<&str>) -> Vec<&KeyRecord> {
+        self.key_updates
+            .iter()
+            .rev()
+            .filter(|k| agent.is_none_or(|a| k.agent == a))
+            .collect()
     }
 
     pub fn audit(&mut self, entry: &Value) -> io::Result<()> {

@@ -317,6 +317,13 @@ fn responses_the_server_did_not_expect_are_acked_and_recorded_nowhere() {
         recv(&mut ws),
         json!({"type": "key_update_ack", "data": {"event_id": "k-1", "status": "stored"}})
     );
+    b.server.type_line("keys");
+    let row = b.server.out.wait_until(
+        |l| l.contains("rotate_keys") && l.contains("0x00"),
+        WAIT,
+        "keys row",
+    );
+    assert!(row.contains(&b.agent_id), "{row}");
     let events = std::fs::read_to_string(b.server.data_dir.join("events.jsonl")).unwrap();
     assert_eq!(
         events.lines().filter(|l| l.contains("\"e-1\"")).count(),
