@@ -123,6 +123,13 @@ impl JsonLog {
     }
 }
 
+impl JsonLog {
+    /// Make every record appended so far durable (one fsync for a batch).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
 /// Read every whole, parsable record of a JSON Lines file; a missing file is
 /// empty. Returns the records and how many lines were skipped (torn or
 /// foreign lines), so the caller can say so.

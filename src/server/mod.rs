@@ -613,7 +613,7 @@ impl Hub {
                     return Flow::Continue;
                 };
                 match operator::resolve(&request, &live.containers) {
-                    Ok(resolved) => self.issue(&agent, resolved),
+                    Ok(resolved) => self.issue(vec![(agent, resolved)]),
                     Err(e) => self
                         .out
                         .line(&format!("error ({}): {agent}: {e}", e.code())),
@@ -632,9 +632,7 @@ impl Hub {
                         Err(e) => skipped.push(format!("{agent} ({e})")),
                     }
                 }
-                for (agent, resolved) in plan {
-                    self.issue(&agent, resolved);
-                }
+                self.issue(plan);
                 if !skipped.is_empty() {
                     self.out.line(&format!("skipped: {}", skipped.join("; ")));
                 }
@@ -643,46 +641,54 @@ impl Hub {
         Flow::Continue
     }
 
-    /// Record, then send, one validated command.
-    fn issue(&mut self, agent: &str, resolved: operator::ResolvedCommand) {
-        let id = self.new_command_id();
-        let request = CommandRequest {
-            id: id.clone(),
-            command: resolved.command().as_str().to_string(),
-            target: resolved.target.as_str().to_string(),
-            params: resolved.params.to_json(),
-            timestamp: now_ms(),
-        };
-        let record = CommandRecord {
-            id: id.clone(),
-            agent: agent.to_string(),
-            command: request.command.clone(),
-            target: request.target.clone(),
-            params: request.params.clone(),
-            issued_ms: request.timestamp,
-            by: "stdin".into(),
-            outcome: None,
-            progress: None,
-        };
-        if let Err(e) = self.store.record_issued(record) {
+    /// Record, then send, validated commands (one per agent).
+    fn issue(&mut self, plan: Vec<(String, operator::ResolvedCommand)>) {
+        let mut requests = Vec::with_capacity(plan.len());
+        for (agent, resolved) in plan {
+            let request = CommandRequest {
+                id: self.new_command_id(),
+                command: resolved.command().as_str().to_string(),
+                target: resolved.target.as_str().to_string(),
+                params: resolved.params.to_json(),
+                timestamp: now_ms(),
+            };
+            requests.push((agent, request));
+        }
+        let records = requests
+            .iter()
+            .map(|(agent, r)| CommandRecord {
+                id: r.id.clone(),
+                agent: agent.clone(),
+                command: r.command.clone(),
+                target: r.target.clone(),
+                params: r.params.clone(),
+                issued_ms: r.timestamp,
+                by: "stdin".into(),
+                outcome: None,
+                progress: None,
+            })
+            .collect();
+        if let Err(e) = self.store.record_issued(records) {
             self.out
                 .line(&format!("error: cannot record the command, not sent: {e}"));
             return;
         }
-        let Some(live) = self.live.get(agent) else {
-            return;
-        };
-        let (request_command, request_target) = (request.command.clone(), request.target.clone());
-        match live.session.send(&Message::Command(request)) {
-            Ok(()) => self.out.line(&format!(
-                "[{agent} {id}] sent {} {}",
-                request_command,
-                request_target
-            )),
-            Err(e) => self.out.line(&format!(
-                "[{agent} {id}] not delivered ({e}); the connection was dropped and the agent will reconnect. \
-                 Check with `show {id}` before sending it again"
-            )),
+        for (agent, request) in requests {
+            let Some(live) = self.live.get(&agent) else {
+                continue;
+            };
+            let (id, command, target) = (
+                request.id.clone(),
+                request.command.clone(),
+                request.target.clone(),
+            );
+            match live.session.send(&Message::Command(request)) {
+                Ok(()) => self.out.line(&format!("[{agent} {id}] sent {command} {target}")),
+                Err(e) => self.out.line(&format!(
+                    "[{agent} {id}] not delivered ({e}); the connection was dropped and the agent will reconnect. \
+                     Check with `show {id}` before sending it again"
+                )),
+            }
         }
     }
 

@@ -169,17 +169,27 @@ impl Store {
         self.commands.get(id)
     }
 
-    /// Record a command before it is sent, durably: a crash right after the
-    /// send must still recognise the agent's response.
-    pub fn record_issued(&mut self, record: CommandRecord) -> io::Result<()> {
-        self.history
-            .append(&HistoryLine::Issued(record.clone()), true)?;
-        self.audit(&serde_json::json!({
-            "ts": record.issued_ms, "action": "command", "by": record.by, "agent": record.agent,
-            "id": record.id, "command": record.command, "target": record.target, "params": record.params,
-        }))?;
-        self.order.push(record.id.clone());
-        self.commands.insert(record.id.clone(), record);
+    /// Record commands before they are sent, durably (one fsync for the
+    /// batch): a crash right after the send must still recognise the
+    /// agents' responses.
+    pub fn record_issued(&mut self, records: Vec<CommandRecord>) -> io::Result<()> {
+        for record in &records {
+            self.history
+                .append(&HistoryLine::Issued(record.clone()), false)?;
+            self.audit.append(
+                &serde_json::json!({
+                    "ts": record.issued_ms, "action": "command", "by": record.by, "agent": record.agent,
+                    "id": record.id, "command": record.command, "target": record.target, "params": record.params,
+                }),
+                false,
+            )?;
+        }
+        self.history.sync()?;
+        self.audit.sync()?;
+        for record in records {
+            self.order.push(record.id.clone());
+            self.commands.insert(record.id.clone(), record);
+        }
         Ok(())
     }
 
@@ -302,7 +312,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("warden-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir).unwrap();
-        store.record_issued(record("c1", "host1")).unwrap();
+        store.record_issued(vec![record("c1", "host1")]).unwrap();
         let done = CommandResponse::completed("c1", Value::from("ok"));
         assert_eq!(
             store.record_response("host2", &done).unwrap(),
