@@ -13,4 +13,5 @@ pub mod policy;
 pub mod process;
 pub mod protocol;
 pub mod server;
+pub mod signals;
 pub mod transport;

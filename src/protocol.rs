@@ -430,6 +430,28 @@ impl Message {
         Message::from_envelope(Envelope::parse(text)?)
     }
 
+    /// Like [`Message::parse`], for a frame a peer sent: `Err(None)` means
+    /// the frame was a malformed `error`, which is never answered with an
+    /// `error` (that way lies a loop).
+    pub fn parse_incoming(text: &str) -> Result<Message, Option<Rejection>> {
+        let envelope = Envelope::parse(text).map_err(Some)?;
+        let was_error = envelope.kind == "error";
+        Message::from_envelope(envelope).map_err(|r| if was_error { None } else { Some(r) })
+    }
+
+    /// The `id` or `event_id` this message carries, for `error.ref`.
+    pub fn reference(&self) -> Option<String> {
+        match self {
+            Message::Command(c) => Some(c.id.clone()),
+            Message::CommandResponse(r) => Some(r.id.clone()),
+            Message::CommandAck(r) => Some(r.id.clone()),
+            Message::Event(e) => Some(e.event_id.clone()),
+            Message::EventAck(a) => Some(a.event_id.clone()),
+            Message::KeyUpdateAck(a) => Some(a.event_id.clone()),
+            _ => None,
+        }
+    }
+
     pub fn data(&self) -> Value {
         fn to<T: Serialize>(t: &T) -> Value {
             serde_json::to_value(t).expect("protocol types serialize")
@@ -537,6 +559,19 @@ mod tests {
             serde_json::from_str::<Value>(&err.to_json()).unwrap(),
             json!({"type":"error","data":{"code":"unknown_type","message":"m","ref":"x"}})
         );
+    }
+
+    #[test]
+    fn a_malformed_error_is_not_answered() {
+        assert!(matches!(
+            Message::parse_incoming(r#"{"type":"error","data":{"code":"nope"}}"#),
+            Err(None)
+        ));
+        assert!(matches!(
+            Message::parse_incoming(r#"{"type":"pong","data":{}}"#),
+            Err(Some(_))
+        ));
+        assert!(matches!(Message::parse_incoming("{"), Err(Some(_))));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use config::AgentConfig;
 use outbox::{Ledger, Seen};
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ use std::time::{Duration, Instant};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long SIGTERM waits for running commands. A command cut off here is
+/// reported after the next start as failed with an unknown outcome.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub enum AgentError {
@@ -56,6 +60,9 @@ pub struct Agent {
     busy: Mutex<HashSet<String>>,
     audit: Mutex<crate::fsutil::JsonLog>,
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Set on SIGTERM: new commands are refused while the running ones finish.
+    shutting_down: std::sync::atomic::AtomicBool,
+    running: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,6 +103,25 @@ impl Agent {
             crate::log::error(&format!("cannot store an event on disk: {e}"));
         }
         self.send(&message);
+    }
+
+    /// Graceful stop: refuse new commands, let running ones finish (their
+    /// responses are on disk either way), say goodbye, exit 0.
+    fn terminate(&self, signal: &str) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let running = self.running.load(Ordering::SeqCst);
+        crate::log::info(&format!(
+            "{signal}: stopping after {running} running command(s) finish (at most {} s)",
+            SHUTDOWN_GRACE.as_secs()
+        ));
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while self.running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(conn) = lock(&self.connection).clone() {
+            conn.close(protocol::close_code::GOING_AWAY, "agent shutting down");
+        }
+        std::process::exit(0);
     }
 
     pub fn is_connected(&self) -> bool {
@@ -157,6 +183,13 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let tls = transport::client_tls_config(config.ca_file.as_deref())
         .map_err(|e| AgentError::Config(e.to_string()))?;
     let (ledger, interrupted) = Ledger::open(&config.state_dir).map_err(AgentError::State)?;
+    if ledger.skipped_lines > 0 {
+        crate::log::warn(&format!(
+            "skipped {} torn or unreadable lines in {}/ledger.jsonl",
+            ledger.skipped_lines,
+            config.state_dir.display()
+        ));
+    }
     for id in &interrupted {
         crate::log::warn(&format!(
             "command {id} was running when the agent stopped; reporting it as failed with an unknown outcome"
@@ -172,7 +205,12 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         busy: Mutex::new(HashSet::new()),
         audit: Mutex::new(audit),
         connection: Mutex::new(None),
+        shutting_down: AtomicBool::new(false),
+        running: AtomicUsize::new(0),
     });
+    let for_signals = agent.clone();
+    crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
+        .map_err(|e| AgentError::Config(format!("cannot install the SIGTERM handler: {e}")))?;
     stats::spawn(agent.clone());
 
     let mut backoff = BACKOFF_START;
@@ -244,6 +282,7 @@ fn connect_and_serve(
             .policy
             .permitted_commands()
             .into_iter()
+            .filter(|c| c.parse().is_ok_and(runner::implemented))
             .map(String::from)
             .collect(),
     });
@@ -377,10 +416,14 @@ fn send_error(conn: &Connection, code: ErrorCode, message: String, reference: Op
 }
 
 fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
-    let message = match Message::parse(text) {
+    let message = match Message::parse_incoming(text) {
         Ok(m) => m,
-        Err(r) => {
+        Err(Some(r)) => {
             send_error(conn, r.code, r.message, r.reference);
+            return;
+        }
+        Err(None) => {
+            crate::log::warn("the server sent a malformed error frame");
             return;
         }
     };
@@ -411,13 +454,23 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
             conn,
             ErrorCode::BadRequest,
             format!("servers do not send {}", other.type_name()),
-            None,
+            other.reference(),
         ),
     }
 }
 
 /// Decide what to do with a command, then run it on its own thread.
 fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
+    if agent.shutting_down.load(Ordering::SeqCst) {
+        // Not recorded as seen: the server may send it again to the next run.
+        let refusal = CommandResponse::failed(
+            &request.id,
+            ErrorCode::Unavailable,
+            "the agent is shutting down; send it again once it is back",
+        );
+        agent.send(&Message::CommandResponse(refusal));
+        return;
+    }
     {
         let mut ledger = lock(&agent.ledger);
         match ledger.seen(&request.id) {
@@ -437,13 +490,14 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
             }
             Seen::New => {
                 if let Err(e) = ledger.start(&request.id) {
-                    drop(ledger);
                     // Cannot promise at-most-once without the ledger: refuse.
                     let response = CommandResponse::failed(
                         &request.id,
                         ErrorCode::Internal,
                         format!("the agent cannot write its ledger ({e}); command not run"),
                     );
+                    ledger.remember_unsaved(response.clone());
+                    drop(ledger);
                     agent.send(&Message::CommandResponse(response));
                     return;
                 }
@@ -451,6 +505,7 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
         }
     }
     let agent = agent.clone();
+    agent.running.fetch_add(1, Ordering::SeqCst);
     let name = format!("cmd-{}", request.id);
     let spawned = thread::Builder::new().name(name).spawn({
         let agent = agent.clone();
@@ -466,9 +521,11 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
                 )
             });
             agent.finish(response);
+            agent.running.fetch_sub(1, Ordering::SeqCst);
         }
     });
     if let Err(e) = spawned {
+        agent.running.fetch_sub(1, Ordering::SeqCst);
         agent.finish(CommandResponse::failed(
             &request.id,
             ErrorCode::Internal,

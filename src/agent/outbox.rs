@@ -181,6 +181,15 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Remember a response in memory only, when the ledger cannot be
+    /// written: the id is still never run again by this process.
+    pub fn remember_unsaved(&mut self, response: CommandResponse) {
+        self.started.insert(response.id.clone());
+        self.responses
+            .entry(response.id.clone())
+            .or_insert(response);
+    }
+
     /// Durably queue an event until the server acks it.
     pub fn raise(&mut self, event: Event) -> io::Result<()> {
         let key = format!("evt:{}", event.event_id);

@@ -55,18 +55,70 @@ pub fn implemented(command: CommandName) -> bool {
     )
 }
 
+/// Text a result may carry: a response must fit in the server's frame
+/// limit (1 MiB by default) with room for JSON escaping, or it could never
+/// be delivered and would be resent forever.
+const MAX_RESULT_TEXT: usize = 384 * 1024;
+/// Beyond this the serialized response is replaced by a failure.
+const MAX_RESPONSE_BYTES: usize = 900 * 1024;
+
+/// Keep the first `max` bytes of `text` (at a char boundary), marking the cut.
+fn keep_head(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[truncated by the agent: {} more bytes]",
+        &text[..end],
+        text.len() - end
+    )
+}
+
+/// Keep the last `max` bytes of `text` (newest log lines), marking the cut.
+fn keep_tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!(
+        "[truncated by the agent: {} earlier bytes]\n{}",
+        start,
+        &text[start..]
+    )
+}
+
+/// The last line of defence for the frame limit.
+fn within_frame_limit(response: CommandResponse) -> CommandResponse {
+    let size = serde_json::to_vec(&response)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size <= MAX_RESPONSE_BYTES {
+        return response;
+    }
+    CommandResponse::failed(
+        &response.id,
+        ErrorCode::Internal,
+        format!("the result is too large to send ({size} bytes once encoded); narrow the command"),
+    )
+}
+
 pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
     let outcome = execute(agent, request);
-    let (response, code) = match outcome {
-        Ok(result) => (CommandResponse::completed(&request.id, result), None),
-        Err(failure) => (
-            CommandResponse::failed(&request.id, failure.code, failure.message),
-            Some(failure.code),
-        ),
+    let response = match outcome {
+        Ok(result) => CommandResponse::completed(&request.id, result),
+        Err(failure) => CommandResponse::failed(&request.id, failure.code, failure.message),
     };
+    let response = within_frame_limit(response);
     agent.audit(&json!({
         "ts": now_ms(), "id": request.id, "command": request.command, "target": request.target,
-        "params": request.params, "status": response.status, "code": code, "error": response.error,
+        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
     }));
     response
 }
@@ -117,13 +169,29 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         _ => None,
     };
     let targets = resolve_targets(agent, command, &request.target)?;
-    for target in &targets {
+    let targets = if request.target == "all" {
+        // `all` means every managed container this command is allowed on
+        // (docs/policy.md); refused only when it is allowed on none.
+        let decision = agent
+            .config
+            .policy
+            .decide_all(command.as_str(), targets.iter().map(String::as_str));
+        if decision.allowed.is_empty() {
+            let reason = decision
+                .denied
+                .first()
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default();
+            return Err(Failure::new(ErrorCode::NotPermitted, reason));
+        }
+        decision.allowed.iter().map(|c| c.to_string()).collect()
+    } else {
         match agent
             .config
             .policy
-            .decide(command.as_str(), target, exec_argv.as_deref())
+            .decide(command.as_str(), &targets[0], exec_argv.as_deref())
         {
-            Decision::Allowed => {}
+            Decision::Allowed => targets,
             Decision::NotManaged { reason } => {
                 return Err(Failure::new(ErrorCode::UnknownTarget, reason));
             }
@@ -131,7 +199,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
                 return Err(Failure::new(ErrorCode::NotPermitted, reason));
             }
         }
-    }
+    };
     let _claim = if params.is_mutating() {
         Some(agent.claim(&targets).ok_or_else(|| {
             Failure::new(
@@ -166,7 +234,11 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         }
         Params::Logs { lines } => {
             let logs = docker.logs(&targets[0], lines as usize, true)?;
-            Ok(Value::String(merge_log_streams(&logs.stdout, &logs.stderr)))
+            let mut text = merge_log_streams(&logs.stdout, &logs.stderr);
+            if logs.truncated {
+                text.insert_str(0, "[older lines dropped: docker output cap reached]\n");
+            }
+            Ok(Value::String(keep_tail(&text, MAX_RESULT_TEXT)))
         }
         Params::Status => status(agent, &targets),
         Params::Exec { .. } => {
@@ -174,8 +246,8 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             let output = docker.exec(&targets[0], &argv, agent.docker_timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
-                "stdout": output.stdout,
-                "stderr": output.stderr,
+                "stdout": keep_head(&output.stdout, MAX_RESULT_TEXT / 2),
+                "stderr": keep_head(&output.stderr, MAX_RESULT_TEXT / 2),
                 "truncated": output.truncated,
             }))
         }
@@ -287,7 +359,7 @@ fn payout(agent: &Agent, container: &str) -> Result<Value, Failure> {
             ),
         ));
     }
-    Ok(Value::String(text))
+    Ok(Value::String(keep_head(&text, MAX_RESULT_TEXT)))
 }
 
 /// `docker logs --timestamps` gives the container's stdout and stderr apart
@@ -306,6 +378,31 @@ fn merge_log_streams(stdout: &str, stderr: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_at_char_boundaries_with_a_marker() {
+        let text = "é".repeat(10);
+        let head = keep_head(&text, 5);
+        assert!(
+            head.starts_with("éé\n[truncated by the agent: 16 more bytes]"),
+            "{head}"
+        );
+        let tail = keep_tail(&text, 5);
+        assert!(tail.ends_with("\néé"), "{tail}");
+        assert_eq!(keep_head("short", 10), "short");
+    }
+
+    #[test]
+    fn an_undeliverable_response_becomes_a_failure() {
+        let big =
+            CommandResponse::completed("c1", Value::String("\u{1}".repeat(MAX_RESPONSE_BYTES / 4)));
+        let fitted = within_frame_limit(big);
+        assert_eq!(fitted.code, Some(ErrorCode::Internal));
+        let small = CommandResponse::completed("c2", Value::String("ok".into()));
+        assert_eq!(within_frame_limit(small.clone()), small);
+    }
+
     #[test]
     fn log_streams_merge_in_time_order() {
         let out = "2024-01-08T14:30:00.000000001Z a\n2024-01-08T14:30:00.000000003Z c\n";

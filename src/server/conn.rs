@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{ErrorResponse, Request};
 use tungstenite::http;
 
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct ConnShared {
     pub tokens: TokenStore,
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -152,13 +154,14 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         .peer_addr()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(protocol::HELLO_TIMEOUT_S);
+    // TLS and the HTTP upgrade get their own bounded window.
+    let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut refused_because = None;
     let accepted = transport::accept(
         socket,
         shared.tls.as_ref(),
         shared.max_message_bytes,
-        deadline,
+        handshake_deadline,
         |request| {
             authorize(request, &shared.tokens).map_err(|r| {
                 refused_because = Some(r.reason);
@@ -178,6 +181,8 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
             return;
         }
     };
+    // The hello window starts once the upgrade is done, not at TCP accept.
+    let deadline = Instant::now() + Duration::from_secs(protocol::HELLO_TIMEOUT_S);
     let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
@@ -344,14 +349,21 @@ fn read_loop(session: &Session, shared: &ConnShared, mut unread: Vec<Incoming>) 
 
 fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
     let conn = &session.conn;
-    let message = match Message::parse(text) {
+    let message = match Message::parse_incoming(text) {
         Ok(m) => m,
-        Err(Rejection {
+        Err(Some(Rejection {
             code,
             message,
             reference,
-        }) => {
+        })) => {
             send_error(conn, code, message, reference);
+            return;
+        }
+        Err(None) => {
+            crate::log::warn(&format!(
+                "{} sent a malformed error frame",
+                session.agent_id
+            ));
             return;
         }
     };
@@ -400,15 +412,11 @@ fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
             );
         }
         other => {
-            let reference = match &other {
-                Message::CommandAck(r) => Some(r.id.clone()),
-                _ => None,
-            };
             send_error(
                 conn,
                 ErrorCode::BadRequest,
                 format!("agents do not send {}", other.type_name()),
-                reference,
+                other.reference(),
             );
         }
     }

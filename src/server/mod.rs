@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use store::{CommandRecord, ResponseVerdict, Store};
 use tokens::TokenStore;
 
@@ -53,6 +53,7 @@ pub struct ServerConfig {
 pub enum ServerError {
     Listen { addr: String, source: io::Error },
     DataDir { path: PathBuf, source: io::Error },
+    Signals(io::Error),
     Tls(transport::TransportError),
     Tokens(tokens::TokenError),
 }
@@ -70,6 +71,7 @@ impl fmt::Display for ServerError {
                 write!(f, "cannot use data dir {}: {source}", path.display())
             }
             ServerError::Tls(e) => write!(f, "{e}"),
+            ServerError::Signals(e) => write!(f, "cannot install the SIGTERM handler: {e}"),
             ServerError::Tokens(e) => write!(f, "{e}"),
         }
     }
@@ -117,6 +119,8 @@ pub enum HubEvent {
     },
     Operator(String),
     OperatorClosed,
+    /// SIGTERM or SIGINT: close every connection, flush, exit 0.
+    Terminate(&'static str),
     Tick,
 }
 
@@ -150,7 +154,7 @@ struct Hub {
     config: ServerConfig,
     store: Store,
     tokens: TokenStore,
-    registry_stamp: Option<(SystemTime, u64)>,
+    registry_stamp: Option<Vec<u8>>,
     live: BTreeMap<String, Live>,
     out: Out,
     interactive: bool,
@@ -213,6 +217,11 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         .expect("spawn acceptor");
     let interactive = io::stdin().is_terminal();
     spawn_stdin_reader(tx.clone());
+    let signal_tx = tx.clone();
+    crate::signals::on_terminate(move |name| {
+        let _ = signal_tx.send(HubEvent::Terminate(name));
+    })
+    .map_err(ServerError::Signals)?;
     spawn_ticker(tx);
 
     let mut hub = Hub {
@@ -349,6 +358,11 @@ impl Hub {
                     );
                 }
                 HubEvent::Tick => self.on_tick(),
+                HubEvent::Terminate(signal) => {
+                    crate::log::info(&format!("{signal}: closing every connection and stopping"));
+                    self.shutdown();
+                    return;
+                }
             }
         }
     }
@@ -518,9 +532,10 @@ impl Hub {
         self.send_to(agent, &ack);
     }
 
-    fn registry_stamp_now(&self) -> Option<(SystemTime, u64)> {
-        let meta = std::fs::metadata(self.tokens.path()).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+    /// The registry's bytes: compared whole, since a replaced token keeps
+    /// the file's size and a coarse mtime may not move.
+    fn registry_stamp_now(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.tokens.path()).ok()
     }
 
     fn on_tick(&mut self) {

@@ -84,13 +84,6 @@ pub fn result_body(command: &str, result: &Value) -> String {
             }
             table(&rows)
         }
-        ("logs", Value::Object(map)) => {
-            let mut text = map.get("text").map(text_of).unwrap_or_default();
-            if map.get("truncated").and_then(Value::as_bool) == Some(true) {
-                text.push_str("\n[output truncated by the agent]");
-            }
-            text
-        }
         ("exec", Value::Object(map)) => {
             let mut parts = vec![format!(
                 "exit code {}",

@@ -197,3 +197,74 @@ fn commands_to_unmanaged_or_missing_containers_fail_cleanly() {
     let line = f.server.outcome(&id, WAIT);
     assert!(line.contains("failed (unknown_target)"), "{line}");
 }
+
+#[test]
+fn huge_output_is_truncated_with_a_marker_and_still_delivered() {
+    let n0 = Node::start("3node0");
+    let policy = json!({"allow": ["exec", "status"], "exec": {"programs": [{"program": "seq"}]}});
+    let mut f = Fleet::start(&[&n0], policy, &[]);
+    let id = f.server.send(&format!(
+        "send {} exec {} seq 1 400000",
+        f.agent_id, n0.name
+    ));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("completed"), "{line}");
+    f.server.out.wait_for("[truncated by the agent:", WAIT);
+    // The connection survived: the next command goes through.
+    let id = f
+        .server
+        .send(&format!("send {} status {}", f.agent_id, n0.name));
+    assert!(f.server.outcome(&id, WAIT).contains("completed"));
+    assert!(
+        !f.server.out.seen.iter().any(|l| l.contains("disconnected")),
+        "{:?}",
+        f.server.out.seen
+    );
+}
+
+#[test]
+fn all_means_the_containers_the_command_is_allowed_on() {
+    let n0 = Node::start("3node0");
+    let n1 = Node::start("3node1");
+    let policy = json!({"allow": ["status", {"command": "stop", "containers": [n1.name.clone()]}]});
+    let mut f = Fleet::start(&[&n0, &n1], policy, &[]);
+    let id = f.server.send(&format!("send {} stop all", f.agent_id));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(
+        line.contains("completed") && line.contains(&n1.name) && !line.contains(&n0.name),
+        "{line}"
+    );
+    assert_eq!(
+        (n0.state().as_str(), n1.state().as_str()),
+        ("running", "exited")
+    );
+}
+
+#[test]
+fn sigterm_stops_server_and_agent_cleanly() {
+    let n0 = Node::start("3node0");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    for pid in [f.agent.child.id(), f.server.child.id()] {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    for child in [&mut f.agent.child, &mut f.server.child] {
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}");
+    }
+}

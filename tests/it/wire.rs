@@ -180,6 +180,24 @@ fn envelope_errors_keep_the_connection_open() {
             "{frame}: {error}"
         );
     }
+    // Frames an agent never sends are refused, naming their id.
+    ws.send(Message::text(r#"{"type":"command","data":{"id":"x2","command":"stop","target":"a","params":{},"timestamp":1}}"#)).unwrap();
+    let error = recv(&mut ws);
+    assert_eq!(
+        (
+            error["data"]["code"].as_str(),
+            error["data"]["ref"].as_str()
+        ),
+        (Some("bad_request"), Some("x2")),
+        "{error}"
+    );
+    // A malformed error is not answered: the next frame is the pong.
+    ws.send(Message::text(
+        r#"{"type":"error","data":{"code":"no-such-code"}}"#,
+    ))
+    .unwrap();
+    send(&mut ws, json!({"type": "ping", "data": {"timestamp": 9}}));
+    assert_eq!(recv(&mut ws)["type"], "pong");
     ws.send(Message::binary(vec![1, 2, 3])).unwrap();
     assert_eq!(recv(&mut ws)["data"]["code"], "bad_request");
     // Still open, and acks stats with the same timestamp.
