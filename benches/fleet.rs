@@ -128,7 +128,7 @@ fn main() {
     });
     let addr = lines.recv_timeout(Duration::from_secs(10)).unwrap().0;
     let url = format!("ws://{addr}/agent");
-    let tls = transport::client_tls_config(None).unwrap();
+    let tls = transport::client_tls_config(&transport::ClientTls::default()).unwrap();
     let (recv_tx, received) = mpsc::channel();
     for (i, (id, secret)) in ids.iter().zip(&secrets).enumerate() {
         let conn = Arc::new(

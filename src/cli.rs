@@ -12,9 +12,10 @@ warden: run a fleet of Substrate validator nodes (Docker containers) from one pl
 
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
-                  [--heartbeat-s N] [--max-frame-bytes N]
+                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
     warden agent  --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
-                  [--config FILE] [--ca-file PEM] [--state-dir DIR]
+                  [--config FILE] [--ca-file PEM] [--client-cert PEM --client-key PEM]
+                  [--server-fingerprint SHA256] [--state-dir DIR]
     warden token add <agent id> [--data-dir DIR]
     warden token remove <agent id> [--data-dir DIR]
     warden token list [--data-dir DIR]
@@ -34,7 +35,7 @@ warden server: hold the agents' connections and drive them from stdin
 
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
-                  [--heartbeat-s N] [--max-frame-bytes N]
+                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
 
 OPTIONS:
     --listen ADDR:PORT     where agents connect (default 127.0.0.1:7443; port 0 picks a
@@ -42,6 +43,8 @@ OPTIONS:
     --data-dir DIR         agent registry, command history, audit log (default ~/.warden/server)
     --tls-cert PEM         certificate chain; with --tls-key, agents must use wss://
     --tls-key PEM          the certificate's private key
+    --client-ca PEM        mutual TLS: agents must present a certificate from this CA whose
+                           DNS subject alternative name is their agent id (tokens still apply)
     --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
     --max-frame-bytes N    largest message accepted (default 1048576)
 
@@ -54,7 +57,8 @@ warden agent: run on a validator host; report to the server and run its commands
 
 USAGE:
     warden agent --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
-                 [--config FILE] [--ca-file PEM] [--state-dir DIR]
+                 [--config FILE] [--ca-file PEM] [--client-cert PEM --client-key PEM]
+                 [--server-fingerprint SHA256] [--state-dir DIR]
 
 OPTIONS:
     --server URL       the server's agent endpoint, ws:// or wss://
@@ -64,6 +68,12 @@ OPTIONS:
                        commands it permits (see docs/policy.md); defaults are safe:
                        no exec, no payout, containers named 3node* or node*
     --ca-file PEM      trust only these CA certificates for wss:// (a private CA)
+    --client-cert PEM  present this certificate to a server that requires mutual TLS
+    --client-key PEM   its private key
+    --server-fingerprint SHA256
+                       also require the server certificate's SHA-256 (64 hex digits, as
+                       `openssl x509 -noout -fingerprint -sha256` prints it): a swapped
+                       server key is refused even if a trusted CA signed it
     --state-dir DIR    ledger of commands and unacknowledged messages (default ~/.warden/agent)
 
 The agent reconnects forever with exponential backoff; nothing it must deliver
@@ -159,6 +169,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         data_dir: default_server_dir(),
         tls_cert: None,
         tls_key: None,
+        client_ca: None,
         heartbeat_s: crate::server::DEFAULT_HEARTBEAT_S,
         max_message_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
     };
@@ -169,6 +180,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("data-dir") => config.data_dir = parser.value()?.into(),
             Long("tls-cert") => config.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => config.tls_key = Some(parser.value()?.into()),
+            Long("client-ca") => config.client_ca = Some(parser.value()?.into()),
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {
@@ -187,6 +199,9 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     if config.tls_cert.is_some() != config.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
     }
+    if config.client_ca.is_some() && config.tls_cert.is_none() {
+        return Err("--client-ca (mutual TLS) needs --tls-cert and --tls-key".into());
+    }
     Ok(Cli::Server(config))
 }
 
@@ -201,6 +216,9 @@ fn parse_agent(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("token-file") => token_file = Some(PathBuf::from(parser.value()?)),
             Long("config") => args.config_file = Some(parser.value()?.into()),
             Long("ca-file") => args.ca_file = Some(parser.value()?.into()),
+            Long("client-cert") => args.client_cert = Some(parser.value()?.into()),
+            Long("client-key") => args.client_key = Some(parser.value()?.into()),
+            Long("server-fingerprint") => args.server_fingerprint = Some(parser.value()?.string()?),
             Long("state-dir") => args.state_dir = Some(parser.value()?.into()),
             Long("token") => {
                 return Err(
@@ -220,6 +238,9 @@ fn parse_agent(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         if !given {
             return Err(format!("warden agent needs {flag} (see warden help agent)").into());
         }
+    }
+    if args.client_cert.is_some() != args.client_key.is_some() {
+        return Err("--client-cert and --client-key go together".into());
     }
     args.token_file = token_file.unwrap_or_default();
     Ok(Cli::Agent(args))

@@ -20,7 +20,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -49,6 +49,9 @@ pub struct Pipe {
     tls: Option<Box<rustls::Connection>>,
     inbound: Vec<u8>,
     inbound_pos: usize,
+    /// The client's certificate chain, set once the TLS handshake is done, so
+    /// that the upgrade's authorisation can map it to an agent id.
+    peer_certs: Arc<OnceLock<Vec<CertificateDer<'static>>>>,
 }
 
 impl Pipe {
@@ -58,6 +61,7 @@ impl Pipe {
             tls: tls.map(Box::new),
             inbound: Vec::new(),
             inbound_pos: 0,
+            peer_certs: Arc::new(OnceLock::new()),
         }
     }
 
@@ -77,6 +81,12 @@ impl Pipe {
             // Send whatever rustls produced (handshake messages, an alert).
             flush_tls(tls, &self.socket)?;
             processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if !tls.is_handshaking()
+                && self.peer_certs.get().is_none()
+                && let Some(chain) = tls.peer_certificates()
+            {
+                let _ = self.peer_certs.set(chain.to_vec());
+            }
             // Move plaintext out at once so rustls' buffer never fills.
             match tls.reader().read_to_end(&mut self.inbound) {
                 Ok(_) => {}
@@ -408,7 +418,7 @@ pub fn accept<T>(
     tls: Option<&Arc<rustls::ServerConfig>>,
     max_message_bytes: usize,
     deadline: Instant,
-    authorize: impl FnOnce(&Request) -> Result<T, ErrorResponse>,
+    authorize: impl FnOnce(&Request, &[CertificateDer<'static>]) -> Result<T, ErrorResponse>,
 ) -> Result<(Connection, T), TransportError> {
     let peer = socket.peer_addr()?;
     socket.set_nodelay(true)?;
@@ -422,9 +432,11 @@ pub fn accept<T>(
         None => None,
     };
     let pipe = Pipe::new(socket.clone(), tls_conn);
+    let peer_certs = pipe.peer_certs.clone();
     let mut accepted = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        accepted = Some(authorize(request)?);
+        let chain = peer_certs.get().map(Vec::as_slice).unwrap_or(&[]);
+        accepted = Some(authorize(request, chain)?);
         Ok(response)
     };
     let attempt =
@@ -548,74 +560,204 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// TLS for the server from PEM files (certificate chain, private key).
-pub fn server_tls_config(
-    cert_pem: &Path,
-    key_pem: &Path,
-) -> Result<Arc<rustls::ServerConfig>, TransportError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
+fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| {
-            TransportError::Config(format!(
-                "cannot read certificates from {}: {e}",
-                cert_pem.display()
-            ))
+            TransportError::Config(format!("cannot read {what} from {}: {e}", path.display()))
         })?;
     if certs.is_empty() {
         return Err(TransportError::Config(format!(
             "{} holds no PEM certificate",
-            cert_pem.display()
+            path.display()
         )));
     }
+    Ok(certs)
+}
+
+fn roots_from(path: &Path) -> Result<rustls::RootCertStore, TransportError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(load_certs(path, "CA certificates")?);
+    if added == 0 {
+        return Err(TransportError::Config(format!(
+            "{} holds no usable CA certificate",
+            path.display()
+        )));
+    }
+    Ok(roots)
+}
+
+/// Whether `chain`'s end-entity certificate names `agent_id` (as a DNS
+/// subject alternative name): how mutual TLS maps a certificate to an agent.
+pub fn certificate_names(chain: &[CertificateDer<'_>], agent_id: &str) -> bool {
+    let (Some(leaf), Ok(name)) = (chain.first(), ServerName::try_from(agent_id)) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
+/// SHA-256 of a certificate, lowercase hex: what `--server-fingerprint` pins.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()))
+}
+
+/// TLS for the server from PEM files (certificate chain, private key), and
+/// with `client_ca`, mutual TLS: every agent must present a certificate
+/// issued by that CA.
+pub fn server_tls_config(
+    cert_pem: &Path,
+    key_pem: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+    let certs = load_certs(cert_pem, "certificates")?;
     let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|e| {
         TransportError::Config(format!(
             "cannot read a private key from {}: {e}",
             key_pem.display()
         ))
     })?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            TransportError::Config(format!(
-                "certificate and key do not form a usable pair: {e}"
-            ))
-        })?;
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots_from(ca)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TransportError::Config(format!("client CA {}: {e}", ca.display())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| {
+        TransportError::Config(format!(
+            "certificate and key do not form a usable pair: {e}"
+        ))
+    })?;
     Ok(Arc::new(config))
 }
 
-/// TLS for the agent: the system's compiled-in web roots, or only the CA
-/// certificates in `ca_file` (a private CA).
+/// How the agent trusts and identifies itself to the server.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls<'a> {
+    /// Trust only these CA certificates (a private CA) instead of the web roots.
+    pub ca_file: Option<&'a Path>,
+    /// Present this certificate and key (mutual TLS).
+    pub client_cert: Option<(&'a Path, &'a Path)>,
+    /// Also require the server's certificate to have this SHA-256 (hex).
+    pub server_fingerprint: Option<&'a str>,
+}
+
+/// Chain verification as usual, then the pinned fingerprint: a server whose
+/// key was swapped (even for one the same CA signed) is refused.
+#[derive(Debug)]
+struct PinnedServer {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    sha256_hex: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let seen = fingerprint(end_entity);
+        if seen != self.sha256_hex {
+            return Err(rustls::Error::General(format!(
+                "server certificate fingerprint {seen} does not match the pinned {} (was the server's key replaced?)",
+                self.sha256_hex
+            )));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// TLS for the agent: the compiled-in web roots or a private CA, optional
+/// client certificate, optional pinned server fingerprint.
 pub fn client_tls_config(
-    ca_file: Option<&Path>,
+    options: &ClientTls<'_>,
 ) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    TransportError::Config(format!(
-                        "cannot read CA certificates from {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            let (added, _ignored) = roots.add_parsable_certificates(certs);
-            if added == 0 {
+    let roots = match options.ca_file {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(path) => roots_from(path)?,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let builder = match options.server_fingerprint {
+        None => builder.with_root_certificates(roots),
+        Some(pin) => {
+            let sha256_hex = pin.trim().to_ascii_lowercase().replace(':', "");
+            if sha256_hex.len() != 64 || !sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(TransportError::Config(format!(
-                    "{} holds no usable CA certificate",
-                    path.display()
+                    "--server-fingerprint {pin:?}: expected the certificate's SHA-256 as 64 hex digits"
                 )));
             }
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TransportError::Config(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedServer { inner, sha256_hex }))
         }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    };
+    let config = match options.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = load_certs(cert, "the client certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                TransportError::Config(format!(
+                    "cannot read a private key from {}: {e}",
+                    key.display()
+                ))
+            })?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                TransportError::Config(format!(
+                    "client certificate and key do not form a usable pair: {e}"
+                ))
+            })?
+        }
+    };
     Ok(Arc::new(config))
 }

@@ -59,6 +59,9 @@ pub struct AgentArgs {
     pub token_file: PathBuf,
     pub config_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub server_fingerprint: Option<String>,
     pub state_dir: Option<PathBuf>,
 }
 
@@ -68,6 +71,8 @@ pub struct AgentConfig {
     pub token: Token,
     pub token_file: PathBuf,
     pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    pub server_fingerprint: Option<String>,
     pub host_name: String,
     pub state_dir: PathBuf,
     pub stats_interval: Duration,
@@ -137,6 +142,8 @@ impl AgentConfig {
             token,
             token_file: args.token_file,
             ca_file: args.ca_file,
+            client_cert: args.client_cert.zip(args.client_key),
+            server_fingerprint: args.server_fingerprint,
             host_name: host_name(),
             state_dir: args
                 .state_dir

@@ -180,8 +180,15 @@ impl Drop for BusyGuard<'_> {
 }
 
 pub fn run(config: AgentConfig) -> Result<(), AgentError> {
-    let tls = transport::client_tls_config(config.ca_file.as_deref())
-        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let tls = transport::client_tls_config(&transport::ClientTls {
+        ca_file: config.ca_file.as_deref(),
+        client_cert: config
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
+        server_fingerprint: config.server_fingerprint.as_deref(),
+    })
+    .map_err(|e| AgentError::Config(e.to_string()))?;
     let (ledger, interrupted) = Ledger::open(&config.state_dir).map_err(AgentError::State)?;
     if ledger.skipped_lines > 0 {
         crate::log::warn(&format!(

@@ -8,6 +8,7 @@ use crate::protocol::{
     self, ErrorBody, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms,
 };
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
+use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -25,6 +26,8 @@ pub struct ConnShared {
     pub heartbeat: Duration,
     pub heartbeat_s: u64,
     pub max_message_bytes: usize,
+    /// Each agent's client certificate must name its agent id.
+    pub mutual_tls: bool,
     pub hub: Sender<HubEvent>,
     pub next_conn_id: AtomicU64,
 }
@@ -82,7 +85,11 @@ fn refusal(status: u16, body: &'static str, reason: impl Into<String>) -> Refusa
 }
 
 /// Path first (404 before any token check), then the bearer token.
-fn authorize(request: &Request, tokens: &TokenStore) -> Result<Authorized, Refusal> {
+fn authorize(
+    request: &Request,
+    client_chain: &[CertificateDer<'static>],
+    shared: &ConnShared,
+) -> Result<Authorized, Refusal> {
     if request.uri().path() != "/agent" {
         return Err(refusal(
             404,
@@ -103,7 +110,7 @@ fn authorize(request: &Request, tokens: &TokenStore) -> Result<Authorized, Refus
             "no token",
         ));
     };
-    let registry = tokens.load().map_err(|e| {
+    let registry = shared.tokens.load().map_err(|e| {
         refusal(
             500,
             "the server cannot read its agent registry\n",
@@ -111,6 +118,15 @@ fn authorize(request: &Request, tokens: &TokenStore) -> Result<Authorized, Refus
         )
     })?;
     match registry.authenticate(presented) {
+        Some(agent_id)
+            if shared.mutual_tls && !transport::certificate_names(client_chain, &agent_id) =>
+        {
+            Err(refusal(
+                401,
+                "unauthorized: the client certificate does not name this agent\n",
+                format!("client certificate does not name agent {agent_id}"),
+            ))
+        }
         Some(agent_id) => {
             let token_sha256 = registry.agents[&agent_id].token_sha256.clone();
             Ok(Authorized {
@@ -162,8 +178,8 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         shared.tls.as_ref(),
         shared.max_message_bytes,
         handshake_deadline,
-        |request| {
-            authorize(request, &shared.tokens).map_err(|r| {
+        |request, chain| {
+            authorize(request, chain, &shared).map_err(|r| {
                 refused_because = Some(r.reason);
                 http_error(r.status, r.body)
             })

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// With TLS: require agents' client certificates from this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
     pub heartbeat_s: u64,
     pub max_message_bytes: usize,
 }
@@ -170,9 +172,10 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let tokens = TokenStore::new(&data_dir);
     tokens.load().map_err(ServerError::Tokens)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(transport::server_tls_config(cert, key).map_err(ServerError::Tls)?)
-        }
+        (Some(cert), Some(key)) => Some(
+            transport::server_tls_config(cert, key, config.client_ca.as_deref())
+                .map_err(ServerError::Tls)?,
+        ),
         _ => None,
     };
     let listener = TcpListener::bind(&config.listen).map_err(|source| ServerError::Listen {
@@ -208,6 +211,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         heartbeat: Duration::from_secs(config.heartbeat_s.max(1)),
         heartbeat_s: config.heartbeat_s.max(1),
         max_message_bytes: config.max_message_bytes,
+        mutual_tls: config.client_ca.is_some(),
         hub: tx.clone(),
         next_conn_id: AtomicU64::new(1),
     });

@@ -1,10 +1,12 @@
-//! wss:// with a private CA, made here with the openssl CLI.
+//! wss:// with a private CA, mutual TLS and certificate pinning. The
+//! certificates are made here with the openssl CLI.
 use crate::support::*;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-fn openssl(dir: &Path, args: &[&str]) {
+fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args(args)
@@ -15,12 +17,10 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A CA named `name` and a server certificate it signs for 127.0.0.1.
-fn make_ca_and_cert(dir: &Path, name: &str) {
-    let ca_key = format!("{name}-ca.key");
-    let ca_pem = format!("{name}-ca.pem");
+fn make_ca(dir: &Path, ca: &str) {
     openssl(
         dir,
         &[
@@ -32,17 +32,25 @@ fn make_ca_and_cert(dir: &Path, name: &str) {
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            &ca_key,
+            &format!("{ca}-ca.key"),
             "-out",
-            &ca_pem,
+            &format!("{ca}-ca.pem"),
             "-days",
             "2",
             "-subj",
-            &format!("/CN={name} test CA"),
+            &format!("/CN={ca} test CA"),
         ],
     );
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").unwrap();
+}
+
+/// `<name>.pem`/`<name>.key` signed by `ca`, for `san` (e.g. `IP:127.0.0.1`).
+fn make_cert(dir: &Path, ca: &str, name: &str, san: &str, usage: &str) {
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={usage}\n"),
+    )
+    .unwrap();
     openssl(
         dir,
         &[
@@ -53,11 +61,11 @@ fn make_ca_and_cert(dir: &Path, name: &str) {
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            &format!("{name}-server.key"),
+            &format!("{name}.key"),
             "-out",
-            &format!("{name}-server.csr"),
+            &format!("{name}.csr"),
             "-subj",
-            "/CN=127.0.0.1",
+            &format!("/CN={name}"),
         ],
     );
     openssl(
@@ -66,38 +74,67 @@ fn make_ca_and_cert(dir: &Path, name: &str) {
             "x509",
             "-req",
             "-in",
-            &format!("{name}-server.csr"),
+            &format!("{name}.csr"),
             "-CA",
-            &ca_pem,
+            &format!("{ca}-ca.pem"),
             "-CAkey",
-            &ca_key,
+            &format!("{ca}-ca.key"),
             "-CAcreateserial",
             "-out",
-            &format!("{name}-server.pem"),
+            &format!("{name}.pem"),
             "-days",
             "2",
             "-extfile",
-            &format!("{name}.ext"),
+            &ext,
         ],
     );
+}
+
+fn path(dir: &TempDir, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
+
+/// Wait until `log()` contains `needle`.
+fn wait_log(agent: &AgentProc, needle: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !agent.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "agent log never said {needle:?}:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
 fn an_agent_trusts_a_private_ca_and_refuses_an_unverifiable_server() {
     let dir = TempDir::new("tls");
-    make_ca_and_cert(dir.path(), "good");
-    make_ca_and_cert(dir.path(), "evil");
+    make_ca(dir.path(), "good");
+    make_ca(dir.path(), "evil");
+    make_cert(
+        dir.path(),
+        "good",
+        "server",
+        "IP:127.0.0.1,DNS:localhost",
+        "serverAuth",
+    );
     let data_dir = dir.join("server");
     let agent_id = unique("tls");
     let token = token_add(&data_dir, &agent_id);
-    let cert = dir.join("good-server.pem").display().to_string();
-    let key = dir.join("good-server.key").display().to_string();
-    let mut server = ServerProc::start(&data_dir, &["--tls-cert", &cert, "--tls-key", &key]);
+    let mut server = ServerProc::start(
+        &data_dir,
+        &[
+            "--tls-cert",
+            &path(&dir, "server.pem"),
+            "--tls-key",
+            &path(&dir, "server.key"),
+        ],
+    );
     let url = format!("wss://{}/agent", server.addr);
     let config = config_for(&["3node-none"], json!({}));
 
     // Another CA's trust store (and the public roots) cannot verify this server.
-    let wrong_ca = dir.join("evil-ca.pem").display().to_string();
     let sub = TempDir::new("tls-evil");
     let evil = AgentProc::start(
         sub.path(),
@@ -105,30 +142,21 @@ fn an_agent_trusts_a_private_ca_and_refuses_an_unverifiable_server() {
         &agent_id,
         &token,
         &config,
-        &["--ca-file", &wrong_ca],
+        &["--ca-file", &path(&dir, "evil-ca.pem")],
     );
     let sub2 = TempDir::new("tls-public");
     let public = AgentProc::start(sub2.path(), &url, &agent_id, &token, &config, &[]);
-    let deadline = std::time::Instant::now() + WAIT;
-    while !(evil.log().contains("UnknownIssuer") && public.log().contains("UnknownIssuer")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "agents did not report the bad certificate:\n{}\n{}",
-            evil.log(),
-            public.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_log(&evil, "UnknownIssuer");
+    wait_log(&public, "UnknownIssuer");
     drop((evil, public));
 
-    let good_ca = dir.join("good-ca.pem").display().to_string();
     let _agent = AgentProc::start(
         dir.path(),
         &url,
         &agent_id,
         &token,
         &config,
-        &["--ca-file", &good_ca],
+        &["--ca-file", &path(&dir, "good-ca.pem")],
     );
     server
         .out
@@ -137,4 +165,165 @@ fn an_agent_trusts_a_private_ca_and_refuses_an_unverifiable_server() {
         !server.out.seen.iter().any(|l| l.contains(&token)),
         "the token never shows"
     );
+}
+
+#[test]
+fn mutual_tls_maps_the_client_certificate_to_the_agent_id() {
+    let dir = TempDir::new("mtls");
+    make_ca(dir.path(), "good");
+    make_ca(dir.path(), "evil");
+    make_cert(dir.path(), "good", "server", "IP:127.0.0.1", "serverAuth");
+    let data_dir = dir.join("server");
+    let agent_id = unique("mtls");
+    let other_id = unique("other");
+    let token = token_add(&data_dir, &agent_id);
+    make_cert(
+        dir.path(),
+        "good",
+        "mine",
+        &format!("DNS:{agent_id}"),
+        "clientAuth",
+    );
+    make_cert(
+        dir.path(),
+        "good",
+        "theirs",
+        &format!("DNS:{other_id}"),
+        "clientAuth",
+    );
+    make_cert(
+        dir.path(),
+        "evil",
+        "forged",
+        &format!("DNS:{agent_id}"),
+        "clientAuth",
+    );
+    let mut server = ServerProc::start(
+        &data_dir,
+        &[
+            "--tls-cert",
+            &path(&dir, "server.pem"),
+            "--tls-key",
+            &path(&dir, "server.key"),
+            "--client-ca",
+            &path(&dir, "good-ca.pem"),
+        ],
+    );
+    let url = format!("wss://{}/agent", server.addr);
+    let config = config_for(&["3node-none"], json!({}));
+    let ca = path(&dir, "good-ca.pem");
+    let start = |name: &str, extra: &[&str]| {
+        let sub = TempDir::new(name);
+        let mut args = vec!["--ca-file", ca.as_str()];
+        args.extend_from_slice(extra);
+        let agent = AgentProc::start(sub.path(), &url, &agent_id, &token, &config, &args);
+        (sub, agent)
+    };
+
+    let (_d1, no_cert) = start("nocert", &[]);
+    let (mine_pem, mine_key) = (path(&dir, "mine.pem"), path(&dir, "mine.key"));
+    let (theirs_pem, theirs_key) = (path(&dir, "theirs.pem"), path(&dir, "theirs.key"));
+    let (forged_pem, forged_key) = (path(&dir, "forged.pem"), path(&dir, "forged.key"));
+    let (_d2, forged) = start(
+        "forged",
+        &["--client-cert", &forged_pem, "--client-key", &forged_key],
+    );
+    let (_d3, theirs) = start(
+        "theirs",
+        &["--client-cert", &theirs_pem, "--client-key", &theirs_key],
+    );
+    wait_log(&no_cert, "cannot connect");
+    wait_log(&forged, "cannot connect");
+    wait_log(&theirs, "HTTP 401");
+    assert!(
+        !server.out.seen.iter().any(|l| l.contains(" connected")),
+        "{:?}",
+        server.out.seen
+    );
+    drop((no_cert, forged, theirs));
+
+    let (_d4, _mine) = start(
+        "mine",
+        &["--client-cert", &mine_pem, "--client-key", &mine_key],
+    );
+    server
+        .out
+        .wait_for(&format!("* {agent_id} connected"), WAIT);
+    let audit = std::fs::read_to_string(data_dir.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("client certificate does not name agent"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn a_pinned_fingerprint_detects_a_swapped_server_certificate() {
+    let dir = TempDir::new("pin");
+    make_ca(dir.path(), "good");
+    make_cert(dir.path(), "good", "server", "IP:127.0.0.1", "serverAuth");
+    make_cert(dir.path(), "good", "swapped", "IP:127.0.0.1", "serverAuth");
+    let printed = openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            "server.pem",
+        ],
+    );
+    let pin = printed.trim().split('=').nth(1).unwrap().to_string();
+    let data_dir = dir.join("server");
+    let agent_id = unique("pin");
+    let token = token_add(&data_dir, &agent_id);
+    let config = config_for(&["3node-none"], json!({}));
+    let ca = path(&dir, "good-ca.pem");
+
+    let mut server = ServerProc::start(
+        &data_dir,
+        &[
+            "--tls-cert",
+            &path(&dir, "server.pem"),
+            "--tls-key",
+            &path(&dir, "server.key"),
+        ],
+    );
+    let url = format!("wss://{}/agent", server.addr);
+    let sub = TempDir::new("pin-ok");
+    let agent = AgentProc::start(
+        sub.path(),
+        &url,
+        &agent_id,
+        &token,
+        &config,
+        &["--ca-file", &ca, "--server-fingerprint", &pin],
+    );
+    server
+        .out
+        .wait_for(&format!("* {agent_id} connected"), WAIT);
+    drop(agent);
+    drop(server);
+
+    // Same CA, another key: chain verification alone would accept it.
+    let swapped = ServerProc::start(
+        &data_dir,
+        &[
+            "--tls-cert",
+            &path(&dir, "swapped.pem"),
+            "--tls-key",
+            &path(&dir, "swapped.key"),
+        ],
+    );
+    let url = format!("wss://{}/agent", swapped.addr);
+    let sub = TempDir::new("pin-bad");
+    let agent = AgentProc::start(
+        sub.path(),
+        &url,
+        &agent_id,
+        &token,
+        &config,
+        &["--ca-file", &ca, "--server-fingerprint", &pin],
+    );
+    wait_log(&agent, "does not match the pinned");
 }
