@@ -34,6 +34,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long SIGTERM waits for running commands. A command cut off here is
 /// reported after the next start as failed with an unknown outcome.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// Commands running at once; more are refused with `busy`, so a flood of
+/// commands cannot exhaust the host's threads or Docker.
+const MAX_RUNNING: usize = 16;
 
 #[derive(Debug)]
 pub enum AgentError {
@@ -493,6 +496,18 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
                     CommandResponse::progress(&request.id, protocol::CommandStatus::Running);
                 drop(ledger);
                 agent.send(&Message::CommandResponse(progress));
+                return;
+            }
+            Seen::New if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING => {
+                let response = CommandResponse::failed(
+                    &request.id,
+                    ErrorCode::Busy,
+                    format!(
+                        "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
+                    ),
+                );
+                drop(ledger);
+                agent.finish(response);
                 return;
             }
             Seen::New => {

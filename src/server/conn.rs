@@ -12,13 +12,50 @@ use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{ErrorResponse, Request};
 use tungstenite::http;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one agent may send on average, and in a burst (a broadcast's
+/// responses, a resend of its ledger after a reconnect).
+const MESSAGES_PER_S: f64 = 200.0;
+const MESSAGE_BURST: f64 = 1000.0;
+
+/// A token bucket: `take` says how long to wait before the next message.
+pub struct RateLimit {
+    per_s: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimit {
+    pub fn new(per_s: f64, burst: f64) -> RateLimit {
+        RateLimit {
+            per_s,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    pub fn take(&mut self) -> Duration {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_s).min(self.burst);
+        self.at = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_s)
+        }
+    }
+}
 
 pub struct ConnShared {
     pub tokens: TokenStore,
@@ -28,7 +65,7 @@ pub struct ConnShared {
     pub max_message_bytes: usize,
     /// Each agent's client certificate must name its agent id.
     pub mutual_tls: bool,
-    pub hub: Sender<HubEvent>,
+    pub hub: SyncSender<HubEvent>,
     pub next_conn_id: AtomicU64,
 }
 
@@ -321,6 +358,7 @@ fn read_loop(session: &Session, shared: &ConnShared, mut unread: Vec<Incoming>) 
     let mut buf = Connection::read_buffer();
     let mut last_data = Instant::now();
     let mut last_ping = Instant::now();
+    let mut budget = RateLimit::new(MESSAGES_PER_S, MESSAGE_BURST);
     loop {
         let frames = conn.next_frames(&mut buf, &mut unread);
         for frame in frames {
@@ -343,6 +381,12 @@ fn read_loop(session: &Session, shared: &ConnShared, mut unread: Vec<Incoming>) 
                 Incoming::Text(text) => {
                     last_data = Instant::now();
                     session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+                    // Throttle a flooding agent: this thread stops reading, so
+                    // TCP pushes back on it; nothing queues up here.
+                    let wait = budget.take();
+                    if !wait.is_zero() {
+                        thread::sleep(wait);
+                    }
                     handle_text(session, shared, &text);
                 }
             }
@@ -435,5 +479,24 @@ fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
                 other.reference(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_paces() {
+        let mut limit = RateLimit::new(100.0, 3.0);
+        for _ in 0..3 {
+            assert_eq!(limit.take(), Duration::ZERO);
+        }
+        let wait = limit.take();
+        assert!(
+            wait > Duration::from_millis(5) && wait <= Duration::from_millis(10),
+            "{wait:?}"
+        );
     }
 }

@@ -29,7 +29,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -38,6 +38,7 @@ use tokens::TokenStore;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_HEARTBEAT_S: u64 = 15;
+const HUB_QUEUE: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -204,7 +205,9 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         ));
     }
 
-    let (tx, rx) = mpsc::channel::<HubEvent>();
+    // Bounded: when the hub falls behind, connection threads wait instead of
+    // queueing without limit.
+    let (tx, rx) = mpsc::sync_channel::<HubEvent>(HUB_QUEUE);
     let shared = Arc::new(conn::ConnShared {
         tokens: tokens.clone(),
         tls,
@@ -244,7 +247,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn spawn_stdin_reader(tx: Sender<HubEvent>) {
+fn spawn_stdin_reader(tx: SyncSender<HubEvent>) {
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -294,7 +297,7 @@ fn read_bounded_line(reader: &mut impl BufRead, max: usize) -> Option<String> {
     }
 }
 
-fn spawn_ticker(tx: Sender<HubEvent>) {
+fn spawn_ticker(tx: SyncSender<HubEvent>) {
     thread::Builder::new()
         .name("ticker".into())
         .spawn(move || {

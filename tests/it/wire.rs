@@ -444,3 +444,49 @@ fn operator_input_is_checked_before_anything_is_sent() {
     let id = b.server.send(&format!("send {a} status all"));
     assert_eq!(recv(&mut ws)["data"]["id"], id.as_str());
 }
+
+#[test]
+fn a_flooding_agent_is_throttled_while_others_get_commands_promptly() {
+    let mut b = bed(&[]);
+    let mut calm = session(&mut b);
+    let flooder_id = unique("flood");
+    let flooder_token = token_add(&b.server.data_dir, &flooder_id);
+    let mut flooder = upgrade(&b.server.url(), Some(&flooder_token)).unwrap();
+    send(&mut flooder, hello(&flooder_id));
+    assert_eq!(recv(&mut flooder)["type"], "welcome");
+    // 1400 pings at once: the server takes a burst of 1000, then 200 a
+    // second, so the last pong cannot come back before ~2 s.
+    let flood = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        for i in 0..1400 {
+            flooder
+                .write(Message::text(format!(
+                    r#"{{"type":"ping","data":{{"timestamp":{i}}}}}"#
+                )))
+                .unwrap();
+        }
+        flooder.flush().unwrap();
+        let mut pongs = 0;
+        while pongs < 1400 {
+            if recv(&mut flooder)["type"] == "pong" {
+                pongs += 1;
+            }
+        }
+        started.elapsed()
+    });
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let id = b.server.send(&format!("send {} status 3node0", b.agent_id));
+        assert_eq!(recv(&mut calm)["data"]["id"], id.as_str());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a command took {:?} during the flood",
+            started.elapsed()
+        );
+    }
+    let flood_took = flood.join().unwrap();
+    assert!(
+        flood_took >= Duration::from_millis(1500),
+        "the flooder was not paced: 1400 pongs in {flood_took:?}"
+    );
+}
