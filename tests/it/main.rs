@@ -4,6 +4,7 @@ mod agent_wire;
 mod durability;
 mod fleet;
 mod readme;
+mod secrets;
 mod support;
 mod tls;
 mod wire;
