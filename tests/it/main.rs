@@ -2,6 +2,7 @@
 //! against real containers under the real Docker Engine.
 mod agent_wire;
 mod durability;
+mod faults;
 mod fleet;
 mod readme;
 mod secrets;

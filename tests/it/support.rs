@@ -325,11 +325,26 @@ pub struct AgentProc {
     pub state_dir: PathBuf,
     pub log_path: PathBuf,
     args: Vec<String>,
+    /// A command the agent runs under, e.g. `ip netns exec NS`.
+    prefix: Vec<String>,
 }
 
 impl AgentProc {
     /// Start an agent with `config` (JSON) written beside its state dir.
     pub fn start(
+        dir: &Path,
+        url: &str,
+        agent_id: &str,
+        token: &str,
+        config: &Value,
+        extra: &[&str],
+    ) -> AgentProc {
+        Self::start_under(&[], dir, url, agent_id, token, config, extra)
+    }
+
+    /// Like `start`, with the agent run under `prefix` (e.g. `ip netns exec NS`).
+    pub fn start_under(
+        prefix: &[&str],
         dir: &Path,
         url: &str,
         agent_id: &str,
@@ -357,22 +372,32 @@ impl AgentProc {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log_path = dir.join(format!("{agent_id}.log"));
-        let child = Self::spawn(&args, &log_path);
+        let prefix: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(&prefix, &args, &log_path);
         AgentProc {
             child,
             state_dir,
             log_path,
             args,
+            prefix,
         }
     }
 
-    fn spawn(args: &[String], log_path: &Path) -> Child {
+    fn spawn(prefix: &[String], args: &[String], log_path: &Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log_path)
             .unwrap();
-        warden()
+        let mut command = match prefix.split_first() {
+            None => warden(),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_warden"));
+                c
+            }
+        };
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -392,7 +417,7 @@ impl AgentProc {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(&self.args, &self.log_path);
+        self.child = Self::spawn(&self.prefix, &self.args, &self.log_path);
     }
 }
 
