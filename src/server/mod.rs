@@ -14,6 +14,7 @@
 //! - A session is registered, and the old one for the same agent closed with
 //!   1000, only once the new one's `hello` is valid.
 mod conn;
+pub mod keyguard;
 mod render;
 pub mod store;
 pub mod tokens;
@@ -159,6 +160,7 @@ struct Hub {
     tokens: TokenStore,
     registry_stamp: Option<Vec<u8>>,
     live: BTreeMap<String, Live>,
+    keyguard: keyguard::KeyGuard,
     out: Out,
     interactive: bool,
     next_seq: u64,
@@ -237,6 +239,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         tokens,
         registry_stamp: None,
         live: BTreeMap::new(),
+        keyguard: keyguard::KeyGuard::default(),
         out,
         interactive,
         next_seq: 0,
@@ -452,6 +455,9 @@ impl Hub {
     fn on_message(&mut self, agent: &str, message: Message) {
         match message {
             Message::Stats(data) => {
+                if let Some(nodes) = data.get("nodes").and_then(|n| n.as_object()) {
+                    self.guard_keystores(agent, nodes);
+                }
                 if let Some(live) = self.live.get_mut(agent)
                     && let Some(list) = data.get("containers").and_then(|c| c.as_array())
                 {
@@ -526,6 +532,9 @@ impl Hub {
         };
         if fresh {
             self.out.line(&render::event(agent, &event));
+            if event.kind == protocol::EventKind::KeyUpdate {
+                self.guard_key_update(agent, &event);
+            }
         }
         let ack = match event.kind {
             protocol::EventKind::KeyUpdate => Message::KeyUpdateAck(protocol::KeyUpdateAck {
@@ -541,6 +550,80 @@ impl Hub {
 
     /// The registry's bytes: compared whole, since a replaced token keeps
     /// the file's size and a coarse mtime may not move.
+    /// Feed a rotation's keys to the duplicate-key guard.
+    fn guard_key_update(&mut self, agent: &str, event: &Event) {
+        let container = event
+            .data
+            .get("container")
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string();
+        let mut keys: Vec<(String, String)> = event
+            .data
+            .get("keys")
+            .and_then(|k| k.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(t, v)| v.as_str().map(|v| (t.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(whole) = event.data.get("session_key").and_then(|s| s.as_str()) {
+            keys.push(("session".into(), whole.to_string()));
+        }
+        let found = self
+            .keyguard
+            .observe(&(agent.to_string(), container), &keys);
+        self.raise_duplicates(found);
+    }
+
+    /// Feed a node's keystore listing (from its stats) to the guard.
+    fn guard_keystores(&mut self, agent: &str, nodes: &serde_json::Map<String, serde_json::Value>) {
+        for (container, node) in nodes {
+            let Some(listing) = node.get("keystore").and_then(|k| k.as_array()) else {
+                continue;
+            };
+            let keys: Vec<(String, String)> = listing
+                .iter()
+                .filter_map(|k| {
+                    Some((
+                        k.get("type")?.as_str()?.to_string(),
+                        k.get("public")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            let found = self
+                .keyguard
+                .replace(&(agent.to_string(), container.clone()), &keys);
+            self.raise_duplicates(found);
+        }
+    }
+
+    fn raise_duplicates(&mut self, found: Vec<keyguard::Duplicate>) {
+        for dup in found {
+            let nodes: Vec<String> = dup
+                .holders
+                .iter()
+                .map(|(a, c)| format!("{a}/{c}"))
+                .collect();
+            self.out.line(&format!(
+                "!!! DUPLICATE SESSION KEY: {} key {} is held by {}. Two nodes signing with the same keys \
+                 get the validator slashed: stop all but one of them now.",
+                dup.key_type,
+                dup.public_key,
+                nodes.join(" and ")
+            ));
+            crate::log::error(&format!(
+                "duplicate session key {} on {}",
+                dup.public_key,
+                nodes.join(", ")
+            ));
+            let _ = self.store.record_alert(&serde_json::json!({
+                "alert": "duplicate_key", "key_type": dup.key_type, "public_key": dup.public_key, "nodes": nodes,
+            }));
+        }
+    }
+
     fn registry_stamp_now(&self) -> Option<Vec<u8>> {
         std::fs::read(self.tokens.path()).ok()
     }

@@ -64,6 +64,8 @@ pub struct KeyRecord {
     pub agent: String,
     pub container: String,
     pub session_key: String,
+    /// Per key type (`gran`, `babe`, `imon`), when the agent split them.
+    pub keys: Value,
     pub action: String,
     pub received_ms: i64,
 }
@@ -94,6 +96,7 @@ impl EventLine {
             agent: self.agent.clone(),
             container: text("container"),
             session_key: text("session_key"),
+            keys: self.data.get("keys").cloned().unwrap_or(Value::Null),
             action: text("action"),
             received_ms: self.received_ms,
         })
@@ -122,6 +125,9 @@ pub struct Store {
     seen_events: HashSet<(String, String)>,
     /// Key updates in the order received.
     key_updates: Vec<KeyRecord>,
+    key_store_path: std::path::PathBuf,
+    /// Alerts raised by this process: makes their event ids unique.
+    alerts_raised: u64,
     pub skipped_lines: usize,
 }
 
@@ -157,6 +163,8 @@ impl Store {
             order,
             seen_events,
             key_updates,
+            key_store_path: data_dir.join("keys.json"),
+            alerts_raised: 0,
             skipped_lines: skipped_history + skipped_events,
         })
     }
@@ -255,9 +263,28 @@ impl Store {
             data: event.data.clone(),
         };
         self.events.append(&line, true)?;
-        self.key_updates.extend(line.key_record());
+        if let Some(record) = line.key_record() {
+            self.key_updates.push(record);
+            self.write_key_store()?;
+        }
         self.seen_events.insert(key);
         Ok(true)
+    }
+
+    /// `keys.json`: every agent's containers' session keys, newest first,
+    /// replaced atomically (temp file, fsync, rename; mode 0600), so a crash
+    /// leaves the old or the new file, never none.
+    fn write_key_store(&self) -> io::Result<()> {
+        let mut tree: std::collections::BTreeMap<
+            &str,
+            std::collections::BTreeMap<&str, Vec<Value>>,
+        > = Default::default();
+        for k in self.key_updates.iter().rev() {
+            tree.entry(&k.agent).or_default().entry(&k.container).or_default().push(serde_json::json!({
+                "session_key": k.session_key, "keys": k.keys, "action": k.action, "received_ms": k.received_ms,
+            }));
+        }
+        fsutil::write_json_atomic(&self.key_store_path, &tree)
     }
 
     /// Key updates, newest first, optionally for one agent.
@@ -267,6 +294,30 @@ impl Store {
             .rev()
             .filter(|k| agent.is_none_or(|a| k.agent == a))
             .collect()
+    }
+
+    /// A server-side alert (a duplicate key): kept in the event log under
+    /// the agent id `server` for later alerting, and in the audit log.
+    pub fn record_alert(&mut self, alert: &Value) -> io::Result<()> {
+        let now = crate::protocol::now_ms();
+        let mut data = alert.as_object().cloned().unwrap_or_default();
+        data.insert("timestamp".into(), Value::from(now));
+        let line = EventLine {
+            agent: "server".into(),
+            kind: data
+                .get("alert")
+                .and_then(Value::as_str)
+                .unwrap_or("alert")
+                .to_string(),
+            event_id: format!("alert-{now}-{}", self.alerts_raised),
+            received_ms: now,
+            data: data.clone(),
+        };
+        self.events.append(&line, true)?;
+        self.alerts_raised += 1;
+        let mut entry = data;
+        entry.insert("action".into(), Value::from("alert"));
+        self.audit.append(&Value::Object(entry), true)
     }
 
     pub fn audit(&mut self, entry: &Value) -> io::Result<()> {

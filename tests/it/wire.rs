@@ -490,3 +490,64 @@ fn a_flooding_agent_is_throttled_while_others_get_commands_promptly() {
         "the flooder was not paced: 1400 pongs in {flood_took:?}"
     );
 }
+
+#[test]
+fn the_same_session_key_on_two_nodes_raises_the_duplicate_alert() {
+    let mut b = bed(&[]);
+    let mut first = session(&mut b);
+    let other_id = unique("b");
+    let other_token = token_add(&b.server.data_dir, &other_id);
+    let mut second = upgrade(&b.server.url(), Some(&other_token)).unwrap();
+    send(&mut second, hello(&other_id));
+    assert_eq!(recv(&mut second)["type"], "welcome");
+    let update = |event_id: &str, container: &str, gran: &str| {
+        json!({"type": "key_update", "data": {"event_id": event_id, "container": container, "action": "rotate_keys",
+            "session_key": format!("{gran}{}", "22".repeat(64)), "keys": {"gran": gran, "babe": format!("0x{}", "22".repeat(32))},
+            "timestamp": 1}})
+    };
+    let gran_a = format!("0x{}", "aa".repeat(32));
+    let gran_b = format!("0x{}", "bb".repeat(32));
+    send(&mut first, update("k1", "3node0", &gran_a));
+    assert_eq!(recv(&mut first)["type"], "key_update_ack");
+    // Different gran, but the same babe key on another node: an alert.
+    send(&mut second, update("k2", "3node1", &gran_b));
+    assert_eq!(recv(&mut second)["type"], "key_update_ack");
+    let alert = b.server.out.wait_for("DUPLICATE SESSION KEY", WAIT);
+    assert!(
+        alert.contains("babe") && alert.contains(&b.agent_id) && alert.contains(&other_id),
+        "{alert}"
+    );
+    assert!(
+        !alert.contains(&gran_a) && !alert.contains(&gran_b),
+        "distinct keys are not flagged: {alert}"
+    );
+    // A keystore listing in stats counts too.
+    send(
+        &mut second,
+        json!({"type": "stats", "data": {"timestamp": 3, "containers": [], "nodes": {"3node1": {
+        "keystore": [{"type": "gran", "public": gran_a}]}}}}),
+    );
+    let alert = b.server.out.wait_for("DUPLICATE SESSION KEY", WAIT);
+    assert!(alert.contains(&gran_a), "{alert}");
+    // The key store keeps the history, written atomically with mode 0600.
+    let path = b.server.data_dir.join("keys.json");
+    let store: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        store[&b.agent_id]["3node0"][0]["keys"]["gran"],
+        gran_a.as_str()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let events = std::fs::read_to_string(b.server.data_dir.join("events.jsonl")).unwrap();
+    assert_eq!(
+        events
+            .lines()
+            .filter(|l| l.contains("\"duplicate_key\""))
+            .count(),
+        2,
+        "{events}"
+    );
+}

@@ -1,0 +1,150 @@
+//! The fleet-wide duplicate-key guard. Running the same session keys on two
+//! nodes makes them sign conflicting blocks: the validator gets slashed. The
+//! server sees every key the fleet reports (rotations, and each node's
+//! keystore public keys in its stats) and raises an alert the moment one
+//! public key is held by two containers.
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// A node: (agent id, container).
+pub type Holder = (String, String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    pub key_type: String,
+    pub public_key: String,
+    pub holders: Vec<Holder>,
+}
+
+#[derive(Default)]
+pub struct KeyGuard {
+    /// Public key (lowercase 0x hex) → key type and who holds it.
+    holders: BTreeMap<String, (String, BTreeSet<Holder>)>,
+    /// What each node's last keystore report said it holds.
+    reported: BTreeMap<Holder, BTreeSet<String>>,
+    /// Alerts already raised, so a standing duplicate is not repeated at
+    /// every stats report.
+    raised: HashSet<(String, Vec<Holder>)>,
+}
+
+fn normalise(hex: &str) -> String {
+    let h = hex.trim().to_ascii_lowercase();
+    if h.starts_with("0x") {
+        h
+    } else {
+        format!("0x{h}")
+    }
+}
+
+impl KeyGuard {
+    /// `holder` holds these keys (from a rotation): added to what is known.
+    pub fn observe(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
+        for (key_type, public) in keys {
+            let entry = self
+                .holders
+                .entry(normalise(public))
+                .or_insert_with(|| (key_type.clone(), BTreeSet::new()));
+            entry.1.insert(holder.clone());
+        }
+        self.check(keys.iter().map(|(_, k)| normalise(k)))
+    }
+
+    /// `holder`'s keystore holds exactly these keys now (a full listing).
+    pub fn replace(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
+        let now: BTreeSet<String> = keys.iter().map(|(_, k)| normalise(k)).collect();
+        if let Some(before) = self.reported.get(holder) {
+            for gone in before.difference(&now) {
+                if let Some((_, set)) = self.holders.get_mut(gone) {
+                    set.remove(holder);
+                }
+            }
+        }
+        self.reported.insert(holder.clone(), now);
+        self.observe(holder, keys)
+    }
+
+    fn check(&mut self, keys: impl Iterator<Item = String>) -> Vec<Duplicate> {
+        let mut found = Vec::new();
+        for key in keys {
+            let Some((key_type, set)) = self.holders.get(&key) else {
+                continue;
+            };
+            if set.len() < 2 {
+                continue;
+            }
+            let holders: Vec<Holder> = set.iter().cloned().collect();
+            if self.raised.insert((key.clone(), holders.clone())) {
+                found.push(Duplicate {
+                    key_type: key_type.clone(),
+                    public_key: key,
+                    holders,
+                });
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(a: &str, c: &str) -> Holder {
+        (a.into(), c.into())
+    }
+
+    fn keys(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(t, k)| (t.to_string(), k.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_key_on_two_nodes_is_raised_once() {
+        let mut g = KeyGuard::default();
+        assert!(
+            g.observe(
+                &h("a", "3node0"),
+                &keys(&[("gran", "0xAA"), ("babe", "0xbb")])
+            )
+            .is_empty()
+        );
+        assert!(
+            g.observe(&h("a", "3node0"), &keys(&[("gran", "0xaa")]))
+                .is_empty(),
+            "same node again"
+        );
+        let dup = g.replace(
+            &h("b", "3node1"),
+            &keys(&[("gran", "aa"), ("babe", "0xcc")]),
+        );
+        assert_eq!(
+            dup,
+            vec![Duplicate {
+                key_type: "gran".into(),
+                public_key: "0xaa".into(),
+                holders: vec![h("a", "3node0"), h("b", "3node1")]
+            }]
+        );
+        assert!(
+            g.replace(&h("b", "3node1"), &keys(&[("gran", "0xaa")]))
+                .is_empty(),
+            "not repeated"
+        );
+    }
+
+    #[test]
+    fn a_key_that_left_a_keystore_no_longer_counts() {
+        let mut g = KeyGuard::default();
+        g.replace(&h("a", "n0"), &keys(&[("gran", "0x01")]));
+        g.replace(&h("a", "n0"), &keys(&[("gran", "0x02")]));
+        assert!(
+            g.replace(&h("b", "n1"), &keys(&[("gran", "0x01")]))
+                .is_empty()
+        );
+        assert!(
+            g.replace(&h("c", "n2"), &keys(&[("imon", "0x03")]))
+                .is_empty(),
+            "different keys"
+        );
+    }
+}
