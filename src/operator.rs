@@ -82,6 +82,10 @@ pub enum OperatorCommand {
     Keys {
         agent: Option<String>,
     },
+    /// Every node of the fleet (or of one agent) in one table.
+    Nodes {
+        agent: Option<String>,
+    },
     Quit,
 }
 
@@ -459,6 +463,12 @@ const VERBS: &[Verb] = &[
         parse: parse_keys,
     },
     Verb {
+        name: "nodes",
+        usage: "nodes [agent]",
+        description: "every node of the fleet: state, heights, peers, sync, role, version",
+        parse: parse_nodes,
+    },
+    Verb {
         name: "quit",
         usage: "quit",
         description: "stop the server",
@@ -657,6 +667,12 @@ fn parse_keys(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, Par
     let agent = optional_argument(lexer, verb, "the agent id")?;
     expect_end(lexer, verb)?;
     Ok(OperatorCommand::Keys { agent })
+}
+
+fn parse_nodes(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    let agent = optional_argument(lexer, verb, "the agent id")?;
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Nodes { agent })
 }
 
 fn parse_send(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
@@ -1019,6 +1035,8 @@ mod tests {
             ("history", History { agent: None }),
             ("history host1", History { agent: Some("host1".into()) }),
             ("keys", Keys { agent: None }),
+            ("nodes", Nodes { agent: None }),
+            ("nodes host1", Nodes { agent: Some("host1".into()) }),
             ("keys\thost1", Keys { agent: Some("host1".into()) }),
             // protocol.md's shorthand example, and its longhand.
             ("send host1 logs 3node0 100", send("host1", "logs", named("3node0"), json!({"lines": 100}))),

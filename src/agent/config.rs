@@ -25,6 +25,8 @@ struct FileConfig {
     stats_interval_s: Option<u64>,
     #[serde(default)]
     docker: DockerSettings,
+    #[serde(default)]
+    rpc: RpcSettings,
     /// Read by `Policy::from_json_value` from the whole file; named here
     /// only so that `deny_unknown_fields` accepts it.
     #[serde(default, rename = "policy")]
@@ -47,6 +49,29 @@ impl Default for DockerSettings {
             program: PathBuf::from("docker"),
             timeout_s: 30,
             stop_grace_s: 60,
+        }
+    }
+}
+
+/// How the agent reaches its nodes' JSON-RPC.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcSettings {
+    /// Bound on every RPC call (and on a Prometheus scrape).
+    pub timeout_s: u64,
+    /// Per container: `{"kind": "http", "url": "http://127.0.0.1:9944"}` or
+    /// `{"kind": "docker_exec", "container": "3node0", "port": 9944}`.
+    pub endpoints: std::collections::BTreeMap<String, crate::rpc::Endpoint>,
+    #[serde(skip)]
+    pub rule: crate::rpc::EndpointRule,
+}
+
+impl Default for RpcSettings {
+    fn default() -> Self {
+        RpcSettings {
+            timeout_s: 5,
+            endpoints: Default::default(),
+            rule: Default::default(),
         }
     }
 }
@@ -77,6 +102,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub stats_interval: Duration,
     pub docker: DockerSettings,
+    pub rpc: RpcSettings,
     pub policy: Policy,
 }
 
@@ -151,6 +177,19 @@ impl AgentConfig {
                 .unwrap_or_else(default_state_dir),
             stats_interval: Duration::from_secs(stats_interval_s),
             docker: file.docker,
+            rpc: {
+                let mut rpc = file.rpc;
+                if rpc.timeout_s == 0 {
+                    return Err("rpc.timeout_s must be at least 1".into());
+                }
+                rpc.rule = rpc
+                    .endpoints
+                    .iter()
+                    .fold(crate::rpc::EndpointRule::new(), |rule, (name, e)| {
+                        rule.with_override(name.clone(), e.clone())
+                    });
+                rpc
+            },
             policy,
         })
     }

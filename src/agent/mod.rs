@@ -11,6 +11,7 @@
 //! - Mutating commands on one container never overlap; the later one fails
 //!   with `busy`.
 pub mod config;
+mod node;
 pub mod outbox;
 mod runner;
 mod stats;
@@ -59,6 +60,8 @@ impl std::error::Error for AgentError {}
 pub struct Agent {
     pub config: AgentConfig,
     pub docker: crate::docker::Docker,
+    /// Shared by every node's RPC client (one connection pool).
+    rpc: crate::rpc::RpcClient,
     ledger: Mutex<Ledger>,
     busy: Mutex<HashSet<String>>,
     audit: Mutex<crate::fsutil::JsonLog>,
@@ -208,9 +211,11 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let audit = crate::fsutil::JsonLog::open(&config.state_dir.join("audit.jsonl"))
         .map_err(AgentError::State)?;
     let docker = config.docker();
+    let rpc = node::base_client(Duration::from_secs(config.rpc.timeout_s), docker.clone());
     let agent = Arc::new(Agent {
         config,
         docker,
+        rpc,
         ledger: Mutex::new(ledger),
         busy: Mutex::new(HashSet::new()),
         audit: Mutex::new(audit),

@@ -1,19 +1,23 @@
 //! The `stats` report, sent every interval while connected: each managed
 //! container's state and resource use, plus a few host facts.
 use super::Agent;
+use crate::docker::ContainerInspect;
+use crate::metrics::MetricsClient;
 use crate::protocol::{Message, now_ms};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 pub fn spawn(agent: Arc<Agent>) {
     thread::Builder::new()
         .name("stats".into())
         .spawn(move || {
+            let metrics = MetricsClient::new(Duration::from_secs(agent.config.rpc.timeout_s));
             loop {
                 thread::sleep(agent.config.stats_interval);
                 if agent.is_connected() {
-                    let report = collect(&agent);
+                    let report = collect(&agent, &metrics);
                     agent.send(&Message::Stats(report));
                 }
             }
@@ -44,28 +48,64 @@ fn host_facts() -> Value {
     })
 }
 
-pub fn collect(agent: &Agent) -> Map<String, Value> {
+pub fn collect(agent: &Agent, metrics: &MetricsClient) -> Map<String, Value> {
     let mut report = Map::new();
     report.insert("timestamp".into(), json!(now_ms()));
     let mut host = host_facts();
     host["name"] = json!(agent.config.host_name);
     report.insert("host".into(), host);
-    let containers = match container_rows(agent) {
-        Ok(rows) => rows,
+    let (containers, inspected) = match container_rows(agent) {
+        Ok(found) => found,
         Err(e) => {
             report.insert("error".into(), json!(e.to_string()));
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     report.insert("containers".into(), Value::Array(containers));
-    report.insert("nodes".into(), json!({}));
+    report.insert(
+        "nodes".into(),
+        Value::Object(node_reports(agent, metrics, &inspected)),
+    );
     report
 }
 
-fn container_rows(agent: &Agent) -> Result<Vec<Value>, crate::docker::DockerError> {
+/// Every node probed at once, so one slow node delays the report by at
+/// most the RPC timeout, not once per node.
+fn node_reports(
+    agent: &Agent,
+    metrics: &MetricsClient,
+    inspected: &[ContainerInspect],
+) -> Map<String, Value> {
+    thread::scope(|scope| {
+        let probes: Vec<_> = inspected
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    scope.spawn(move || super::node::status(agent, metrics, c)),
+                )
+            })
+            .collect();
+        probes
+            .into_iter()
+            .map(|(name, probe)| {
+                (
+                    name,
+                    probe
+                        .join()
+                        .unwrap_or_else(|_| json!({"rpc_error": "probe panicked"})),
+                )
+            })
+            .collect()
+    })
+}
+
+type Rows = (Vec<Value>, Vec<ContainerInspect>);
+
+fn container_rows(agent: &Agent) -> Result<Rows, crate::docker::DockerError> {
     let names = agent.managed_containers()?;
     if names.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let inspected = agent.docker.inspect(&refs)?;
@@ -80,7 +120,7 @@ fn container_rows(agent: &Agent) -> Result<Vec<Value>, crate::docker::DockerErro
     } else {
         agent.docker.stats(&running).unwrap_or_default()
     };
-    Ok(inspected
+    let rows = inspected
         .iter()
         .map(|c| {
             let u = usage.iter().find(|u| u.name == c.name);
@@ -97,7 +137,8 @@ fn container_rows(agent: &Agent) -> Result<Vec<Value>, crate::docker::DockerErro
                 "mem_limit_bytes": u.map(|u| u.mem_limit_bytes),
             })
         })
-        .collect())
+        .collect();
+    Ok((rows, inspected))
 }
 
 /// Seconds since the container started, if it is running.

@@ -152,6 +152,8 @@ struct Live {
     session: Arc<Session>,
     /// The agent's containers as it last reported them (hello, then stats).
     containers: Vec<String>,
+    /// Its last `stats` report, for `nodes` and the health verdict.
+    last_stats: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 struct Hub {
@@ -428,6 +430,7 @@ impl Hub {
             Live {
                 session,
                 containers,
+                last_stats: None,
             },
         );
     }
@@ -466,6 +469,9 @@ impl Hub {
                         .filter_map(|c| c.get("name").and_then(|n| n.as_str()).map(str::to_string))
                         .collect();
                     live.containers = names;
+                }
+                if let Some(live) = self.live.get_mut(agent) {
+                    live.last_stats = Some(data);
                 }
             }
             Message::Summary(_) => {}
@@ -700,6 +706,15 @@ impl Hub {
                 let recent = self.store.recent(agent.as_deref(), 20);
                 self.out.line(&render::history(&recent));
             }
+            OperatorCommand::Nodes { agent } => {
+                let reports: Vec<(&str, &serde_json::Map<String, serde_json::Value>)> = self
+                    .live
+                    .iter()
+                    .filter(|(id, _)| agent.as_deref().is_none_or(|a| a == id.as_str()))
+                    .filter_map(|(id, live)| live.last_stats.as_ref().map(|s| (id.as_str(), s)))
+                    .collect();
+                self.out.line(&render::nodes(&reports));
+            }
             OperatorCommand::Keys { agent } => {
                 let keys = self.store.key_updates(agent.as_deref());
                 self.out.line(&render::keys(&keys));
@@ -808,6 +823,7 @@ impl Hub {
             "VERSION".into(),
             "SINCE".into(),
             "LAST SEEN".into(),
+            "HEALTH".into(),
             "CONTAINERS".into(),
         ]];
         for (id, live) in &self.live {
@@ -821,6 +837,7 @@ impl Hub {
                     "{} ago",
                     format_age(now - s.last_seen_ms.load(Ordering::Relaxed))
                 ),
+                render::health(live.last_stats.as_ref()),
                 live.containers.join(" "),
             ]);
         }

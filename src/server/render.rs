@@ -203,6 +203,135 @@ pub fn keys(records: &[&super::store::KeyRecord]) -> String {
     table(&rows)
 }
 
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => {
+            if *b {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| cell(Some(i)))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One line on an agent's state from its last stats: what needs a look first.
+pub fn health(stats: Option<&serde_json::Map<String, Value>>) -> String {
+    let Some(stats) = stats else {
+        return "waiting for stats".into();
+    };
+    if let Some(error) = stats.get("error").and_then(Value::as_str) {
+        return format!("DOCKER: {error}").chars().take(60).collect();
+    }
+    let containers = stats
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let nodes = stats
+        .get("nodes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let name = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let down: Vec<String> = containers
+        .iter()
+        .filter(|c| c.get("state").and_then(Value::as_str) != Some("running"))
+        .map(name)
+        .collect();
+    if !down.is_empty() {
+        return format!("DOWN: {}", down.join(" "));
+    }
+    let with = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|(_, n)| pred(n))
+            .map(|(c, _)| c.clone())
+            .collect()
+    };
+    let unreachable = with(&|n| n.get("rpc_error").is_some_and(|e| !e.is_null()));
+    if !unreachable.is_empty() {
+        return format!("RPC unreachable: {}", unreachable.join(" "));
+    }
+    let syncing = with(&|n| n.get("syncing").and_then(Value::as_bool) == Some(true));
+    if !syncing.is_empty() {
+        return format!("syncing: {}", syncing.join(" "));
+    }
+    let lonely = with(&|n| n.get("peers").and_then(Value::as_u64) == Some(0));
+    if !lonely.is_empty() {
+        return format!("no peers: {}", lonely.join(" "));
+    }
+    "ok".into()
+}
+
+/// Every node of the fleet in one table, from each agent's last stats.
+pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
+    let header = [
+        "AGENT",
+        "CONTAINER",
+        "STATE",
+        "BEST",
+        "FINALIZED",
+        "TARGET",
+        "PEERS",
+        "SYNCING",
+        "ROLES",
+        "VERSION",
+        "CHAIN",
+        "NOTE",
+    ];
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    for (agent, stats) in reports {
+        let nodes = stats.get("nodes").and_then(Value::as_object);
+        for c in stats
+            .get("containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
+            let n = nodes.and_then(|m| m.get(name));
+            let field = |k: &str| cell(n.and_then(|n| n.get(k)));
+            let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
+            let note = match field_str("rpc_error") {
+                Some(error) => format!("{}: {error}", field_str("rpc_code").unwrap_or("error")),
+                None => String::new(),
+            };
+            rows.push(vec![
+                agent.to_string(),
+                name.to_string(),
+                cell(c.get("state")),
+                field("best"),
+                field("finalized"),
+                field("sync_target"),
+                field("peers"),
+                field("syncing"),
+                field("roles"),
+                field("version"),
+                field("chain"),
+                note.chars().take(80).collect(),
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        return "no node reported yet (agents send stats every few seconds)".into();
+    }
+    table(&rows)
+}
+
 pub fn history(records: &[&CommandRecord]) -> String {
     if records.is_empty() {
         return "no commands yet".into();

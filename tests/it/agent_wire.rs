@@ -166,6 +166,24 @@ fn hello_and_stats_describe_the_managed_containers() {
         assert!(row["mem_used_bytes"].as_u64().unwrap() > 0, "{row}");
         assert!(row["uptime_s"].is_i64(), "{row}");
     }
+    // Each node's chain view, through its RPC (on the container's loopback,
+    // reached with docker exec curl).
+    for n in [&n0, &n1] {
+        let node = &stats["nodes"][&n.name];
+        assert!(node["rpc_error"].is_null(), "{node}");
+        assert!(node["best"].as_u64().is_some(), "{node}");
+        assert!(
+            node["finalized"].as_u64().unwrap() <= node["best"].as_u64().unwrap(),
+            "{node}"
+        );
+        assert_eq!(node["peers"], 3, "{node}");
+        assert_eq!(node["syncing"], false, "{node}");
+        assert_eq!(node["roles"], json!(["Authority"]), "{node}");
+        assert!(
+            node["version"].as_str().unwrap().starts_with("3."),
+            "{node}"
+        );
+    }
 }
 
 #[test]

@@ -268,3 +268,89 @@ fn sigterm_stops_server_and_agent_cleanly() {
         assert!(status.success(), "{status}");
     }
 }
+
+#[test]
+fn nodes_shows_the_fleet_and_a_hanging_rpc_is_reported_not_waited_on() {
+    let n0 = Node::start("3node0");
+    let n1 = Node::start("3node1");
+    let mut f = Fleet::start(&[&n0, &n1], json!({}), &[]);
+    let config_with_short_rpc = f.dir.join(&format!("{}.json", f.agent_id));
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_with_short_rpc).unwrap()).unwrap();
+    config["rpc"] = json!({"timeout_s": 2});
+    std::fs::write(&config_with_short_rpc, config.to_string()).unwrap();
+    f.agent.restart();
+    f.server
+        .out
+        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+
+    // Wait for a stats report with both nodes' heights.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        f.server.type_line("nodes");
+        let header = f.server.out.wait_until(
+            |l| l.starts_with("AGENT") || l.starts_with("no node"),
+            WAIT,
+            "nodes",
+        );
+        if header.starts_with("AGENT") {
+            let rows: Vec<String> = (0..2)
+                .map(|_| f.server.out.wait_for(&f.agent_id, WAIT))
+                .collect();
+            if rows
+                .iter()
+                .all(|r| r.contains("running") && r.contains("Authority"))
+            {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no node heights in `nodes`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    f.server.type_line("list");
+    assert!(
+        f.server.out.wait_for(&f.agent_id, WAIT).contains(" ok "),
+        "health verdict"
+    );
+
+    // n1's RPC now accepts requests and never answers.
+    let hang = docker(&[
+        "exec",
+        &n1.name,
+        "sh",
+        "-c",
+        "echo '{\"hang_rpc\": true}' > /root/data/testnode.json",
+    ]);
+    assert!(hang.status.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        f.server.type_line("list");
+        let row = f.server.out.wait_for(&f.agent_id, WAIT);
+        if row.contains(&format!("RPC unreachable: {}", n1.name)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hanging RPC was never reported: {row}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    f.server.type_line(&format!("nodes {}", f.agent_id));
+    f.server
+        .out
+        .wait_until(|l| l.starts_with("AGENT"), WAIT, "nodes header");
+    let rows: Vec<String> = (0..2)
+        .map(|_| f.server.out.wait_for(&f.agent_id, WAIT))
+        .collect();
+    let hung = rows.iter().find(|r| r.contains(&n1.name)).unwrap();
+    assert!(
+        hung.contains("did not answer") || hung.contains("timed out") || hung.contains("timeout"),
+        "{hung}"
+    );
+    // The agent stays responsive.
+    let id = f.server.send(&format!("send {} status all", f.agent_id));
+    assert!(f.server.outcome(&id, WAIT).contains("completed"));
+}
