@@ -1,0 +1,6 @@
+//! Creditcoin 3 / Substrate on-chain state, read exactly.
+//!
+//! Invariant: pure, no sockets, no files, no clock.
+
+pub mod hashing;
+pub mod scale;
