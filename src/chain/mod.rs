@@ -4,3 +4,6 @@
 
 pub mod hashing;
 pub mod scale;
+pub mod session_keys;
+pub mod ss58;
+pub mod types;
