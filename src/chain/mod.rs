@@ -3,6 +3,7 @@
 //! Invariant: pure, no sockets, no files, no clock.
 
 pub mod hashing;
+pub mod keys;
 pub mod scale;
 pub mod session_keys;
 pub mod ss58;
