@@ -8,3 +8,6 @@ pub mod scale;
 pub mod session_keys;
 pub mod ss58;
 pub mod types;
+
+#[cfg(test)]
+mod vectors;
