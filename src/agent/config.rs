@@ -27,6 +27,8 @@ struct FileConfig {
     docker: DockerSettings,
     #[serde(default)]
     rpc: RpcSettings,
+    /// SS58 address format for accounts shown to the operator (42: generic Substrate, used by Creditcoin).
+    ss58_prefix: Option<u16>,
     /// Read by `Policy::from_json_value` from the whole file; named here
     /// only so that `deny_unknown_fields` accepts it.
     #[serde(default, rename = "policy")]
@@ -103,6 +105,7 @@ pub struct AgentConfig {
     pub stats_interval: Duration,
     pub docker: DockerSettings,
     pub rpc: RpcSettings,
+    pub ss58_prefix: u16,
     pub policy: Policy,
 }
 
@@ -176,6 +179,9 @@ impl AgentConfig {
                 .or(file.state_dir)
                 .unwrap_or_else(default_state_dir),
             stats_interval: Duration::from_secs(stats_interval_s),
+            ss58_prefix: file
+                .ss58_prefix
+                .unwrap_or(crate::chain::ss58::DEFAULT_PREFIX),
             docker: file.docker,
             rpc: {
                 let mut rpc = file.rpc;

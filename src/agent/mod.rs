@@ -11,6 +11,7 @@
 //! - Mutating commands on one container never overlap; the later one fails
 //!   with `busy`.
 pub mod config;
+mod keys;
 mod node;
 pub mod outbox;
 mod runner;
@@ -66,6 +67,10 @@ pub struct Agent {
     busy: Mutex<HashSet<String>>,
     audit: Mutex<crate::fsutil::JsonLog>,
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Serialises updates of the known-session-keys file.
+    known_keys_lock: Mutex<()>,
+    /// Makes event ids unique within this process (with the time).
+    event_seq: std::sync::atomic::AtomicU64,
     /// Set on SIGTERM: new commands are refused while the running ones finish.
     shutting_down: std::sync::atomic::AtomicBool,
     running: std::sync::atomic::AtomicUsize,
@@ -128,6 +133,10 @@ impl Agent {
             conn.close(protocol::close_code::GOING_AWAY, "agent shutting down");
         }
         std::process::exit(0);
+    }
+
+    fn next_event_seq(&self) -> u64 {
+        self.event_seq.fetch_add(1, Ordering::SeqCst)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -220,6 +229,8 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         busy: Mutex::new(HashSet::new()),
         audit: Mutex::new(audit),
         connection: Mutex::new(None),
+        known_keys_lock: Mutex::new(()),
+        event_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
         running: AtomicUsize::new(0),
     });

@@ -52,6 +52,11 @@ pub fn implemented(command: CommandName) -> bool {
             | CommandName::Status
             | CommandName::Exec
             | CommandName::Payout
+            | CommandName::RotateKeys
+            | CommandName::CheckKeys
+            | CommandName::HasSessionKeys
+            | CommandName::HasKey
+            | CommandName::FindValidator
     )
 }
 
@@ -200,6 +205,21 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             }
         }
     };
+    // check_keys with rotate_to_check makes new keys: it needs rotate_keys too.
+    if matches!(
+        params,
+        Params::CheckKeys {
+            rotate_to_check: true,
+            ..
+        }
+    ) && let Decision::Denied { reason } | Decision::NotManaged { reason } =
+        agent.config.policy.decide("rotate_keys", &targets[0], None)
+    {
+        return Err(Failure::new(
+            ErrorCode::NotPermitted,
+            format!("rotate_to_check=true rotates keys: {reason}"),
+        ));
+    }
     let _claim = if params.is_mutating() {
         Some(agent.claim(&targets).ok_or_else(|| {
             Failure::new(
@@ -252,6 +272,22 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             }))
         }
         Params::Payout => payout(agent, &targets[0]),
+        Params::RotateKeys => super::keys::rotate_keys(agent, &targets[0]),
+        Params::CheckKeys {
+            rotate_to_check,
+            public_keys,
+        } => super::keys::check_keys(agent, &targets[0], rotate_to_check, public_keys.as_ref()),
+        Params::HasSessionKeys { session_keys } => {
+            super::keys::has_session_keys(agent, &targets[0], &session_keys)
+        }
+        Params::HasKey {
+            public_key,
+            key_type,
+        } => super::keys::has_key(agent, &targets[0], &public_key, &key_type),
+        Params::FindValidator {
+            session_keys,
+            deep_search,
+        } => super::keys::find_validator(agent, &targets[0], session_keys.as_deref(), deep_search),
         _ => Err(Failure::new(
             ErrorCode::UnknownCommand,
             format!("{} is not implemented yet", command.as_str()),

@@ -1,0 +1,240 @@
+//! Session keys and validator identity against test-node containers: the
+//! node makes real keystore files; on-chain storage comes from a fixture the
+//! test writes into the node's control file, with keys computed by warden's
+//! chain module (itself checked against substrate-interface's vectors).
+use crate::support::*;
+use serde_json::{Value, json};
+use warden::chain::scale::Encode;
+use warden::chain::types::DisabledValidators;
+use warden::chain::{AccountId32, keys};
+
+/// Replace the node's storage fixture (`/root/data/testnode.json`).
+fn set_storage(node: &Node, dir: &TempDir, storage: &[(Vec<u8>, Vec<u8>)]) {
+    let map: serde_json::Map<String, Value> = storage
+        .iter()
+        .map(|(k, v)| {
+            (
+                keys::to_hex(k),
+                Value::String(format!("0x{}", hex::encode(v))),
+            )
+        })
+        .collect();
+    let file = dir.join(&format!("{}-fixture.json", node.name));
+    std::fs::write(&file, json!({ "storage": map }).to_string()).unwrap();
+    let out = docker(&[
+        "cp",
+        &file.display().to_string(),
+        &format!("{}:/root/data/testnode.json", node.name),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn keystore_files(node: &Node) -> Vec<String> {
+    let out = docker(&[
+        "exec",
+        &node.name,
+        "ls",
+        "/root/data/chains/creditcoin3/keystore",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The JSON result printed after a command's `completed:` line.
+fn json_result(f: &mut Fleet, id: &str) -> Value {
+    let head = f.server.outcome(id, WAIT);
+    assert!(head.contains("completed"), "{head}");
+    if let Some((_, inline)) = head.split_once("completed: ") {
+        return serde_json::from_str(inline).unwrap_or(Value::String(inline.to_string()));
+    }
+    let mut text = String::new();
+    loop {
+        let line = f.server.out.wait_until(|_| true, WAIT, "result body");
+        text.push_str(&line);
+        text.push('\n');
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
+    let n0 = Node::start("3node0");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let a = f.agent_id.clone();
+    assert!(keystore_files(&n0).is_empty());
+
+    let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
+    let rotated = json_result(&mut f, &id);
+    let session_key = rotated["session_key"].as_str().unwrap().to_string();
+    assert_eq!(session_key.len(), 2 + 192);
+    let gran = rotated["keys"]["gran"].as_str().unwrap().to_string();
+    let babe = rotated["keys"]["babe"].as_str().unwrap().to_string();
+    assert_eq!(&session_key[2..66], &gran[2..], "gran comes first");
+    assert_eq!(
+        keystore_files(&n0).len(),
+        3,
+        "one keystore file per key type"
+    );
+    assert!(
+        f.server
+            .out
+            .seen
+            .iter()
+            .any(|l| l.contains("] key_update") && l.contains(&n0.name)),
+        "the rotation's event"
+    );
+    f.server.type_line(&format!("keys {a}"));
+    assert!(
+        f.server
+            .out
+            .wait_for("rotate_keys", WAIT)
+            .contains(&session_key)
+    );
+
+    for (key, key_type, expect) in [
+        (&gran, "gran", "true"),
+        (&babe, "babe", "true"),
+        (&gran, "babe", "false"),
+    ] {
+        let id = f.server.send(&format!(
+            "send {a} has_key {} public_key={key} key_type={key_type}",
+            n0.name
+        ));
+        assert!(
+            f.server
+                .outcome(&id, WAIT)
+                .ends_with(&format!("completed: {expect}")),
+            "{key_type}"
+        );
+    }
+    let id = f
+        .server
+        .send(&format!("send {a} has_session_keys {}", n0.name));
+    assert!(
+        f.server.outcome(&id, WAIT).ends_with("completed: true"),
+        "defaults to the rotated keys"
+    );
+    let other = format!("0x{}", "ab".repeat(96));
+    let id = f.server.send(&format!(
+        "send {a} has_session_keys {} session_keys={other}",
+        n0.name
+    ));
+    assert!(f.server.outcome(&id, WAIT).ends_with("completed: false"));
+
+    let id = f.server.send(&format!("send {a} check_keys {}", n0.name));
+    let check = json_result(&mut f, &id);
+    assert_eq!(check["all_present"], true, "{check}");
+    assert_eq!(check["keys"]["imon"]["present"], true, "{check}");
+    let id = f.server.send(&format!(
+        "send {a} check_keys {} public_keys.gran={gran} public_keys.babe={gran}",
+        n0.name
+    ));
+    let check = json_result(&mut f, &id);
+    assert_eq!(
+        (
+            check["keys"]["gran"]["present"].as_bool(),
+            check["keys"]["babe"]["present"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert!(
+        check["verdict"].as_str().unwrap().contains("babe"),
+        "{check}"
+    );
+
+    // rotate_to_check makes new keys: a second key set joins the keystore.
+    let id = f.server.send(&format!(
+        "send {a} check_keys {} rotate_to_check=true",
+        n0.name
+    ));
+    let check = json_result(&mut f, &id);
+    assert_eq!(check["all_present"], true, "{check}");
+    assert_eq!(
+        keystore_files(&n0).len(),
+        6,
+        "rotation adds keys and deletes none"
+    );
+}
+
+#[test]
+fn find_validator_reads_the_stash_from_chain_storage() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("findval");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let a = f.agent_id.clone();
+    let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
+    let rotated = json_result(&mut f, &id);
+    let session_key = rotated["session_key"].as_str().unwrap().to_string();
+    let split = warden::chain::split_session_keys(&session_key).unwrap();
+
+    let stash = AccountId32([7; 32]);
+    let someone = AccountId32([9; 32]);
+    let mut storage: Vec<(Vec<u8>, Vec<u8>)> = split
+        .public_keys()
+        .iter()
+        .map(|(t, k)| (keys::session_key_owner(*t, k), stash.encode()))
+        .collect();
+    storage.push((keys::session_validators(), vec![someone, stash].encode()));
+    storage.push((
+        keys::session_disabled_validators(),
+        DisabledValidators::Indices(vec![]).encode(),
+    ));
+    set_storage(&n0, &dir, &storage);
+
+    let id = f
+        .server
+        .send(&format!("send {a} find_validator {}", n0.name));
+    let found = json_result(&mut f, &id);
+    assert_eq!(
+        found["validator_account"],
+        warden::chain::ss58::encode(&stash, 42).unwrap(),
+        "{found}"
+    );
+    assert!(
+        found["validator_account"]
+            .as_str()
+            .unwrap()
+            .starts_with('5')
+    );
+    assert_eq!(
+        (
+            found["is_authority"].as_bool(),
+            found["is_active_validator"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "{found}"
+    );
+
+    // Disabled in this session: still the owner, no longer active.
+    storage.pop();
+    storage.push((
+        keys::session_disabled_validators(),
+        DisabledValidators::Indices(vec![1]).encode(),
+    ));
+    set_storage(&n0, &dir, &storage);
+    let id = f
+        .server
+        .send(&format!("send {a} find_validator {}", n0.name));
+    assert_eq!(json_result(&mut f, &id)["is_active_validator"], false);
+
+    // Keys that nobody registered.
+    let nobody = format!("0x{}", "cd".repeat(96));
+    let id = f.server.send(&format!(
+        "send {a} find_validator {} session_keys={nobody}",
+        n0.name
+    ));
+    let found = json_result(&mut f, &id);
+    assert!(found["validator_account"].is_null(), "{found}");
+    assert!(
+        found["note"].as_str().unwrap().contains("belong to no one"),
+        "{found}"
+    );
+}
