@@ -1117,7 +1117,6 @@ mod tests {
         let table: &[(&str, &str, &str, Option<&str>)] = &[
             // Unknown verbs, including ones reserved for later.
             ("frobnicate", "unknown_command", "\"frobnicate\" is not an operator command; type help", None),
-            ("nodes", "unknown_command", "type help", None),
             ("backups", "unknown_command", "type help", None),
             ("HELP", "unknown_command", "type help", None),
             ("Send host1 status", "unknown_command", "type help", None),

@@ -23,6 +23,8 @@ use std::time::Duration;
 struct FileConfig {
     state_dir: Option<PathBuf>,
     stats_interval_s: Option<u64>,
+    /// How often `summary` (era, payouts) goes out and the era watch runs.
+    summary_interval_s: Option<u64>,
     #[serde(default)]
     docker: DockerSettings,
     #[serde(default)]
@@ -103,6 +105,7 @@ pub struct AgentConfig {
     pub host_name: String,
     pub state_dir: PathBuf,
     pub stats_interval: Duration,
+    pub summary_interval: Duration,
     pub docker: DockerSettings,
     pub rpc: RpcSettings,
     pub ss58_prefix: u16,
@@ -179,6 +182,7 @@ impl AgentConfig {
                 .or(file.state_dir)
                 .unwrap_or_else(default_state_dir),
             stats_interval: Duration::from_secs(stats_interval_s),
+            summary_interval: Duration::from_secs(file.summary_interval_s.unwrap_or(60).max(1)),
             ss58_prefix: file
                 .ss58_prefix
                 .unwrap_or(crate::chain::ss58::DEFAULT_PREFIX),

@@ -77,6 +77,11 @@ fn load_known_keys(agent: &Agent) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The session keys last rotated or confirmed on `container`, if any.
+pub fn known_keys(agent: &Agent, container: &str) -> Option<String> {
+    load_known_keys(agent).remove(container)
+}
+
 fn remember_keys(agent: &Agent, container: &str, session_keys: &str) {
     let _guard = agent.known_keys_lock.lock();
     let mut known = load_known_keys(agent);

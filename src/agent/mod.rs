@@ -16,6 +16,7 @@ mod node;
 pub mod outbox;
 mod runner;
 mod stats;
+mod summary;
 
 use crate::protocol::{
     self, CommandRequest, CommandResponse, ErrorCode, Hello, Message, Timestamp, now_ms,
@@ -67,6 +68,9 @@ pub struct Agent {
     busy: Mutex<HashSet<String>>,
     audit: Mutex<crate::fsutil::JsonLog>,
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Each node's keystore public keys as last listed (by the summary
+    /// loop), reported in stats for the server's duplicate-key guard.
+    keystores: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
     /// Serialises updates of the known-session-keys file.
     known_keys_lock: Mutex<()>,
     /// Makes event ids unique within this process (with the time).
@@ -133,6 +137,18 @@ impl Agent {
             conn.close(protocol::close_code::GOING_AWAY, "agent shutting down");
         }
         std::process::exit(0);
+    }
+
+    fn remember_keystore(&self, container: &str, keys: &[(crate::chain::KeyTypeId, [u8; 32])]) {
+        let listed = keys
+            .iter()
+            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .collect();
+        lock(&self.keystores).insert(container.to_string(), listed);
+    }
+
+    fn keystore_of(&self, container: &str) -> Option<Vec<(String, String)>> {
+        lock(&self.keystores).get(container).cloned()
     }
 
     fn next_event_seq(&self) -> u64 {
@@ -229,6 +245,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         busy: Mutex::new(HashSet::new()),
         audit: Mutex::new(audit),
         connection: Mutex::new(None),
+        keystores: Mutex::new(Default::default()),
         known_keys_lock: Mutex::new(()),
         event_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
@@ -238,6 +255,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
         .map_err(|e| AgentError::Config(format!("cannot install the SIGTERM handler: {e}")))?;
     stats::spawn(agent.clone());
+    summary::spawn(agent.clone());
 
     let mut backoff = BACKOFF_START;
     loop {

@@ -4,6 +4,7 @@
 //! node's RPC answers (through `docker exec … curl` for a node whose RPC
 //! listens only on its container's loopback).
 use super::Agent;
+use crate::chain::{self, KeyTypeId};
 use crate::docker::ContainerInspect;
 use crate::metrics::{self, MetricsClient, NodeMetrics};
 use crate::rpc::{Endpoint, RpcClient, RpcError};
@@ -19,6 +20,81 @@ pub fn rpc_for(
 ) -> Result<RpcClient, RpcError> {
     let endpoint = Endpoint::resolve(container, &agent.config.rpc.rule, inspect)?;
     Ok(agent.rpc.for_endpoint(endpoint))
+}
+
+/// The public keys in the node's keystore, from the files' NAMES (hex key
+/// type ‖ hex public key); the files hold secrets and are never read.
+pub fn keystore_keys(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
+    let dir = keystore_dir(agent, inspect)?;
+    let listing = agent
+        .docker
+        .exec(
+            &inspect.name,
+            &["ls".into(), "-1".into(), "--".into(), dir.clone()],
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+    if listing.exit_code != 0 {
+        return Err(format!(
+            "cannot list {dir} in {}: {}",
+            inspect.name,
+            listing.stderr.trim()
+        ));
+    }
+    Ok(listing
+        .stdout
+        .lines()
+        .filter_map(|name| chain::parse_keystore_file_name(name.trim()).ok())
+        .filter_map(|e| {
+            Some((
+                e.key_type,
+                <[u8; 32]>::try_from(e.public_key.as_slice()).ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// `<base path>/chains/<chain id>/keystore` inside the container: the base
+/// path from `--base-path`/`-d` (default `/root/data`), the chain id from the
+/// one folder under `chains/` (or `creditcoin3`/`creditcoin` when several).
+fn keystore_dir(agent: &Agent, inspect: &ContainerInspect) -> Result<String, String> {
+    let base = inspect
+        .command_line_value("--base-path")
+        .or_else(|| inspect.command_line_value("-d"))
+        .unwrap_or("/root/data")
+        .trim_end_matches('/')
+        .to_string();
+    let chains = format!("{base}/chains");
+    let listing = agent
+        .docker
+        .exec(
+            &inspect.name,
+            &["ls".into(), "-1".into(), "--".into(), chains.clone()],
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<&str> = listing
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let id = match ids.as_slice() {
+        [only] => *only,
+        many => ["creditcoin3", "creditcoin"]
+            .into_iter()
+            .find(|c| many.contains(c))
+            .ok_or_else(|| {
+                format!(
+                    "cannot tell the chain of {} from {chains}: {many:?}",
+                    inspect.name
+                )
+            })?,
+    };
+    Ok(format!("{chains}/{id}/keystore"))
 }
 
 /// A base client whose connection pool every node's client shares.

@@ -80,10 +80,18 @@ fn node_reports(
         let probes: Vec<_> = inspected
             .iter()
             .map(|c| {
-                (
-                    c.name.clone(),
-                    scope.spawn(move || super::node::status(agent, metrics, c)),
-                )
+                let probe = scope.spawn(move || {
+                    let mut status = super::node::status(agent, metrics, c);
+                    if let Some(listed) = agent.keystore_of(&c.name) {
+                        let keys: Vec<Value> = listed
+                            .into_iter()
+                            .map(|(t, k)| json!({"type": t, "public": k}))
+                            .collect();
+                        status["keystore"] = Value::Array(keys);
+                    }
+                    status
+                });
+                (c.name.clone(), probe)
             })
             .collect();
         probes

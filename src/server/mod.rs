@@ -612,6 +612,12 @@ impl Hub {
                 .iter()
                 .map(|(a, c)| format!("{a}/{c}"))
                 .collect();
+            // On disk first, then shown: whoever sees the line finds the record.
+            if let Err(e) = self.store.record_alert(&serde_json::json!({
+                "alert": "duplicate_key", "key_type": dup.key_type, "public_key": dup.public_key, "nodes": nodes,
+            })) {
+                crate::log::error(&format!("cannot record the duplicate-key alert: {e}"));
+            }
             self.out.line(&format!(
                 "!!! DUPLICATE SESSION KEY: {} key {} is held by {}. Two nodes signing with the same keys \
                  get the validator slashed: stop all but one of them now.",
@@ -624,9 +630,6 @@ impl Hub {
                 dup.public_key,
                 nodes.join(", ")
             ));
-            let _ = self.store.record_alert(&serde_json::json!({
-                "alert": "duplicate_key", "key_type": dup.key_type, "public_key": dup.public_key, "nodes": nodes,
-            }));
         }
     }
 

@@ -1,0 +1,298 @@
+//! The `summary` report and the era watch, every `summary_interval_s`
+//! (default 60 s): the active era, each node's unclaimed payouts, and, when
+//! the era changes, each node's validator status, with a durable
+//! `validator_activated` / `validator_changed` / `validator_deactivated`
+//! event per change.
+//!
+//! Invariants:
+//! - An event is raised exactly once per change: its id is derived from the
+//!   node, the era and the kind, and the watch's state is saved (atomically)
+//!   after the events are in the ledger, so an agent restart neither loses
+//!   nor repeats one.
+use super::Agent;
+use super::keys::RpcStorage;
+use crate::chain::{self, AccountId32, KeyTypeId};
+use crate::docker::ContainerInspect;
+use crate::protocol::{Event, EventKind, Message, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread;
+
+/// What the watch knew of each node at the last era it saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchState {
+    pub era: Option<u32>,
+    pub nodes: BTreeMap<String, NodeStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The stash this node's session keys belong to (SS58).
+    pub validator: Option<String>,
+    pub active: bool,
+    pub is_authority: bool,
+}
+
+/// One change to report, as the protocol's event data.
+#[derive(Debug, PartialEq)]
+pub struct Change {
+    pub kind: EventKind,
+    pub node: String,
+    pub data: Map<String, Value>,
+}
+
+/// The events a new era brings, comparing each node's status with the last.
+pub fn changes(era: u32, before: &WatchState, now: &BTreeMap<String, NodeStatus>) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (node, status) in now {
+        let old = before.nodes.get(node).cloned().unwrap_or_default();
+        let mut data = Map::new();
+        data.insert("node".into(), json!(node));
+        data.insert("era".into(), json!(era));
+        let kind = match (&old.validator, &status.validator, old.active, status.active) {
+            (Some(prev), Some(cur), _, true) if prev != cur => {
+                data.insert("validator_account".into(), json!(cur));
+                data.insert("previous_validator".into(), json!(prev));
+                data.insert("is_authority".into(), json!(status.is_authority));
+                EventKind::ValidatorChanged
+            }
+            (_, Some(cur), false, true) => {
+                data.insert("validator_account".into(), json!(cur));
+                data.insert("is_authority".into(), json!(status.is_authority));
+                EventKind::ValidatorActivated
+            }
+            (Some(prev), _, true, false) => {
+                data.insert("previous_validator".into(), json!(prev));
+                EventKind::ValidatorDeactivated
+            }
+            _ => continue,
+        };
+        out.push(Change {
+            kind,
+            node: node.clone(),
+            data,
+        });
+    }
+    out
+}
+
+fn state_path(agent: &Agent) -> std::path::PathBuf {
+    agent.config.state_dir.join("era_watch.json")
+}
+
+fn load_state(agent: &Agent) -> WatchState {
+    std::fs::read(state_path(agent))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn spawn(agent: Arc<Agent>) {
+    thread::Builder::new()
+        .name("summary".into())
+        .spawn(move || {
+            let mut state = load_state(&agent);
+            loop {
+                thread::sleep(agent.config.summary_interval);
+                if agent.is_connected() {
+                    let report = run_once(&agent, &mut state);
+                    agent.send(&Message::Summary(report));
+                }
+            }
+        })
+        .expect("spawn summary thread");
+}
+
+/// A node's keys for validator lookups: the ones rotated through warden,
+/// else every public key in its keystore (names only).
+fn session_public_keys(agent: &Agent, inspect: &ContainerInspect) -> Vec<(KeyTypeId, [u8; 32])> {
+    let keystore = super::node::keystore_keys(agent, inspect);
+    if let Ok(keys) = &keystore {
+        agent.remember_keystore(&inspect.name, keys);
+    }
+    if let Some(known) = super::keys::known_keys(agent, &inspect.name)
+        && let Ok(keys) = chain::split_session_keys(&known)
+    {
+        return keys.public_keys().to_vec();
+    }
+    keystore.unwrap_or_default()
+}
+
+struct NodeView {
+    synced: bool,
+    status: NodeStatus,
+    stash: Option<AccountId32>,
+    active_era: Option<u32>,
+    unclaimed: Option<usize>,
+    error: Option<String>,
+}
+
+fn view(agent: &Agent, inspect: &ContainerInspect) -> NodeView {
+    let mut v = NodeView {
+        synced: false,
+        status: NodeStatus::default(),
+        stash: None,
+        active_era: None,
+        unclaimed: None,
+        error: None,
+    };
+    let result = (|| -> Result<(), String> {
+        let rpc =
+            super::node::rpc_for(agent, &inspect.name, Some(inspect)).map_err(|e| e.to_string())?;
+        let health = rpc.system_health().map_err(|e| e.to_string())?;
+        v.synced = !health.is_syncing;
+        v.status.is_authority = rpc
+            .system_node_roles()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|r| r == "Authority");
+        let storage = RpcStorage::at_finalized(&rpc).map_err(|e| e.to_string())?;
+        v.active_era = chain::validator::active_era(&storage).map_err(|e| e.to_string())?;
+        let keys = session_public_keys(agent, inspect);
+        if !keys.is_empty() {
+            let info = chain::find_validator(&storage, &keys).map_err(|e| e.to_string())?;
+            let mut owners: Vec<AccountId32> =
+                info.key_owners.iter().filter_map(|k| k.owner).collect();
+            owners.sort();
+            owners.dedup();
+            if let [stash] = owners.as_slice() {
+                v.stash = Some(*stash);
+                v.status.validator = chain::ss58::encode(stash, agent.config.ss58_prefix).ok();
+                v.status.active = info.is_active_validator;
+            }
+        }
+        if let (Some(stash), Some(era), true) = (v.stash, v.active_era, v.synced) {
+            let eras = chain::unclaimed_payout_eras(&storage, &stash, era, chain::HISTORY_DEPTH)
+                .map_err(|e| e.to_string())?;
+            v.unclaimed = Some(eras.len());
+        }
+        Ok(())
+    })();
+    v.error = result.err();
+    v
+}
+
+/// One summary: era, payouts, and the era watch's events.
+pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
+    let inspected: Vec<ContainerInspect> = agent
+        .managed_containers()
+        .ok()
+        .filter(|n| !n.is_empty())
+        .and_then(|names| agent.docker.inspect(&names).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.state.running)
+        .collect();
+    let views: Vec<(String, NodeView)> = thread::scope(|scope| {
+        let probes: Vec<_> = inspected
+            .iter()
+            .map(|c| (c.name.clone(), scope.spawn(move || view(agent, c))))
+            .collect();
+        probes
+            .into_iter()
+            .filter_map(|(n, p)| p.join().ok().map(|v| (n, v)))
+            .collect()
+    });
+    let active_era = views
+        .iter()
+        .filter(|(_, v)| v.synced)
+        .find_map(|(_, v)| v.active_era);
+    let mut checks = Map::new();
+    for (name, v) in &views {
+        checks.insert(
+            name.clone(),
+            json!({
+                "current_era": v.active_era, "unclaimed_payouts": v.unclaimed, "synced": v.synced,
+                "validator_account": v.status.validator, "error": v.error,
+            }),
+        );
+    }
+    if let Some(era) = active_era
+        && state.era != Some(era)
+    {
+        let now: BTreeMap<String, NodeStatus> = views
+            .iter()
+            .filter(|(_, v)| v.error.is_none())
+            .map(|(n, v)| (n.clone(), v.status.clone()))
+            .collect();
+        // The first era seen only sets the baseline: nothing changed yet.
+        if state.era.is_some() {
+            for change in changes(era, state, &now) {
+                let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
+                let mut data = change.data;
+                data.insert("event_id".into(), json!(event_id));
+                data.insert("timestamp".into(), json!(now_ms()));
+                agent.raise(Event {
+                    kind: change.kind,
+                    event_id,
+                    data,
+                });
+            }
+        }
+        state.era = Some(era);
+        state.nodes.extend(now);
+        if let Err(e) = crate::fsutil::write_json_atomic(&state_path(agent), state) {
+            crate::log::error(&format!("cannot save the era watch's state: {e}"));
+        }
+    }
+    let timestamp = now_ms();
+    let mut report = Map::new();
+    report.insert("timestamp".into(), json!(timestamp));
+    report.insert("era".into(), json!({ "active_era": active_era }));
+    report.insert(
+        "payout_info".into(),
+        json!({ "payout_checks": checks, "timestamp": timestamp }),
+    );
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(validator: Option<&str>, active: bool) -> NodeStatus {
+        NodeStatus {
+            validator: validator.map(str::to_string),
+            active,
+            is_authority: true,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_change_is_one_event() {
+        let before = WatchState {
+            era: Some(10),
+            nodes: [
+                ("n_activated".to_string(), status(None, false)),
+                ("n_changed".to_string(), status(Some("5A"), true)),
+                ("n_deactivated".to_string(), status(Some("5B"), true)),
+                ("n_same".to_string(), status(Some("5C"), true)),
+            ]
+            .into(),
+        };
+        let now: BTreeMap<String, NodeStatus> = [
+            ("n_activated".to_string(), status(Some("5D"), true)),
+            ("n_changed".to_string(), status(Some("5E"), true)),
+            ("n_deactivated".to_string(), status(Some("5B"), false)),
+            ("n_same".to_string(), status(Some("5C"), true)),
+            ("n_new_inactive".to_string(), status(None, false)),
+        ]
+        .into();
+        let got = changes(11, &before, &now);
+        let kinds: Vec<(&str, EventKind)> = got.iter().map(|c| (c.node.as_str(), c.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("n_activated", EventKind::ValidatorActivated),
+                ("n_changed", EventKind::ValidatorChanged),
+                ("n_deactivated", EventKind::ValidatorDeactivated),
+            ]
+        );
+        assert_eq!(got[1].data["previous_validator"], "5A");
+        assert_eq!(got[1].data["validator_account"], "5E");
+        assert_eq!(got[2].data["previous_validator"], "5B");
+        assert_eq!(got[0].data["era"], 11);
+    }
+}
