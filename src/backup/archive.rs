@@ -600,7 +600,6 @@ pub fn compare_tree(
 }
 
 /// Reads the contents of the file entries of a tree scanned under `root`.
-#[cfg(test)]
 pub fn read_contents(root: &Path, entries: &[Entry]) -> io::Result<BTreeMap<String, Vec<u8>>> {
     let mut contents = BTreeMap::new();
     for entry in entries.iter().filter(|e| e.kind == Kind::File) {

@@ -12,8 +12,8 @@
 //! - running: `docker exec <c> ls -1 -- <base>/chains` lists the chain directories, one
 //!   cheap call;
 //! - stopped (exec impossible) or without `ls`: each candidate is probed by copying
-//!   `<base>/chains/<id>/keystore` out with `docker cp`, which works on stopped
-//!   containers and copies only the (small) keystore.
+//!   `<base>/chains/<id>/keystore` (then `…/network`) out with `docker cp`, which works
+//!   on stopped containers and copies only those (small) directories.
 //!
 //! Rejected: `docker cp <c>:<base>/chains -` to list a stopped container's chains. It
 //! streams a tar of everything below, the whole chain database included (hundreds of
@@ -317,16 +317,20 @@ pub fn resolve_chain(
             Err(_) => {}
         }
     }
+    // The keystore first; the network directory too, so a node whose keystore was
+    // lost (the reason for many restores) is still found.
     for (index, id) in candidates.iter().enumerate() {
-        let dest = scratch.join(format!("probe-{index}"));
-        let path = format!("{chains}/{id}/keystore");
-        match engine.cp_from(container, &path, &dest) {
-            Ok(()) => {
-                let _ = std::fs::remove_dir_all(&dest);
-                return Ok(choose(id.clone()));
+        for sub in ["keystore", "network"] {
+            let dest = scratch.join(format!("probe-{index}-{sub}"));
+            let path = format!("{chains}/{id}/{sub}");
+            match engine.cp_from(container, &path, &dest) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(&dest);
+                    return Ok(choose(id.clone()));
+                }
+                Err(error) if is_missing_path(&error) => continue,
+                Err(error) => return Err(ResolveError::Docker(error)),
             }
-            Err(error) if is_missing_path(&error) => continue,
-            Err(error) => return Err(ResolveError::Docker(error)),
         }
     }
     Err(ResolveError::NotFound {
@@ -438,6 +442,21 @@ mod tests {
             assert_eq!(paths.candidates(None), *candidates, "{args:?}");
             assert_eq!(paths.chain_spec_file.as_deref(), *spec, "{args:?}");
         }
+    }
+
+    #[test]
+    fn a_spec_files_id_comes_after_the_hint() {
+        let args = ["--chain", "/specs/raw.json"];
+        let without_hint = chain_paths(&inspect_with(&args, ""), None);
+        assert_eq!(
+            without_hint.candidates(Some("creditcoin3_testnet")),
+            ["creditcoin3_testnet", "creditcoin3", "creditcoin"]
+        );
+        let with_hint = chain_paths(&inspect_with(&args, ""), Some("creditcoin"));
+        assert_eq!(
+            with_hint.candidates(Some("creditcoin3_testnet")),
+            ["creditcoin", "creditcoin3_testnet", "creditcoin3"]
+        );
     }
 
     #[test]

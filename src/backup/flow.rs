@@ -259,8 +259,10 @@ fn start_again(
 ) -> Result<(), DockerError> {
     let mut attempt = 1;
     loop {
-        progress(&format!("starting {container}"));
-        match engine.start(container) {
+        // Docker first, words after: nothing (not even a caller's callback) may stand
+        // between a stopped validator and its start.
+        let result = engine.start(container);
+        match result {
             Ok(()) => {
                 progress(&format!("{container} started"));
                 return Ok(());
@@ -707,6 +709,12 @@ pub fn restore_with(
     // The keys it has now, saved before anything changes.
     if !current_entries.is_empty() {
         progress("saving the current keys first");
+        if !present.contains(&"keystore") {
+            // An archive always has a keystore/; this one says "there was none".
+            scratch
+                .subdir("current/keystore")
+                .map_err(|error| not_stopped("saving the current keys first", error.into()))?;
+        }
         let origin = Origin {
             container: container.to_owned(),
             chain_id: chain.chain_id.clone(),
@@ -739,7 +747,9 @@ pub fn restore_with(
             cfg,
             hooks,
             &chain,
+            &scratch,
             &payload,
+            &current,
             &tops,
             &present,
             &id,
@@ -749,7 +759,15 @@ pub fn restore_with(
         )?;
     } else {
         restore_stopped(
-            engine, container, cfg, &chain, &payload, &tops, &present, marker, progress,
+            engine,
+            container,
+            cfg,
+            &chain,
+            &payload,
+            &tops,
+            marker,
+            &mut report,
+            progress,
         )?;
     }
     report.changed = true;
@@ -835,7 +853,9 @@ fn restore_running(
     cfg: &BackupConfig,
     hooks: &Hooks,
     chain: &ChainDir,
+    scratch: &Scratch,
     payload: &Path,
+    current: &Path,
     tops: &[&'static str],
     present: &[&str],
     id: &str,
@@ -976,16 +996,55 @@ fn restore_running(
     }
     report.restarted = true;
 
-    // 4. The staging and set-aside directories go (the previous keys are archived).
-    let mut leftovers: Vec<&str> = vec![stage.as_str()];
-    leftovers.extend(marker.aside.iter().map(String::as_str));
-    for path in leftovers {
-        if let Err(cause) = run_in(engine, container, &["rm", "-rf", "--", path]) {
-            warnings.push(format!("cannot remove {path} in {container}: {cause}"));
+    // 4. The staging directory goes, and each set-aside directory once it is checked to
+    //    be exactly what the pre-restore archive holds (a key added in between, by an
+    //    `author_rotateKeys` during the restore, would exist nowhere else).
+    if let Err(cause) = run_in(engine, container, &["rm", "-rf", "--", &stage]) {
+        warnings.push(format!("cannot remove {stage} in {container}: {cause}"));
+    }
+    for top in tops.iter().filter(|top| present.contains(top)) {
+        let path = aside(top);
+        match aside_matches_saved(engine, container, &path, top, scratch, current) {
+            Ok(true) => {
+                if let Err(cause) = run_in(engine, container, &["rm", "-rf", "--", &path]) {
+                    warnings.push(format!("cannot remove {path} in {container}: {cause}"));
+                }
+            }
+            Ok(false) => warnings.push(format!(
+                "kept {path} in {container}: it differs from the keys saved before the restore \
+                 (keys added meanwhile?); look at it, then remove it by hand"
+            )),
+            Err(problem) => warnings.push(format!(
+                "kept {path} in {container}: cannot check it against the saved keys ({problem})"
+            )),
         }
     }
     report.warnings.extend(warnings);
     Ok(())
+}
+
+/// Whether the directory set aside in the container is exactly `current/<top>` (the
+/// copy taken before the restore, which the pre-restore archive holds).
+fn aside_matches_saved(
+    engine: &dyn Engine,
+    container: &str,
+    path: &str,
+    top: &str,
+    scratch: &Scratch,
+    current: &Path,
+) -> Result<bool, String> {
+    let check = scratch
+        .subdir(&format!("aside-{top}"))
+        .map_err(|error| error.to_string())?;
+    // The destination does not exist: docker creates it under that name.
+    engine
+        .cp_from(container, path, &check.join(top))
+        .map_err(|error| error.to_string())?;
+    let saved = archive::scan_tree(current).map_err(|error| format!("{error:?}"))?;
+    let contents = archive::read_contents(current, &saved).map_err(|error| error.to_string())?;
+    archive::compare_tree(&check, &saved, &contents, &[top], false)
+        .map(|difference| difference.is_none())
+        .map_err(|error| error.to_string())
 }
 
 /// Stopped node: copy over the existing directories (exact, as checked before).
@@ -997,49 +1056,48 @@ fn restore_stopped(
     chain: &ChainDir,
     payload: &Path,
     tops: &[&'static str],
-    present: &[&str],
     mut marker: Marker,
+    report: &mut RestoreReport,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BackupError> {
     const OP: Operation = Operation::Restore;
     marker.phase = Some("copying".to_owned());
     take_marker(cfg, &marker, OP)?;
-    let mut copied_any = false;
+    // `payload/.` into the chain directory: docker merges `keystore/` and `network/`
+    // into the existing ones (the backup's files overwrite theirs) and sets those
+    // directories' modes from the payload, leaving the chain directory itself alone.
+    // (Copying `payload/keystore/.` into `keystore` would not reset that directory's
+    // mode; copying `payload/keystore` onto an existing `keystore` would nest it.)
+    progress(&format!(
+        "copying {} into {}",
+        tops.join(" and "),
+        chain.chain_path()
+    ));
     let copied = contained(|| {
-        for top in tops {
-            // `dir/.` copies the contents into the existing directory; without it docker
-            // would create `keystore/keystore`.
-            let source = if present.contains(top) {
-                payload.join(top).join(".")
-            } else {
-                payload.join(top)
-            };
-            progress(&format!("copying {top} into {}", chain.path_of(top)));
-            copied_any = true;
-            engine
-                .cp_to(&source, container, &chain.path_of(top))
-                .map_err(|error| (format!("copying {top} into the container"), error.into()))?;
-        }
-        Ok(())
+        engine
+            .cp_to(&payload.join("."), container, &chain.chain_path())
+            .map_err(|error| {
+                (
+                    "copying the backup into the container".to_owned(),
+                    error.into(),
+                )
+            })
     });
     let mut warnings = Vec::new();
     remove_marker(cfg, container, &mut warnings);
     if let Err((step, cause)) = copied {
-        let keys = if copied_any {
-            KeysState::InDoubt {
-                detail: format!(
-                    "{} may be partly restored; restore again",
-                    chain.chain_path()
-                ),
-            }
-        } else {
-            KeysState::Unchanged
+        let keys = KeysState::InDoubt {
+            detail: format!(
+                "{} may be partly restored; restore again",
+                chain.chain_path()
+            ),
         };
         return Err(with_keys(
             failed(OP, container, &step, cause, NodeState::LeftStopped),
             keys,
         ));
     }
+    report.warnings.extend(warnings);
     Ok(())
 }
 

@@ -29,8 +29,9 @@
 //!   keystore (`<chain>/.warden-restore-<id>`), rename the current `keystore` and
 //!   `network` aside and the staged ones into place (each a rename within one
 //!   directory), then stop and start the node so it loads them, then delete the staging
-//!   and the set-aside directories (the previous keys are in the pre-restore archive)
-//!   and verify the result by copying it back out. The node runs with the new key files
+//!   directory and each set-aside directory that is exactly the pre-restore archive's
+//!   copy (one that is not, say a key `author_rotateKeys` added meanwhile, is kept and
+//!   reported), and verify the result by copying it back out. The node runs with the new key files
 //!   on disk only for the length of `docker stop`. For a stopped node (which warden never
 //!   starts on its own) the backup is copied over the existing directories, which is
 //!   exact only when every file there is also in the backup: otherwise the restore is

@@ -47,6 +47,9 @@ struct FakeState {
     no_ls: bool,
     /// At each `stop`: was the in-flight marker there, saying "it was running"?
     marker_at_stop: Vec<bool>,
+    /// Before a call starting with this, a new key file appears in the keystore (an
+    /// `author_rotateKeys` racing the operation).
+    add_key_before: Option<String>,
 }
 
 /// A container whose file system is `root` on the host.
@@ -212,6 +215,15 @@ impl Fake {
             return Err(DockerError::NoSuchContainer {
                 container: self.name.clone(),
             });
+        }
+        if state
+            .add_key_before
+            .as_deref()
+            .is_some_and(|prefix| what.starts_with(prefix))
+        {
+            state.add_key_before = None;
+            drop(state);
+            self.write_key("gran", 0xee);
         }
         Ok(())
     }
@@ -1056,6 +1068,38 @@ fn restore_into_a_running_node_makes_the_keys_exactly_the_backup() {
 }
 
 #[test]
+fn keys_added_during_a_restore_are_not_deleted() {
+    let temp = TempDir::new("flow-restore-race");
+    let (fake, cfg, file) = backed_up_then_changed(&temp, "t-restore-race");
+    fake.state().add_key_before = Some(format!("exec mv -- {CHAIN}/keystore "));
+    let report = restore(&fake, &cfg, &file, RestoreOptions::default()).unwrap();
+    assert_eq!(container_keys(&fake), files_of_archive(&cfg, &file));
+    let kept = format!(
+        "{CHAIN}/keystore.warden-old-20250108143000-{}",
+        std::process::id()
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with(&format!("kept {kept}"))),
+        "{:?}",
+        report.warnings
+    );
+    assert!(fake.files(&kept).contains_key(&key_name("gran", 0xee)));
+    // The network directory set aside matched the saved copy and is gone.
+    assert_eq!(
+        listing(&fake.host(CHAIN)),
+        [
+            "keystore".to_owned(),
+            format!("keystore.warden-old-20250108143000-{}", std::process::id()),
+            "network".to_owned(),
+            "paritydb".to_owned()
+        ]
+    );
+}
+
+#[test]
 fn restoring_the_keys_a_node_already_has_changes_nothing() {
     let temp = TempDir::new("flow-restore-same");
     let fake = Fake::new(&temp, "t-restore-same");
@@ -1085,6 +1129,11 @@ fn restore_into_a_stopped_node_copies_over_when_that_is_exact() {
         b"\"damaged\"",
         0o644,
     );
+    fs::set_permissions(
+        fake.host(&format!("{CHAIN}/keystore")),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     fs::remove_dir_all(fake.host(&format!("{CHAIN}/network"))).unwrap();
     fake.state().running = false;
     fake.state().calls.clear();
@@ -1098,6 +1147,27 @@ fn restore_into_a_stopped_node_copies_over_when_that_is_exact() {
             .iter()
             .any(|c| c == "stop" || c == "start" || c.starts_with("exec"))
     );
+    assert_no_leftovers(&cfg);
+}
+
+#[test]
+fn restore_into_a_stopped_node_that_lost_its_keystore() {
+    let temp = TempDir::new("flow-restore-lost");
+    let fake = Fake::new(&temp, "t-restore-lost");
+    let cfg = config(&temp);
+    let file = backup(&fake, &cfg, &hooks()).unwrap().file_name;
+    fs::remove_dir_all(fake.host(&format!("{CHAIN}/keystore"))).unwrap();
+    fake.state().running = false;
+    let report = restore(&fake, &cfg, &file, RestoreOptions::default()).unwrap();
+    assert!(report.changed);
+    assert_eq!(container_keys(&fake), files_of_archive(&cfg, &file));
+    // What it had (the network key, no keystore) is saved first.
+    let saved = files_of_archive(&cfg, &report.pre_restore_backup.unwrap());
+    assert_eq!(
+        saved.keys().collect::<Vec<_>>(),
+        ["keystore/", "network/", "network/secret_ed25519"]
+    );
+    assert!(!fake.running());
     assert_no_leftovers(&cfg);
 }
 
