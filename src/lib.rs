@@ -3,6 +3,7 @@
 //! The binary's entry point is `main.rs`; everything lives in this library so
 //! that unit tests, benches and the integration tests share one build.
 pub mod agent;
+pub mod backup;
 pub mod chain;
 pub mod cli;
 pub mod commands;
