@@ -19,6 +19,9 @@ USAGE:
     warden token add <agent id> [--data-dir DIR]
     warden token remove <agent id> [--data-dir DIR]
     warden token list [--data-dir DIR]
+    warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
+                       [--config FILE] [--state-dir DIR]
+    warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -27,7 +30,7 @@ Start here:
     warden agent --server ws://SERVER:7443/agent --agent-id host1 --token-file host1.token
 
 The server's data dir defaults to ~/.warden/server, the agent's state dir to
-~/.warden/agent. Run `warden help server` (or agent, token) for details.
+~/.warden/agent. Run `warden help server` (or agent, token, backup-keys) for details.
 ";
 
 const SERVER_HELP: &str = "\
@@ -92,6 +95,34 @@ The token is printed once, alone on one line; only its SHA-256 is stored.
 A running server with the same --data-dir picks changes up within a second.
 ";
 
+const BACKUP_HELP: &str = "\
+warden backup-keys: back up validator keys on this host, without a server (for cron)
+
+USAGE:
+    warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
+                       [--config FILE] [--state-dir DIR]
+    warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
+
+backup-keys stops each node gracefully, copies chains/<id>/keystore and network out,
+starts it again (on every path, even when something fails), and writes
+<container>-keys-YYYYMMDD-HHMM.tar.gz (0600, with a .sha256 beside it) into the
+backup dir: --dest, else backup.dir of the agent's --config, else <state dir>/backups.
+It keeps the newest N per container (--keep, default 7). One line per backup on
+stdout; on failure one line per failure on stderr and exit status 1.
+
+OPTIONS:
+    --container NAME   back up this container (repeat for several); it must match the
+                       policy's containers (default 3node* and node*)
+    --all              every container the policy manages
+    --notify           also hand a backup_complete event to this host's agent (same
+                       --state-dir), which delivers it to the server
+    --file NAME        (restore-keys) a backup file NAME in the backup dir, never a path;
+                       its sha256 is checked and the archive validated before anything changes
+
+crontab, nightly at 03:17:
+    17 3 * * * /usr/local/bin/warden backup-keys --all --config /etc/warden/agent.json --notify
+";
+
 #[derive(Debug, PartialEq)]
 pub enum TokenAction {
     Add(String),
@@ -109,6 +140,8 @@ pub enum Cli {
         action: TokenAction,
         data_dir: PathBuf,
     },
+    BackupKeys(crate::cron::BackupArgs),
+    RestoreKeys(crate::cron::RestoreArgs),
 }
 
 pub fn default_home() -> PathBuf {
@@ -127,6 +160,7 @@ fn help_for(topic: &str) -> Result<&'static str, lexopt::Error> {
         "server" => Ok(SERVER_HELP),
         "agent" => Ok(AGENT_HELP),
         "token" => Ok(TOKEN_HELP),
+        "backup-keys" | "restore-keys" => Ok(BACKUP_HELP),
         other => Err(format!("no help on {other:?}: try server, agent or token").into()),
     }
 }
@@ -154,6 +188,8 @@ where
             "server" => parse_server(&mut parser),
             "agent" => parse_agent(&mut parser),
             "token" => parse_token(&mut parser),
+            "backup-keys" => parse_backup(&mut parser),
+            "restore-keys" => parse_restore(&mut parser),
             other => Err(format!(
                 "unknown subcommand {other:?}: use server, agent or token (see warden --help)"
             )
@@ -244,6 +280,56 @@ fn parse_agent(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     }
     args.token_file = token_file.unwrap_or_default();
     Ok(Cli::Agent(args))
+}
+
+fn parse_backup(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = crate::cron::BackupArgs::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Cli::Help(BACKUP_HELP)),
+            Long("container") => args.containers.push(parser.value()?.string()?),
+            Long("all") => args.all = true,
+            Long("dest") => args.dest = Some(parser.value()?.into()),
+            Long("keep") => {
+                let keep: usize = parser.value()?.parse()?;
+                if keep == 0 {
+                    return Err(
+                        "--keep must be at least 1 (the backup just written is always kept)".into(),
+                    );
+                }
+                args.keep = Some(keep);
+            }
+            Long("notify") => args.notify = true,
+            Long("config") => args.config = Some(parser.value()?.into()),
+            Long("state-dir") => args.state_dir = Some(parser.value()?.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    if args.all != args.containers.is_empty() {
+        return Err(
+            "warden backup-keys needs --container NAME (one or more) or --all, not both".into(),
+        );
+    }
+    Ok(Cli::BackupKeys(args))
+}
+
+fn parse_restore(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = crate::cron::RestoreArgs::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Cli::Help(BACKUP_HELP)),
+            Long("container") => args.container = parser.value()?.string()?,
+            Long("file") => args.file = parser.value()?.string()?,
+            Long("dest") => args.dest = Some(parser.value()?.into()),
+            Long("config") => args.config = Some(parser.value()?.into()),
+            Long("state-dir") => args.state_dir = Some(parser.value()?.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    if args.container.is_empty() || args.file.is_empty() {
+        return Err("warden restore-keys needs --container NAME and --file NAME (see warden help backup-keys)".into());
+    }
+    Ok(Cli::RestoreKeys(args))
 }
 
 fn parse_token(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
@@ -353,6 +439,35 @@ mod tests {
             parse(&["agent", "--token", "x"])
                 .unwrap_err()
                 .contains("--token-file")
+        );
+    }
+
+    #[test]
+    fn cron_forms() {
+        let Cli::BackupKeys(b) = parse(&[
+            "backup-keys",
+            "--container",
+            "a",
+            "--container",
+            "b",
+            "--keep",
+            "3",
+            "--notify",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (b.containers.len(), b.keep, b.notify, b.all),
+            (2, Some(3), true, false)
+        );
+        assert!(parse(&["backup-keys"]).unwrap_err().contains("--all"));
+        assert!(parse(&["backup-keys", "--all", "--container", "a"]).is_err());
+        assert!(parse(&["backup-keys", "--all", "--keep", "0"]).is_err());
+        assert!(
+            parse(&["restore-keys", "--container", "a"])
+                .unwrap_err()
+                .contains("--file")
         );
     }
 

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod chain;
 pub mod cli;
 pub mod commands;
+pub mod cron;
 pub mod docker;
 pub mod fsutil;
 pub mod log;

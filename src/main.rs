@@ -29,6 +29,8 @@ fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let config = warden::agent::config::AgentConfig::load(args)?;
             warden::agent::run(config)?;
         }
+        Cli::BackupKeys(args) => warden::cron::backup_keys(args)?,
+        Cli::RestoreKeys(args) => warden::cron::restore_keys(args)?,
         Cli::Token { action, data_dir } => {
             let store = warden::server::tokens::TokenStore::new(&data_dir);
             match action {

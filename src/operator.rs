@@ -86,6 +86,10 @@ pub enum OperatorCommand {
     Nodes {
         agent: Option<String>,
     },
+    /// Key backups the agents reported, newest first, and how old the newest is.
+    Backups {
+        agent: Option<String>,
+    },
     Quit,
 }
 
@@ -469,6 +473,12 @@ const VERBS: &[Verb] = &[
         parse: parse_nodes,
     },
     Verb {
+        name: "backups",
+        usage: "backups [agent]",
+        description: "key backups each agent reported, and how old the newest one is",
+        parse: parse_backups,
+    },
+    Verb {
         name: "quit",
         usage: "quit",
         description: "stop the server",
@@ -673,6 +683,12 @@ fn parse_nodes(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, Pa
     let agent = optional_argument(lexer, verb, "the agent id")?;
     expect_end(lexer, verb)?;
     Ok(OperatorCommand::Nodes { agent })
+}
+
+fn parse_backups(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    let agent = optional_argument(lexer, verb, "the agent id")?;
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Backups { agent })
 }
 
 fn parse_send(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
@@ -1117,7 +1133,6 @@ mod tests {
         let table: &[(&str, &str, &str, Option<&str>)] = &[
             // Unknown verbs, including ones reserved for later.
             ("frobnicate", "unknown_command", "\"frobnicate\" is not an operator command; type help", None),
-            ("backups", "unknown_command", "type help", None),
             ("HELP", "unknown_command", "type help", None),
             ("Send host1 status", "unknown_command", "type help", None),
             ("logs 3node0", "unknown_command", "type help", None),

@@ -29,6 +29,8 @@ struct FileConfig {
     docker: DockerSettings,
     #[serde(default)]
     rpc: RpcSettings,
+    #[serde(default)]
+    backup: BackupSettings,
     /// SS58 address format for accounts shown to the operator (42: generic Substrate, used by Creditcoin).
     ss58_prefix: Option<u16>,
     /// Read by `Policy::from_json_value` from the whole file; named here
@@ -55,6 +57,16 @@ impl Default for DockerSettings {
             stop_grace_s: 60,
         }
     }
+}
+
+/// Where key backups go and how many are kept.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Default: `<state dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// Archives kept per container (default 7).
+    pub keep: Option<usize>,
 }
 
 /// How the agent reaches its nodes' JSON-RPC.
@@ -109,6 +121,7 @@ pub struct AgentConfig {
     pub docker: DockerSettings,
     pub rpc: RpcSettings,
     pub ss58_prefix: u16,
+    pub backup: crate::backup::BackupConfig,
     pub policy: Policy,
 }
 
@@ -140,17 +153,25 @@ fn read_token(path: &Path) -> Result<Token, String> {
     Ok(Token::new(token.to_string()))
 }
 
-impl AgentConfig {
-    pub fn load(args: AgentArgs) -> Result<AgentConfig, String> {
-        crate::server::tokens::validate_agent_id(&args.agent_id).map_err(|e| e.to_string())?;
-        if !(args.server_url.starts_with("ws://") || args.server_url.starts_with("wss://")) {
-            return Err(format!(
-                "--server {}: use ws://HOST:PORT/agent or wss://HOST:PORT/agent",
-                args.server_url
-            ));
-        }
-        let token = read_token(&args.token_file)?;
-        let (file, policy) = match &args.config_file {
+/// Everything the config file (and `--state-dir`) says: what the agent
+/// needs, and what cron mode (`warden backup-keys`) needs without a server.
+pub struct LocalConfig {
+    pub state_dir: PathBuf,
+    pub stats_interval: Duration,
+    pub summary_interval: Duration,
+    pub ss58_prefix: u16,
+    pub docker: DockerSettings,
+    pub rpc: RpcSettings,
+    pub backup: crate::backup::BackupConfig,
+    pub policy: Policy,
+}
+
+impl LocalConfig {
+    pub fn load(
+        config_file: Option<&Path>,
+        state_dir: Option<PathBuf>,
+    ) -> Result<LocalConfig, String> {
+        let (file, policy) = match config_file {
             None => (FileConfig::default(), Policy::default()),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -168,6 +189,67 @@ impl AgentConfig {
         if stats_interval_s == 0 {
             return Err("stats_interval_s must be at least 1".into());
         }
+        let state_dir = state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(default_state_dir);
+        let mut backup = crate::backup::BackupConfig::new(
+            file.backup
+                .dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("backups")),
+        );
+        if let Some(keep) = file.backup.keep {
+            if keep == 0 {
+                return Err(
+                    "backup.keep must be at least 1 (the backup just written is always kept)"
+                        .into(),
+                );
+            }
+            backup.keep = keep;
+        }
+        backup.stop_grace = Duration::from_secs(file.docker.stop_grace_s);
+        let mut rpc = file.rpc;
+        if rpc.timeout_s == 0 {
+            return Err("rpc.timeout_s must be at least 1".into());
+        }
+        rpc.rule = rpc
+            .endpoints
+            .iter()
+            .fold(crate::rpc::EndpointRule::new(), |rule, (name, e)| {
+                rule.with_override(name.clone(), e.clone())
+            });
+        Ok(LocalConfig {
+            state_dir,
+            stats_interval: Duration::from_secs(stats_interval_s),
+            summary_interval: Duration::from_secs(file.summary_interval_s.unwrap_or(60).max(1)),
+            ss58_prefix: file
+                .ss58_prefix
+                .unwrap_or(crate::chain::ss58::DEFAULT_PREFIX),
+            docker: file.docker,
+            rpc,
+            backup,
+            policy,
+        })
+    }
+
+    pub fn docker(&self) -> crate::docker::Docker {
+        crate::docker::Docker::new()
+            .with_program(self.docker.program.clone())
+            .with_timeout(Duration::from_secs(self.docker.timeout_s.max(1)))
+    }
+}
+
+impl AgentConfig {
+    pub fn load(args: AgentArgs) -> Result<AgentConfig, String> {
+        crate::server::tokens::validate_agent_id(&args.agent_id).map_err(|e| e.to_string())?;
+        if !(args.server_url.starts_with("ws://") || args.server_url.starts_with("wss://")) {
+            return Err(format!(
+                "--server {}: use ws://HOST:PORT/agent or wss://HOST:PORT/agent",
+                args.server_url
+            ));
+        }
+        let token = read_token(&args.token_file)?;
+        let local = LocalConfig::load(args.config_file.as_deref(), args.state_dir)?;
         Ok(AgentConfig {
             server_url: args.server_url,
             agent_id: args.agent_id,
@@ -177,30 +259,14 @@ impl AgentConfig {
             client_cert: args.client_cert.zip(args.client_key),
             server_fingerprint: args.server_fingerprint,
             host_name: host_name(),
-            state_dir: args
-                .state_dir
-                .or(file.state_dir)
-                .unwrap_or_else(default_state_dir),
-            stats_interval: Duration::from_secs(stats_interval_s),
-            summary_interval: Duration::from_secs(file.summary_interval_s.unwrap_or(60).max(1)),
-            ss58_prefix: file
-                .ss58_prefix
-                .unwrap_or(crate::chain::ss58::DEFAULT_PREFIX),
-            docker: file.docker,
-            rpc: {
-                let mut rpc = file.rpc;
-                if rpc.timeout_s == 0 {
-                    return Err("rpc.timeout_s must be at least 1".into());
-                }
-                rpc.rule = rpc
-                    .endpoints
-                    .iter()
-                    .fold(crate::rpc::EndpointRule::new(), |rule, (name, e)| {
-                        rule.with_override(name.clone(), e.clone())
-                    });
-                rpc
-            },
-            policy,
+            state_dir: local.state_dir,
+            stats_interval: local.stats_interval,
+            summary_interval: local.summary_interval,
+            ss58_prefix: local.ss58_prefix,
+            docker: local.docker,
+            rpc: local.rpc,
+            backup: local.backup,
+            policy: local.policy,
         })
     }
 

@@ -10,6 +10,7 @@
 //! - A command id runs at most once, ever (see [`outbox::Ledger`]).
 //! - Mutating commands on one container never overlap; the later one fails
 //!   with `busy`.
+pub mod backups;
 pub mod config;
 mod keys;
 mod node;
@@ -254,6 +255,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     let for_signals = agent.clone();
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
         .map_err(|e| AgentError::Config(format!("cannot install the SIGTERM handler: {e}")))?;
+    backups::recover(&agent);
     stats::spawn(agent.clone());
     summary::spawn(agent.clone());
 
@@ -326,7 +328,6 @@ fn connect_and_serve(
             .policy
             .permitted_commands()
             .into_iter()
-            .filter(|c| c.parse().is_ok_and(runner::implemented))
             .map(String::from)
             .collect(),
     });

@@ -57,44 +57,12 @@ pub fn keystore_keys(
         .collect())
 }
 
-/// `<base path>/chains/<chain id>/keystore` inside the container: the base
-/// path from `--base-path`/`-d` (default `/root/data`), the chain id from the
-/// one folder under `chains/` (or `creditcoin3`/`creditcoin` when several).
+/// `<chain folder>/keystore` inside the container, found as backups find it.
 fn keystore_dir(agent: &Agent, inspect: &ContainerInspect) -> Result<String, String> {
-    let base = inspect
-        .command_line_value("--base-path")
-        .or_else(|| inspect.command_line_value("-d"))
-        .unwrap_or("/root/data")
-        .trim_end_matches('/')
-        .to_string();
-    let chains = format!("{base}/chains");
-    let listing = agent
-        .docker
-        .exec(
-            &inspect.name,
-            &["ls".into(), "-1".into(), "--".into(), chains.clone()],
-            Duration::from_secs(10),
-        )
-        .map_err(|e| e.to_string())?;
-    let ids: Vec<&str> = listing
-        .stdout
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let id = match ids.as_slice() {
-        [only] => *only,
-        many => ["creditcoin3", "creditcoin"]
-            .into_iter()
-            .find(|c| many.contains(c))
-            .ok_or_else(|| {
-                format!(
-                    "cannot tell the chain of {} from {chains}: {many:?}",
-                    inspect.name
-                )
-            })?,
-    };
-    Ok(format!("{chains}/{id}/keystore"))
+    Ok(format!(
+        "{}/keystore",
+        crate::backup::locate_chain(&agent.docker, inspect)?.chain_path()
+    ))
 }
 
 /// A base client whose connection pool every node's client shares.

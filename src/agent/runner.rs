@@ -40,26 +40,6 @@ impl From<DockerError> for Failure {
     }
 }
 
-/// Commands this version of the agent implements; the others are refused
-/// with `unknown_command` rather than pretending.
-pub fn implemented(command: CommandName) -> bool {
-    matches!(
-        command,
-        CommandName::Start
-            | CommandName::Stop
-            | CommandName::Restart
-            | CommandName::Logs
-            | CommandName::Status
-            | CommandName::Exec
-            | CommandName::Payout
-            | CommandName::RotateKeys
-            | CommandName::CheckKeys
-            | CommandName::HasSessionKeys
-            | CommandName::HasKey
-            | CommandName::FindValidator
-    )
-}
-
 /// Text a result may carry: a response must fit in the server's frame
 /// limit (1 MiB by default) with room for JSON escaping, or it could never
 /// be delivered and would be resent forever.
@@ -138,16 +118,6 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             ),
         )
     })?;
-    if !implemented(command) {
-        return Err(Failure::new(
-            ErrorCode::UnknownCommand,
-            format!(
-                "{} is not implemented by this agent version ({})",
-                command.as_str(),
-                env!("CARGO_PKG_VERSION")
-            ),
-        ));
-    }
     if agent
         .config
         .policy
@@ -273,6 +243,10 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         }
         Params::Payout => payout(agent, &targets[0]),
         Params::RotateKeys => super::keys::rotate_keys(agent, &targets[0]),
+        Params::BackupKeys => super::backups::backup_keys(agent, &targets[0]),
+        Params::RestoreKeys { backup_file } => {
+            super::backups::restore_keys(agent, &targets[0], &backup_file)
+        }
         Params::CheckKeys {
             rotate_to_check,
             public_keys,
@@ -288,10 +262,6 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             session_keys,
             deep_search,
         } => super::keys::find_validator(agent, &targets[0], session_keys.as_deref(), deep_search),
-        _ => Err(Failure::new(
-            ErrorCode::UnknownCommand,
-            format!("{} is not implemented yet", command.as_str()),
-        )),
     }
 }
 

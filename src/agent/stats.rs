@@ -16,6 +16,7 @@ pub fn spawn(agent: Arc<Agent>) {
             let metrics = MetricsClient::new(Duration::from_secs(agent.config.rpc.timeout_s));
             loop {
                 thread::sleep(agent.config.stats_interval);
+                super::backups::pick_up_dropped_events(&agent);
                 if agent.is_connected() {
                     let report = collect(&agent, &metrics);
                     agent.send(&Message::Stats(report));

@@ -206,3 +206,36 @@ pub fn recover_inflight(
 ) -> Vec<String> {
     flow::recover_with(docker, cfg, report)
 }
+
+/// Where `inspect`'s node keeps its chain folder (`<base path>/chains/<id>`),
+/// found the way a backup finds it; for the agent's keystore listing.
+pub fn locate_chain(
+    docker: &Docker,
+    inspect: &crate::docker::ContainerInspect,
+) -> Result<ChainDir, String> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = std::env::temp_dir().join(format!("warden-locate-{}-{n}", std::process::id()));
+    crate::fsutil::ensure_private_dir(&scratch)
+        .map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let paths = chain::chain_paths(inspect, None);
+    let found = chain::resolve_chain(
+        docker,
+        &inspect.name,
+        &paths,
+        inspect.state.running,
+        &scratch,
+        &mut |_| {},
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    match found {
+        Ok(dir) => Ok(dir),
+        Err(chain::ResolveError::NotFound { tried, .. }) => Err(format!(
+            "no chain folder of {} under {}/chains (tried {})",
+            inspect.name,
+            paths.base_path,
+            tried.join(", ")
+        )),
+        Err(chain::ResolveError::Docker(e)) => Err(e.to_string()),
+    }
+}

@@ -718,6 +718,10 @@ impl Hub {
                     .collect();
                 self.out.line(&render::nodes(&reports));
             }
+            OperatorCommand::Backups { agent } => {
+                let backups = self.store.backups(agent.as_deref());
+                self.out.line(&render::backups(&backups, now_ms()));
+            }
             OperatorCommand::Keys { agent } => {
                 let keys = self.store.key_updates(agent.as_deref());
                 self.out.line(&render::keys(&keys));

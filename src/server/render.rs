@@ -332,6 +332,39 @@ pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
     table(&rows)
 }
 
+/// Per agent and container: the newest backup, how old it is, how many.
+pub fn backups(records: &[&super::store::BackupRecord], now_ms: i64) -> String {
+    if records.is_empty() {
+        return "no key backup reported yet (send backup_keys, or run warden backup-keys --notify from cron)".into();
+    }
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut rows = vec![
+        ["AGENT", "CONTAINER", "NEWEST", "AGE", "BYTES", "BACKUPS"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    for b in records {
+        if seen.contains(&(b.agent.as_str(), b.container.as_str())) {
+            continue;
+        }
+        seen.push((&b.agent, &b.container));
+        let count = records
+            .iter()
+            .filter(|r| r.agent == b.agent && r.container == b.container)
+            .count();
+        rows.push(vec![
+            b.agent.clone(),
+            b.container.clone(),
+            b.file.clone(),
+            super::format_age(now_ms - b.at_ms),
+            b.bytes.to_string(),
+            count.to_string(),
+        ]);
+    }
+    table(&rows)
+}
+
 pub fn history(records: &[&CommandRecord]) -> String {
     if records.is_empty() {
         return "no commands yet".into();

@@ -58,6 +58,17 @@ enum HistoryLine {
     },
 }
 
+/// One finished key backup an agent reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRecord {
+    pub agent: String,
+    pub container: String,
+    pub file: String,
+    pub bytes: u64,
+    /// When the agent finished it (the event's timestamp).
+    pub at_ms: i64,
+}
+
 /// One session-key report from an agent, as `keys` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeyRecord {
@@ -81,6 +92,28 @@ struct EventLine {
 }
 
 impl EventLine {
+    fn backup_record(&self) -> Option<BackupRecord> {
+        if self.kind != "backup_complete" {
+            return None;
+        }
+        Some(BackupRecord {
+            agent: self.agent.clone(),
+            container: self.data.get("container")?.as_str()?.to_string(),
+            file: self
+                .data
+                .get("backup_file")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            bytes: self.data.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+            at_ms: self
+                .data
+                .get("timestamp")
+                .and_then(Value::as_i64)
+                .unwrap_or(self.received_ms),
+        })
+    }
+
     fn key_record(&self) -> Option<KeyRecord> {
         if self.kind != "key_update" {
             return None;
@@ -125,6 +158,7 @@ pub struct Store {
     seen_events: HashSet<(String, String)>,
     /// Key updates in the order received.
     key_updates: Vec<KeyRecord>,
+    backups: Vec<BackupRecord>,
     key_store_path: std::path::PathBuf,
     /// Alerts raised by this process: makes their event ids unique.
     alerts_raised: u64,
@@ -154,6 +188,7 @@ impl Store {
         }
         let (events, skipped_events) = fsutil::read_json_lines::<EventLine>(&events_path)?;
         let key_updates = events.iter().filter_map(EventLine::key_record).collect();
+        let backups = events.iter().filter_map(EventLine::backup_record).collect();
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();
         Ok(Store {
             history: JsonLog::open(&history_path)?,
@@ -163,6 +198,7 @@ impl Store {
             order,
             seen_events,
             key_updates,
+            backups,
             key_store_path: data_dir.join("keys.json"),
             alerts_raised: 0,
             skipped_lines: skipped_history + skipped_events,
@@ -263,6 +299,7 @@ impl Store {
             data: event.data.clone(),
         };
         self.events.append(&line, true)?;
+        self.backups.extend(line.backup_record());
         if let Some(record) = line.key_record() {
             self.key_updates.push(record);
             self.write_key_store()?;
@@ -285,6 +322,17 @@ impl Store {
             }));
         }
         fsutil::write_json_atomic(&self.key_store_path, &tree)
+    }
+
+    /// Backups, newest first, optionally for one agent.
+    pub fn backups(&self, agent: Option<&str>) -> Vec<&BackupRecord> {
+        let mut out: Vec<&BackupRecord> = self
+            .backups
+            .iter()
+            .filter(|b| agent.is_none_or(|a| b.agent == a))
+            .collect();
+        out.sort_by_key(|b| std::cmp::Reverse(b.at_ms));
+        out
     }
 
     /// Key updates, newest first, optionally for one agent.

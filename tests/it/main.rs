@@ -1,6 +1,7 @@
 //! Integration tests: one binary, driving the real `warden` executable
 //! against real containers under the real Docker Engine.
 mod agent_wire;
+mod backups;
 mod chain_cmds;
 mod durability;
 mod faults;

@@ -1,0 +1,169 @@
+//! backup_keys and restore_keys as agent commands, the crash recovery of a
+//! backup cut short, and the drop-box through which `warden backup-keys
+//! --notify` (cron mode, another process) hands its `backup_complete`
+//! events to the running agent.
+use super::Agent;
+use super::runner::Failure;
+use crate::backup::{self, BackupError, BackupReport, RestoreOptions};
+use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+
+/// The one mapping from backup errors to the wire's codes.
+impl From<BackupError> for Failure {
+    fn from(e: BackupError) -> Failure {
+        let code = match e.wire_code() {
+            "unknown_target" => ErrorCode::UnknownTarget,
+            "invalid_params" => ErrorCode::InvalidParams,
+            "unavailable" => ErrorCode::Unavailable,
+            "timeout" => ErrorCode::Timeout,
+            _ => ErrorCode::Internal,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The `backup_complete` event for a finished backup.
+pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
+    let timestamp = now_ms();
+    let event_id = format!("backup-{}-{timestamp}-{seq}", report.container);
+    let mut data = Map::new();
+    data.insert("event_id".into(), json!(event_id));
+    data.insert("container".into(), json!(report.container));
+    data.insert("backup_file".into(), json!(report.file_name));
+    data.insert("bytes".into(), json!(report.bytes));
+    data.insert("sha256".into(), json!(report.sha256));
+    data.insert("timestamp".into(), json!(timestamp));
+    Event {
+        kind: EventKind::BackupComplete,
+        event_id,
+        data,
+    }
+}
+
+fn log_progress(container: &str) -> impl FnMut(&str) + '_ {
+    move |step: &str| crate::log::info(&format!("{container}: {step}"))
+}
+
+pub fn backup_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
+    let report = backup::backup_keys(
+        &agent.docker,
+        container,
+        &agent.config.backup,
+        &mut log_progress(container),
+    )?;
+    for warning in &report.warnings {
+        crate::log::warn(&format!("{container}: {warning}"));
+    }
+    agent.raise(backup_event(&report, agent.next_event_seq()));
+    Ok(Value::String(report.file_name))
+}
+
+pub fn restore_keys(agent: &Agent, container: &str, backup_file: &str) -> Result<Value, Failure> {
+    let report = backup::restore_keys(
+        &agent.docker,
+        container,
+        backup_file,
+        &agent.config.backup,
+        RestoreOptions::default(),
+        &mut log_progress(container),
+    )?;
+    // List the keystore again now, so the server's duplicate-key guard sees
+    // the restored keys at the next stats report.
+    if let Ok(Some(inspect)) = agent
+        .docker
+        .inspect(&[container])
+        .map(|v| v.into_iter().next())
+        && let Ok(keys) = super::node::keystore_keys(agent, &inspect)
+    {
+        agent.remember_keystore(container, &keys);
+    }
+    let mut message = if report.changed {
+        format!(
+            "restored {} entries into {container} from {}",
+            report.restored.len(),
+            report.backup_file
+        )
+    } else {
+        format!(
+            "{container} already had exactly the keys of {}; nothing changed",
+            report.backup_file
+        )
+    };
+    if let Some(saved) = &report.pre_restore_backup {
+        message.push_str(&format!("; the keys it had before are saved as {saved}"));
+    }
+    if report.restarted {
+        message.push_str("; the node was restarted to load them");
+    }
+    for warning in &report.warnings {
+        message.push_str(&format!("; warning: {warning}"));
+    }
+    message.push_str(
+        ". The same keys must never run on two nodes: the server warns if another node reports them.",
+    );
+    Ok(Value::String(message))
+}
+
+/// On start: restart a node a killed backup or restore left stopped.
+pub fn recover(agent: &Agent) {
+    for line in recover_lines(&agent.docker, &agent.config.backup) {
+        crate::log::warn(&line);
+    }
+}
+
+/// Settle what a killed backup or restore left (restart the node it
+/// stopped), as lines to show.
+pub fn recover_lines(docker: &crate::docker::Docker, cfg: &backup::BackupConfig) -> Vec<String> {
+    backup::recover_inflight(docker, cfg, &mut |_| {})
+        .into_iter()
+        .map(|line| format!("recovered after an interrupted key backup or restore: {line}"))
+        .collect()
+}
+
+/// Where cron mode drops events for the agent: `<state dir>/notify/`.
+pub fn notify_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("notify")
+}
+
+/// Queue `event` for the agent that owns `state_dir` (written atomically;
+/// the agent moves it into its ledger and deletes the file).
+pub fn drop_event(state_dir: &Path, event: &Event) -> std::io::Result<PathBuf> {
+    let dir = notify_dir(state_dir);
+    crate::fsutil::ensure_private_dir(&dir)?;
+    let path = dir.join(format!("{}.json", event.event_id));
+    let body = json!({ "type": event.kind.as_str(), "data": event.data });
+    crate::fsutil::write_json_atomic(&path, &body)?;
+    Ok(path)
+}
+
+/// Move events dropped by cron mode into the ledger (durable), then delete
+/// their files. A crash in between raises one twice; the ledger and the
+/// server both deduplicate on the event id.
+pub fn pick_up_dropped_events(agent: &Agent) {
+    let Ok(entries) = std::fs::read_dir(notify_dir(&agent.config.state_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let parsed = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| crate::protocol::Message::parse(&text).ok());
+        match parsed {
+            Some(crate::protocol::Message::Event(event)) => {
+                agent.raise(event);
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => crate::log::warn(&format!(
+                "ignoring {}: not an event warden can deliver",
+                path.display()
+            )),
+        }
+    }
+}
