@@ -93,7 +93,9 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("warden-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let tokens = TokenStore::new(&dir);
+    let flood = env_usize("FLOOD", 0) == 1;
     let ids: Vec<String> = (0..n_agents).map(|i| format!("a{i}")).collect();
+    let flooder_token = tokens.add("flooder").unwrap().expose().to_string();
     let secrets: Vec<String> = ids
         .iter()
         .map(|id| tokens.add(id).unwrap().expose().to_string())
@@ -168,6 +170,32 @@ fn main() {
     let (t1, _, _) = proc_usage(pid);
     let idle_cpu = (t1 - t0) as f64 / hz / started.elapsed().as_secs_f64() * 100.0;
 
+    // FLOOD=1: one more agent sends pings as fast as it can and never
+    // reads, while the others are measured.
+    let stop_flood = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if flood {
+        let conn = transport::connect(&url, &flooder_token, &tls, 1 << 20, Duration::from_secs(10))
+            .unwrap();
+        let hello = Hello {
+            agent_id: "flooder".into(),
+            host_name: "bench".into(),
+            version: "bench".into(),
+            protocol: 1,
+            containers: vec![],
+            commands: vec![],
+        };
+        conn.send_text(&Message::Hello(hello).to_json()).unwrap();
+        let stop = stop_flood.clone();
+        thread::spawn(move || {
+            let ping = Message::Ping(warden::protocol::Timestamp { timestamp: 1 }).to_json();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if conn.send_text(&ping).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
     // send: operator line → agent receives → response → outcome printed.
     let mut to_agent = Vec::new();
     let mut round_trip = Vec::new();
@@ -225,8 +253,14 @@ fn main() {
     bcast_all_received.sort();
     bcast_all_done.sort();
 
+    stop_flood.store(true, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "warden fleet bench: {n_agents} agents on loopback, plain ws, {samples} sends, 5 broadcasts"
+        "warden fleet bench: {n_agents} agents on loopback, plain ws, {samples} sends, 5 broadcasts{}",
+        if flood {
+            ", plus one agent flooding pings and never reading"
+        } else {
+            ""
+        }
     );
     println!(
         "idle server: {idle_cpu:.2} % of one core over {idle_s} s; {threads} threads; RSS {} KiB",

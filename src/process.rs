@@ -34,7 +34,7 @@ pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// Which part of an over-long stream to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Keep {
+pub enum Keep {
     /// The first `cap` bytes (command output: its start says what happened).
     Head,
     /// The last `cap` bytes (logs: the newest lines matter).
@@ -42,7 +42,7 @@ pub(crate) enum Keep {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     pub timeout: Duration,
     pub cap: usize,
     pub keep: Keep,
@@ -50,20 +50,20 @@ pub(crate) struct Limits {
 
 /// What one stream produced.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Stream {
+pub struct Stream {
     pub bytes: Vec<u8>,
     pub truncated: bool,
 }
 
 #[derive(Debug)]
-pub(crate) struct Captured {
+pub struct Captured {
     pub status: ExitStatus,
     pub stdout: Stream,
     pub stderr: Stream,
 }
 
 #[derive(Debug)]
-pub(crate) enum RunError {
+pub enum RunError {
     /// The program could not be started (not found, not executable, no resources).
     Spawn(io::Error),
     /// The deadline passed; the child was killed and reaped.
@@ -75,7 +75,7 @@ pub(crate) enum RunError {
 type ReaderMessage = (usize, io::Result<Stream>);
 
 /// Runs `program args…` under `limits`.
-pub(crate) fn run(program: &OsStr, args: &[String], limits: &Limits) -> Result<Captured, RunError> {
+pub fn run(program: &OsStr, args: &[String], limits: &Limits) -> Result<Captured, RunError> {
     let started = Instant::now();
     // A timeout too large for Instant arithmetic means "practically never".
     let deadline = started

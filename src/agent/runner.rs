@@ -331,8 +331,20 @@ fn payout(agent: &Agent, container: &str) -> Result<Value, Failure> {
         keep: Keep::Head,
     };
     let script = payout.script();
-    let captured = crate::process::run(script.as_os_str(), &[container.to_string()], &limits)
-        .map_err(|e| match e {
+    // The script gets the container, then the node's stash and the active
+    // era when the chain says what they are.
+    let mut args = vec![container.to_string()];
+    if let Ok(Some(inspect)) = agent
+        .docker
+        .inspect(&[container])
+        .map(|v| v.into_iter().next())
+        && let (Some(stash), Some(era)) = super::summary::stash_and_era(agent, &inspect)
+    {
+        args.push(stash);
+        args.push(era.to_string());
+    }
+    let captured =
+        crate::process::run(script.as_os_str(), &args, &limits).map_err(|e| match e {
             RunError::TimedOut => Failure::new(
                 ErrorCode::Timeout,
                 format!(

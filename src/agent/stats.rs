@@ -144,10 +144,48 @@ fn container_rows(agent: &Agent) -> Result<Rows, crate::docker::DockerError> {
                 "cpu_percent": u.map(|u| u.cpu_percent),
                 "mem_used_bytes": u.map(|u| u.mem_used_bytes),
                 "mem_limit_bytes": u.map(|u| u.mem_limit_bytes),
+                "data_free_bytes": data_free_bytes(c),
             })
         })
         .collect();
     Ok((rows, inspected))
+}
+
+/// Free space where the node keeps its data: the host side of the mount
+/// holding its base path (`--base-path`, default /root/data), from `df`.
+/// `None` when the data lives in the container's own layer.
+fn data_free_bytes(c: &ContainerInspect) -> Option<u64> {
+    let base = c
+        .command_line_value("--base-path")
+        .or_else(|| c.command_line_value("-d"))
+        .unwrap_or("/root/data");
+    let mount = c
+        .mounts
+        .iter()
+        .filter(|m| base.starts_with(m.destination.trim_end_matches('/')) && !m.source.is_empty())
+        .max_by_key(|m| m.destination.len())?;
+    let limits = crate::process::Limits {
+        timeout: Duration::from_secs(5),
+        cap: 4096,
+        keep: crate::process::Keep::Head,
+    };
+    let out = crate::process::run(
+        "df".as_ref(),
+        &["-Pk".to_string(), mount.source.clone()],
+        &limits,
+    )
+    .ok()?;
+    parse_df_available(&String::from_utf8_lossy(&out.stdout.bytes))
+}
+
+/// The "Available" column of `df -Pk` (POSIX format), in bytes.
+fn parse_df_available(text: &str) -> Option<u64> {
+    let line = text.lines().nth(1)?;
+    line.split_whitespace()
+        .nth(3)?
+        .parse::<u64>()
+        .ok()
+        .map(|kib| kib * 1024)
 }
 
 /// Seconds since the container started, if it is running.
@@ -158,4 +196,14 @@ pub fn uptime_s(c: &crate::docker::ContainerInspect, now_ms: i64) -> Option<i64>
     c.state
         .started_at_ms()
         .map(|started| (now_ms - started).max(0) / 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn df_available_column() {
+        let text = "Filesystem     1024-blocks      Used Available Capacity Mounted on\n/dev/vda         263174148  12345678 83886080      13% /\n";
+        assert_eq!(super::parse_df_available(text), Some(83_886_080 * 1024));
+        assert_eq!(super::parse_df_available("garbage"), None);
+    }
 }

@@ -129,7 +129,14 @@ struct NodeView {
     error: Option<String>,
 }
 
-fn view(agent: &Agent, inspect: &ContainerInspect) -> NodeView {
+/// The node's stash (SS58) and the active era, for the payout script's
+/// arguments; `None` where they cannot be learned.
+pub fn stash_and_era(agent: &Agent, inspect: &ContainerInspect) -> (Option<String>, Option<u32>) {
+    let v = view(agent, inspect, false);
+    (v.status.validator, v.active_era)
+}
+
+fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeView {
     let mut v = NodeView {
         synced: false,
         status: NodeStatus::default(),
@@ -163,7 +170,9 @@ fn view(agent: &Agent, inspect: &ContainerInspect) -> NodeView {
                 v.status.active = info.is_active_validator;
             }
         }
-        if let (Some(stash), Some(era), true) = (v.stash, v.active_era, v.synced) {
+        if let (Some(stash), Some(era), true, true) =
+            (v.stash, v.active_era, v.synced, count_payouts)
+        {
             let eras = chain::unclaimed_payout_eras(&storage, &stash, era, chain::HISTORY_DEPTH)
                 .map_err(|e| e.to_string())?;
             v.unclaimed = Some(eras.len());
@@ -188,7 +197,7 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
     let views: Vec<(String, NodeView)> = thread::scope(|scope| {
         let probes: Vec<_> = inspected
             .iter()
-            .map(|c| (c.name.clone(), scope.spawn(move || view(agent, c))))
+            .map(|c| (c.name.clone(), scope.spawn(move || view(agent, c, true))))
             .collect();
         probes
             .into_iter()

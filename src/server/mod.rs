@@ -509,6 +509,9 @@ impl Hub {
             ResponseVerdict::Recorded => {
                 self.send_to(agent, &ack);
                 let record = self.store.get(&response.id).cloned();
+                if let Some(record) = &record {
+                    self.guard_confirmed_keys(agent, record, &response);
+                }
                 let (command, target) = record.map(|r| (r.command, r.target)).unwrap_or_default();
                 self.out
                     .line(&render::response(agent, &command, &target, &response));
@@ -580,6 +583,39 @@ impl Hub {
         let found = self
             .keyguard
             .observe(&(agent.to_string(), container), &keys);
+        self.raise_duplicates(found);
+    }
+
+    /// A `has_session_keys` that answered true confirms the node holds
+    /// those keys: the duplicate-key guard learns them too.
+    fn guard_confirmed_keys(
+        &mut self,
+        agent: &str,
+        record: &CommandRecord,
+        response: &CommandResponse,
+    ) {
+        let given = record
+            .params
+            .get("session_keys")
+            .and_then(|k| k.as_str())
+            .unwrap_or("");
+        if record.command != "has_session_keys"
+            || given.is_empty()
+            || response.result != Some(serde_json::Value::Bool(true))
+        {
+            return;
+        }
+        let Ok(keys) = crate::chain::split_session_keys(given) else {
+            return;
+        };
+        let keys: Vec<(String, String)> = keys
+            .public_keys()
+            .iter()
+            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .collect();
+        let found = self
+            .keyguard
+            .observe(&(agent.to_string(), record.target.clone()), &keys);
         self.raise_duplicates(found);
     }
 
