@@ -150,7 +150,7 @@ impl CommandName {
     ];
 
     /// The wire name, e.g. `backup_keys`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             CommandName::Start => "start",
             CommandName::Stop => "stop",

@@ -39,27 +39,22 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::commands::CommandName;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 /// Every command of protocol 1, in the order the protocol's table lists them.
 /// This is also the order of [`Policy::permitted_commands`].
-pub const KNOWN_COMMANDS: [&str; 14] = [
-    "start",
-    "stop",
-    "restart",
-    "logs",
-    "status",
-    "exec",
-    "backup_keys",
-    "restore_keys",
-    "payout",
-    "rotate_keys",
-    "check_keys",
-    "has_session_keys",
-    "has_key",
-    "find_validator",
-];
+pub const KNOWN_COMMANDS: [&str; CommandName::ALL.len()] = {
+    // Derived from the catalog, so the two lists cannot drift apart.
+    let mut names = [""; CommandName::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = CommandName::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// The commands permitted when the policy has no `allow` key: everything
 /// except the two that run programs the node software does not define.
