@@ -18,5 +18,6 @@ pub mod process;
 pub mod protocol;
 pub mod rpc;
 pub mod server;
+pub mod session;
 pub mod signals;
 pub mod transport;

@@ -19,9 +19,8 @@ mod runner;
 mod stats;
 mod summary;
 
-use crate::protocol::{
-    self, CommandRequest, CommandResponse, ErrorCode, Hello, Message, Timestamp, now_ms,
-};
+use crate::protocol::{self, CommandRequest, CommandResponse, ErrorCode, Hello, Message};
+use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use config::AgentConfig;
 use outbox::{Ledger, Seen};
@@ -399,65 +398,16 @@ fn read_loop(
     agent: &Arc<Agent>,
     conn: &Arc<Connection>,
     heartbeat: Duration,
-    mut unread: Vec<Incoming>,
+    unread: Vec<Incoming>,
 ) -> String {
-    if conn.set_read_timeout(heartbeat).is_err() {
-        return "socket error".into();
+    let end = crate::session::run(conn, unread, heartbeat, PingWhen::WhenSilent, |text| {
+        handle_text(agent, conn, text)
+    });
+    match end {
+        End::Closed => "the server closed the connection".into(),
+        End::TooBig => "the server sent a message over the size limit".into(),
+        End::Silent => format!("no word from the server for {} s", heartbeat.as_secs() * 3),
     }
-    let mut buf = Connection::read_buffer();
-    let mut last_data = Instant::now();
-    let mut last_ping = Instant::now();
-    loop {
-        let frames = conn.next_frames(&mut buf, &mut unread);
-        for frame in frames {
-            match frame {
-                Incoming::Control => {}
-                Incoming::Closed => return "the server closed the connection".into(),
-                Incoming::TooBig => {
-                    conn.close(protocol::close_code::TOO_BIG, "message too big");
-                    return "the server sent a message over the size limit".into();
-                }
-                Incoming::Binary => {
-                    last_data = Instant::now();
-                    send_error(
-                        conn,
-                        ErrorCode::BadRequest,
-                        "binary frames are not part of protocol 1".into(),
-                        None,
-                    );
-                }
-                Incoming::Text(text) => {
-                    last_data = Instant::now();
-                    handle_text(agent, conn, &text);
-                }
-            }
-        }
-        // Ping a server we have not heard from for a heartbeat.
-        if last_data.elapsed() >= heartbeat && last_ping.elapsed() >= heartbeat {
-            last_ping = Instant::now();
-            let _ = conn.send_text(
-                &Message::Ping(Timestamp {
-                    timestamp: now_ms(),
-                })
-                .to_json(),
-            );
-        }
-        if last_data.elapsed() >= heartbeat * 3 {
-            conn.abort();
-            return format!("no word from the server for {} s", heartbeat.as_secs() * 3);
-        }
-    }
-}
-
-fn send_error(conn: &Connection, code: ErrorCode, message: String, reference: Option<String>) {
-    let _ = conn.send_text(
-        &Message::Error(protocol::ErrorBody {
-            code,
-            message,
-            reference,
-        })
-        .to_json(),
-    );
 }
 
 fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {

@@ -4,9 +4,8 @@
 //! goes to the hub.
 use super::tokens::TokenStore;
 use super::{HubEvent, Session};
-use crate::protocol::{
-    self, ErrorBody, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms,
-};
+use crate::protocol::{self, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms};
+use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
@@ -179,22 +178,6 @@ fn send(conn: &Connection, message: &Message) -> bool {
     conn.send_text(&message.to_json()).is_ok()
 }
 
-fn send_error(
-    conn: &Connection,
-    code: ErrorCode,
-    message: String,
-    reference: Option<String>,
-) -> bool {
-    send(
-        conn,
-        &Message::Error(ErrorBody {
-            code,
-            message,
-            reference,
-        }),
-    )
-}
-
 fn refuse(conn: &Connection, code: ErrorCode, why: &str) {
     send_error(conn, code, why.to_string(), None);
     conn.close(close_code::POLICY, why);
@@ -349,61 +332,28 @@ fn await_hello(
 }
 
 /// Read frames until the connection ends; returns why it ended.
-fn read_loop(session: &Session, shared: &ConnShared, mut unread: Vec<Incoming>) -> String {
-    let conn = &session.conn;
-    let heartbeat = shared.heartbeat;
-    if conn.set_read_timeout(heartbeat).is_err() {
-        return "socket error".into();
-    }
-    let mut buf = Connection::read_buffer();
-    let mut last_data = Instant::now();
-    let mut last_ping = Instant::now();
+fn read_loop(session: &Session, shared: &ConnShared, unread: Vec<Incoming>) -> String {
     let mut budget = RateLimit::new(MESSAGES_PER_S, MESSAGE_BURST);
-    loop {
-        let frames = conn.next_frames(&mut buf, &mut unread);
-        for frame in frames {
-            match frame {
-                Incoming::Control => {}
-                Incoming::Closed => return "connection closed".into(),
-                Incoming::TooBig => {
-                    conn.close(close_code::TOO_BIG, "message too big");
-                    return "sent a message over the size limit".into();
-                }
-                Incoming::Binary => {
-                    last_data = Instant::now();
-                    send_error(
-                        conn,
-                        ErrorCode::BadRequest,
-                        "binary frames are not part of protocol 1".into(),
-                        None,
-                    );
-                }
-                Incoming::Text(text) => {
-                    last_data = Instant::now();
-                    session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
-                    // Throttle a flooding agent: this thread stops reading, so
-                    // TCP pushes back on it; nothing queues up here.
-                    let wait = budget.take();
-                    if !wait.is_zero() {
-                        thread::sleep(wait);
-                    }
-                    handle_text(session, shared, &text);
-                }
+    let end = crate::session::run(
+        &session.conn,
+        unread,
+        shared.heartbeat,
+        PingWhen::Always,
+        |text| {
+            session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+            // Throttle a flooding agent: this thread stops reading, so TCP
+            // pushes back on it; nothing queues up here.
+            let wait = budget.take();
+            if !wait.is_zero() {
+                thread::sleep(wait);
             }
-        }
-        if last_ping.elapsed() >= heartbeat {
-            last_ping = Instant::now();
-            send(
-                conn,
-                &Message::Ping(Timestamp {
-                    timestamp: now_ms(),
-                }),
-            );
-        }
-        if last_data.elapsed() >= heartbeat * 3 {
-            conn.close(close_code::GOING_AWAY, "heartbeat timeout");
-            return format!("silent for {} s", shared.heartbeat_s * 3);
-        }
+            handle_text(session, shared, text);
+        },
+    );
+    match end {
+        End::Closed => "connection closed".into(),
+        End::TooBig => "sent a message over the size limit".into(),
+        End::Silent => format!("silent for {} s", shared.heartbeat_s * 3),
     }
 }
 
