@@ -45,7 +45,11 @@ fn check(command: CommandName, params: &Map<String, Value>) {
             }
             let wire = validated.to_json();
             let again = commands::validate_params(command, &wire);
-            assert_eq!(again.as_ref(), Ok(&validated), "{command}: not canonical: {wire:?}");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&validated),
+                "{command}: not canonical: {wire:?}"
+            );
             assert_eq!(again.unwrap().to_json(), wire);
             if let Params::Exec { command: line } = &validated {
                 let argv = commands::split_command(line).expect("validated exec splits");

@@ -18,8 +18,8 @@
 use libfuzzer_sys::fuzz_target;
 use warden::commands::{self, CommandName, Params};
 use warden::operator::{
-    self, CommandRequest, OperatorCommand, ParseErrorKind, ResolveError, ResolvedTarget,
-    TargetWord, MAX_LINE_BYTES,
+    self, CommandRequest, MAX_LINE_BYTES, OperatorCommand, ParseErrorKind, ResolveError,
+    ResolvedTarget, TargetWord,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -66,7 +66,8 @@ fn over_limit(text: &str) -> String {
 fn check_line(line: &str) {
     match operator::parse_line(line) {
         Ok(None) => assert!(
-            line.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty(),
+            line.trim_matches(|c: char| c.is_ascii_whitespace())
+                .is_empty(),
             "a line with words parsed as blank: {line:?}"
         ),
         Ok(Some(OperatorCommand::Send { agent, request })) => {

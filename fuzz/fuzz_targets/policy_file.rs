@@ -18,7 +18,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use warden::policy::{
-    is_valid_container_name, Decision, Policy, KNOWN_COMMANDS, MAX_CLOCK_SKEW_AHEAD_MS,
+    Decision, KNOWN_COMMANDS, MAX_CLOCK_SKEW_AHEAD_MS, Policy, is_valid_container_name,
 };
 
 /// At most this many strings of the input are used as probes, so that one
@@ -71,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .chain(all.denied.iter().map(|(container, _)| container))
         {
-            assert!(policy.manages(container), "decide_all returned {container:?}");
+            assert!(
+                policy.manages(container),
+                "decide_all returned {container:?}"
+            );
         }
     }
 
@@ -92,8 +95,14 @@ fn check_decision(
 ) {
     match decision {
         Decision::Allowed => {
-            assert!(policy.manages(container), "allowed on unmanaged {container:?}");
-            assert!(permitted.contains(&command), "allowed {command:?} not announced");
+            assert!(
+                policy.manages(container),
+                "allowed on unmanaged {container:?}"
+            );
+            assert!(
+                permitted.contains(&command),
+                "allowed {command:?} not announced"
+            );
         }
         Decision::NotManaged { .. } => assert!(!policy.manages(container)),
         Decision::Denied { .. } => {}
@@ -136,7 +145,11 @@ fn check_exec(policy: &Policy, file: &Value, strings: &[String], containers: &[&
         }
         tails
     };
-    for program in listed.iter().copied().chain(strings.iter().map(String::as_str)).take(MAX_PROBES)
+    for program in listed
+        .iter()
+        .copied()
+        .chain(strings.iter().map(String::as_str))
+        .take(MAX_PROBES)
     {
         for tail in &tails {
             let mut argv = vec![program.to_owned()];

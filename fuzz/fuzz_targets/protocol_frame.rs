@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
     let is_error_frame = Envelope::parse(text).is_ok_and(|envelope| envelope.kind == "error");
     match (&parsed, &incoming) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "parse and parse_incoming disagree"),
-        (Err(_), Err(None)) => assert!(is_error_frame, "Err(None) for a frame that is not an error"),
+        (Err(_), Err(None)) => {
+            assert!(is_error_frame, "Err(None) for a frame that is not an error")
+        }
         (Err(a), Err(Some(b))) => {
             assert!(!is_error_frame, "a malformed error frame would be answered");
             assert_eq!(a, b, "parse and parse_incoming reject differently");
@@ -34,8 +36,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(message) => {
             let json = message.to_json();
             let again = Message::parse(&json).unwrap_or_else(|rejection| {
-                    panic!("to_json gave a frame that does not parse: {json} ({rejection:?})")
-                });
+                panic!("to_json gave a frame that does not parse: {json} ({rejection:?})")
+            });
             assert_eq!(message, again, "round trip changed the message: {json}");
             // Cheap accessors the server calls on every frame.
             let _ = message.reference();
@@ -51,4 +53,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
