@@ -1118,6 +1118,9 @@ impl Policy {
     ) -> AllDecision<'a> {
         let mut decision = AllDecision::default();
         for container in containers {
+            if !self.manages(container) {
+                continue;
+            }
             match self.decide(command, container, None) {
                 Decision::Allowed => decision.allowed.push(container),
                 Decision::Denied { reason } => decision.denied.push((container, reason)),
@@ -1134,6 +1137,18 @@ impl Policy {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn decide_all_leaves_out_unmanaged_containers_for_any_command() {
+        // Found by fuzz/policy_file: for an unknown command, `decide` answers
+        // Denied before it looks at the container, so `decide_all` listed
+        // "all" and "../x" among the denied managed containers.
+        let p = Policy::default();
+        let all = p.decide_all("frobnicate", ["3node0", "all", "../x"]);
+        assert!(all.allowed.is_empty());
+        let denied: Vec<&str> = all.denied.iter().map(|(c, _)| *c).collect();
+        assert_eq!(denied, ["3node0"]);
+    }
 
     /// A policy from the `"policy"` object alone.
     fn policy(policy: Value) -> Policy {
