@@ -31,8 +31,11 @@ use tungstenite::{Message as WsMessage, WebSocket};
 
 /// How many bytes one blocking read takes from the socket.
 const READ_CHUNK: usize = 16 * 1024;
-/// A send that cannot complete in this time means the peer stopped reading.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A send that makes no progress for this long means the peer stopped
+/// reading: the connection is cut. Short, because the server's hub sends
+/// inline and a stuck agent would hold it this long (once: then it is gone);
+/// a slow link that still makes progress is not affected.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     // A small read buffer: the 128 KiB default is allocated per connection.

@@ -52,7 +52,7 @@
 //! as entries outside `keystore/`/`network/`; two agents sharing one backup directory
 //! are not coordinated (the busy check is per process).
 
-mod archive;
+pub mod archive;
 mod chain;
 mod engine;
 mod error;

@@ -230,6 +230,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         connected_ms: now_ms(),
         last_seen_ms: AtomicI64::new(now_ms()),
         token_sha256: auth.token_sha256,
+        outbox: Default::default(),
     });
     if shared
         .hub

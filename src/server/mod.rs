@@ -40,6 +40,9 @@ use tokens::TokenStore;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_HEARTBEAT_S: u64 = 15;
 const HUB_QUEUE: usize = 4096;
+/// Unfinished commands younger than this are resent on reconnect; agents
+/// refuse older ones anyway (policy.max_command_age_s, 300 s by default).
+const RESEND_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -94,11 +97,78 @@ pub struct Session {
     /// Hash of the token it authenticated with: a replaced or removed token
     /// cuts the connection.
     pub token_sha256: String,
+    /// Frames the hub queued for this agent, sent in order by at most one
+    /// drainer thread at a time, so the hub never waits on a socket.
+    pub outbox: Mutex<Outbox>,
 }
 
+/// An agent's queue of outgoing frames. Bounded: an agent whose queue
+/// overflows has stopped reading, and is cut off.
+#[derive(Default)]
+pub struct Outbox {
+    frames: std::collections::VecDeque<String>,
+    bytes: usize,
+    draining: bool,
+}
+
+/// More than this queued for one agent means it is not reading: cut it off.
+const OUTBOX_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 impl Session {
-    pub fn send(&self, message: &Message) -> io::Result<()> {
-        self.conn.send_text(&message.to_json())
+    /// Queue `message` for the agent and return at once. Frames go out in
+    /// the order they were queued; a send that fails (the agent stopped
+    /// reading for the write timeout) cuts the connection.
+    pub fn send(self: &Arc<Self>, message: &Message) -> io::Result<()> {
+        let text = message.to_json();
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if outbox.bytes + text.len() > OUTBOX_MAX_BYTES {
+            drop(outbox);
+            self.conn.abort();
+            return Err(io::Error::other(format!(
+                "{} is not reading its messages; cut off",
+                self.agent_id
+            )));
+        }
+        outbox.bytes += text.len();
+        outbox.frames.push_back(text);
+        if !outbox.draining {
+            outbox.draining = true;
+            let session = self.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("send-{}", self.agent_id))
+                .spawn(move || session.drain());
+            if let Err(e) = spawned {
+                outbox.draining = false;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&self) {
+        loop {
+            let next = {
+                let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+                match outbox.frames.pop_front() {
+                    Some(text) => {
+                        outbox.bytes -= text.len();
+                        text
+                    }
+                    None => {
+                        outbox.draining = false;
+                        return;
+                    }
+                }
+            };
+            if self.conn.send_text(&next).is_err() {
+                // send_text shut the socket; the reader ends the session.
+                let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+                outbox.frames.clear();
+                outbox.bytes = 0;
+                outbox.draining = false;
+                return;
+            }
+        }
     }
 }
 
@@ -424,6 +494,20 @@ impl Hub {
             session.hello.version,
             session.hello.containers.join(" ")
         ));
+        // Commands still without an outcome go again: one lost with a
+        // dropped connection or a server crash is delivered now, and one
+        // the agent already ran is answered from its ledger, not rerun.
+        let since = now_ms() - RESEND_WINDOW_MS;
+        for record in self.store.unfinished(&agent, since) {
+            let request = CommandRequest {
+                id: record.id.clone(),
+                command: record.command.clone(),
+                target: record.target.clone(),
+                params: record.params.clone(),
+                timestamp: record.issued_ms,
+            };
+            let _ = session.send(&Message::Command(request));
+        }
         let containers = session.hello.containers.clone();
         self.live.insert(
             agent,
@@ -836,6 +920,7 @@ impl Hub {
                 .line(&format!("error: cannot record the command, not sent: {e}"));
             return;
         }
+        // Queued per agent: a stuck agent holds back nobody, not even the hub.
         for (agent, request) in requests {
             let Some(live) = self.live.get(&agent) else {
                 continue;
@@ -846,9 +931,11 @@ impl Hub {
                 request.target.clone(),
             );
             match live.session.send(&Message::Command(request)) {
-                Ok(()) => self.out.line(&format!("[{agent} {id}] sent {command} {target}")),
+                Ok(()) => self
+                    .out
+                    .line(&format!("[{agent} {id}] sent {command} {target}")),
                 Err(e) => self.out.line(&format!(
-                    "[{agent} {id}] not delivered ({e}); the connection was dropped and the agent will reconnect. \
+                    "[{agent} {id}] not delivered ({e}); the agent will reconnect. \
                      Check with `show {id}` before sending it again"
                 )),
             }

@@ -372,6 +372,17 @@ impl Store {
         self.audit.append(entry, true)
     }
 
+    /// Commands issued to `agent` since `since_ms` that have no outcome yet,
+    /// oldest first: resent after the agent (re)connects, since the agent
+    /// runs an id at most once and answers a repeat with what it knows.
+    pub fn unfinished(&self, agent: &str, since_ms: i64) -> Vec<&CommandRecord> {
+        self.order
+            .iter()
+            .filter_map(|id| self.commands.get(id))
+            .filter(|r| r.agent == agent && r.outcome.is_none() && r.issued_ms >= since_ms)
+            .collect()
+    }
+
     /// The newest `limit` commands, newest last, optionally for one agent.
     pub fn recent(&self, agent: Option<&str>, limit: usize) -> Vec<&CommandRecord> {
         let mut out: Vec<&CommandRecord> = self

@@ -67,9 +67,21 @@ fn a_finished_but_unacked_response_is_delivered_after_an_agent_restart() {
     let id = f
         .server
         .send(&format!("send {} payout {}", f.agent_id, n0.name));
-    // No server while the command finishes: the response can only be kept.
-    f.server.kill();
+    // Once the agent has it, no server while it finishes: the response can
+    // only be kept.
     let ledger = f.agent.state_dir.join("ledger.jsonl");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&ledger)
+        .unwrap_or_default()
+        .contains(&id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never reached the agent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f.server.kill();
     let deadline = std::time::Instant::now() + WAIT;
     while !std::fs::read_to_string(&ledger)
         .unwrap_or_default()

@@ -551,3 +551,57 @@ fn the_same_session_key_on_two_nodes_raises_the_duplicate_alert() {
         "{events}"
     );
 }
+
+#[test]
+fn an_agent_that_stops_reading_is_cut_off_and_others_still_get_broadcasts() {
+    let mut b = bed(&[]);
+    let mut calm = session(&mut b);
+    let stuck_id = unique("stuck");
+    let stuck_token = token_add(&b.server.data_dir, &stuck_id);
+    let mut stuck = upgrade(&b.server.url(), Some(&stuck_token)).unwrap();
+    send(&mut stuck, hello(&stuck_id));
+    assert_eq!(recv(&mut stuck)["type"], "welcome");
+    b.server
+        .out
+        .wait_for(&format!("* {stuck_id} connected"), WAIT);
+    // From now on the stuck agent never reads. Big commands fill its socket.
+    let big = "a ".repeat(30_000);
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    loop {
+        for _ in 0..20 {
+            b.server
+                .type_line(&format!("send {stuck_id} exec 3node0 {big}"));
+        }
+        rounds += 1;
+        // Meanwhile every broadcast reaches the calm agent promptly.
+        let sent_at = std::time::Instant::now();
+        b.server.type_line("broadcast status 3node0");
+        loop {
+            let frame = recv(&mut calm);
+            if frame["type"] == "command" {
+                assert_eq!(frame["data"]["command"], "status");
+                break;
+            }
+        }
+        assert!(
+            sent_at.elapsed() < Duration::from_secs(5),
+            "a broadcast took {:?}",
+            sent_at.elapsed()
+        );
+        if b.server
+            .out
+            .seen
+            .iter()
+            .any(|l| l.contains(&format!("* {stuck_id} disconnected")))
+        {
+            break;
+        }
+        let _ = b.server.out.drain_for(Duration::from_millis(50));
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && rounds < 100,
+            "the stuck agent was never cut off"
+        );
+    }
+    drop(stuck);
+}
