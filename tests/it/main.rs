@@ -3,6 +3,7 @@
 mod agent_wire;
 mod chain_cmds;
 mod durability;
+mod era;
 mod faults;
 mod fleet;
 mod readme;
