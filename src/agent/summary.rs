@@ -9,6 +9,9 @@
 //!   node, the era and the kind, and the watch's state is saved (atomically)
 //!   after the events are in the ledger, so an agent restart neither loses
 //!   nor repeats one.
+//! - Each node is compared once per era, in its own active era, the first
+//!   time it is read in that era without error and synced; a node seen for
+//!   the first time only sets its baseline.
 use super::Agent;
 use super::keys::RpcStorage;
 use crate::chain::{self, AccountId32, KeyTypeId};
@@ -20,11 +23,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 
-/// What the watch knew of each node at the last era it saw.
+/// What the watch knew of each node at the last era it read it in.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchState {
+    /// The latest era any node was read in.
     pub era: Option<u32>,
     pub nodes: BTreeMap<String, NodeStatus>,
+    /// The era each status in `nodes` was read in. Absent from state saved
+    /// before it existed, whose nodes were all read in `era`.
+    #[serde(default)]
+    pub node_eras: BTreeMap<String, u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +86,35 @@ pub fn changes(era: u32, before: &WatchState, now: &BTreeMap<String, NodeStatus>
     out
 }
 
+/// Record the status of each node read (without error, synced) in its own
+/// active era, and return the changes since the era it was last read in,
+/// each with its era. A node is compared once per era, the first time it can
+/// be read in that era: one in error or syncing when its era changes is
+/// compared at a later summary, not skipped until the next era. A node seen
+/// for the first time only sets its baseline: nothing changed that the
+/// watch saw.
+pub fn observe(state: &mut WatchState, read: Vec<(String, u32, NodeStatus)>) -> Vec<(u32, Change)> {
+    let mut out = Vec::new();
+    for (node, era, status) in read {
+        let last = state.node_eras.get(&node).copied().or(state
+            .nodes
+            .contains_key(&node)
+            .then_some(state.era)
+            .flatten());
+        if last.is_some_and(|last| last >= era) {
+            continue;
+        }
+        if state.nodes.contains_key(&node) {
+            let now = BTreeMap::from([(node.clone(), status.clone())]);
+            out.extend(changes(era, state, &now).into_iter().map(|c| (era, c)));
+        }
+        state.nodes.insert(node.clone(), status);
+        state.node_eras.insert(node, era);
+        state.era = state.era.max(Some(era));
+    }
+    out
+}
+
 fn state_path(agent: &Agent) -> std::path::PathBuf {
     agent.config.state_dir.join("era_watch.json")
 }
@@ -105,19 +142,28 @@ pub fn spawn(agent: Arc<Agent>) {
         .expect("spawn summary thread");
 }
 
-/// A node's keys for validator lookups: the ones rotated through warden,
-/// else every public key in its keystore (names only).
-fn session_public_keys(agent: &Agent, inspect: &ContainerInspect) -> Vec<(KeyTypeId, [u8; 32])> {
+/// The key sets to look a node's validator up by, in order: the set last
+/// rotated through warden, then every public key in its keystore (names
+/// only). The keystore is needed even when a set is known: `author_rotateKeys`
+/// deletes no key, and until `session.setKeys` registers the new set, the
+/// node's stash is found only through an older one.
+fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> Vec<Vec<(KeyTypeId, [u8; 32])>> {
     let keystore = super::node::keystore_keys(agent, inspect);
     if let Ok(keys) = &keystore {
         agent.remember_keystore(&inspect.name, keys);
     }
+    let mut sets = Vec::new();
     if let Some(known) = super::keys::known_keys(agent, &inspect.name)
         && let Ok(keys) = chain::split_session_keys(&known)
     {
-        return keys.public_keys().to_vec();
+        sets.push(keys.public_keys().to_vec());
     }
-    keystore.unwrap_or_default()
+    if let Ok(keys) = keystore
+        && !keys.is_empty()
+    {
+        sets.push(keys);
+    }
+    sets
 }
 
 struct NodeView {
@@ -157,18 +203,36 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
             .any(|r| r == "Authority");
         let storage = RpcStorage::at_finalized(&rpc).map_err(|e| e.to_string())?;
         v.active_era = chain::validator::active_era(&storage).map_err(|e| e.to_string())?;
-        let keys = session_public_keys(agent, inspect);
-        if !keys.is_empty() {
+        for keys in session_key_sets(agent, inspect) {
             let info = chain::find_validator(&storage, &keys).map_err(|e| e.to_string())?;
             let mut owners: Vec<AccountId32> =
                 info.key_owners.iter().filter_map(|k| k.owner).collect();
             owners.sort();
             owners.dedup();
-            if let [stash] = owners.as_slice() {
-                v.stash = Some(*stash);
-                v.status.validator = chain::ss58::encode(stash, agent.config.ss58_prefix).ok();
-                v.status.active = info.is_active_validator;
-            }
+            let stash = match owners.as_slice() {
+                [] => continue,
+                [stash] => *stash,
+                // Keys registered to different stashes: no one validator.
+                _ => break,
+            };
+            // A keystore also holds older sets, registered to no one, and
+            // find_validator says whether the stash validates only when every
+            // key it was given is the stash's: ask again with those.
+            let info = if info.agreement == chain::Agreement::Unanimous {
+                info
+            } else {
+                let registered: Vec<(KeyTypeId, [u8; 32])> = info
+                    .key_owners
+                    .iter()
+                    .filter(|k| k.owner == Some(stash))
+                    .map(|k| (k.key_type, k.public_key))
+                    .collect();
+                chain::find_validator(&storage, &registered).map_err(|e| e.to_string())?
+            };
+            v.stash = Some(stash);
+            v.status.validator = chain::ss58::encode(&stash, agent.config.ss58_prefix).ok();
+            v.status.active = info.is_active_validator;
+            break;
         }
         if let (Some(stash), Some(era), true, true) =
             (v.stash, v.active_era, v.synced, count_payouts)
@@ -218,33 +282,29 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
             }),
         );
     }
-    if let Some(era) = active_era
-        && state.era != Some(era)
+    // Each node in its own era: a host may run nodes of different chains.
+    // A syncing node's finalized state is old: it is read once synced.
+    let read: Vec<(String, u32, NodeStatus)> = views
+        .iter()
+        .filter(|(_, v)| v.error.is_none() && v.synced)
+        .filter_map(|(n, v)| Some((n.clone(), v.active_era?, v.status.clone())))
+        .collect();
+    let before = state.clone();
+    for (era, change) in observe(state, read) {
+        let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
+        let mut data = change.data;
+        data.insert("event_id".into(), json!(event_id));
+        data.insert("timestamp".into(), json!(now_ms()));
+        agent.raise(Event {
+            kind: change.kind,
+            event_id,
+            data,
+        });
+    }
+    if *state != before
+        && let Err(e) = crate::fsutil::write_json_atomic(&state_path(agent), state)
     {
-        let now: BTreeMap<String, NodeStatus> = views
-            .iter()
-            .filter(|(_, v)| v.error.is_none())
-            .map(|(n, v)| (n.clone(), v.status.clone()))
-            .collect();
-        // The first era seen only sets the baseline: nothing changed yet.
-        if state.era.is_some() {
-            for change in changes(era, state, &now) {
-                let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
-                let mut data = change.data;
-                data.insert("event_id".into(), json!(event_id));
-                data.insert("timestamp".into(), json!(now_ms()));
-                agent.raise(Event {
-                    kind: change.kind,
-                    event_id,
-                    data,
-                });
-            }
-        }
-        state.era = Some(era);
-        state.nodes.extend(now);
-        if let Err(e) = crate::fsutil::write_json_atomic(&state_path(agent), state) {
-            crate::log::error(&format!("cannot save the era watch's state: {e}"));
-        }
+        crate::log::error(&format!("cannot save the era watch's state: {e}"));
     }
     let timestamp = now_ms();
     let mut report = Map::new();
@@ -273,6 +333,7 @@ mod tests {
     fn each_kind_of_change_is_one_event() {
         let before = WatchState {
             era: Some(10),
+            node_eras: BTreeMap::new(),
             nodes: [
                 ("n_activated".to_string(), status(None, false)),
                 ("n_changed".to_string(), status(Some("5A"), true)),
@@ -303,5 +364,63 @@ mod tests {
         assert_eq!(got[1].data["validator_account"], "5E");
         assert_eq!(got[2].data["previous_validator"], "5B");
         assert_eq!(got[0].data["era"], 11);
+    }
+
+    fn kinds(got: &[(u32, Change)]) -> Vec<(u32, &str, EventKind)> {
+        got.iter()
+            .map(|(era, c)| (*era, c.node.as_str(), c.kind))
+            .collect()
+    }
+
+    #[test]
+    fn each_node_is_compared_once_per_era_when_it_can_be_read() {
+        let mut state = WatchState::default();
+        // First sight of each node: its baseline, whatever its status.
+        let first = vec![
+            ("a".to_string(), 10, status(Some("5A"), true)),
+            ("b".to_string(), 10, status(Some("5B"), true)),
+        ];
+        assert!(observe(&mut state, first).is_empty());
+        // Era 11: b is not read (in error, or syncing); a is, unchanged.
+        assert!(observe(&mut state, vec![("a".into(), 11, status(Some("5A"), true))]).is_empty());
+        // b is read later in era 11: its change is reported then, once.
+        let late = vec![
+            ("a".to_string(), 11, status(Some("5A"), false)),
+            ("b".to_string(), 11, status(Some("5B"), false)),
+        ];
+        assert_eq!(
+            kinds(&observe(&mut state, late.clone())),
+            vec![(11, "b", EventKind::ValidatorDeactivated)],
+            "a was already compared in era 11"
+        );
+        assert!(observe(&mut state, late).is_empty());
+        // A node whose era goes back (resyncing from scratch) is not compared.
+        assert!(observe(&mut state, vec![("b".into(), 9, status(Some("5B"), true))]).is_empty());
+        // A node first seen after the others: its baseline too.
+        assert!(observe(&mut state, vec![("c".into(), 12, status(Some("5C"), true))]).is_empty());
+        assert_eq!(
+            state.node_eras,
+            [("a".into(), 11), ("b".into(), 11), ("c".into(), 12)].into()
+        );
+        assert_eq!(state.era, Some(12));
+    }
+
+    #[test]
+    fn state_saved_before_node_eras_reads_as_of_its_era() {
+        let old: WatchState = serde_json::from_value(json!({
+            "era": 10,
+            "nodes": {"a": {"validator": "5A", "active": true, "is_authority": true}},
+        }))
+        .unwrap();
+        let mut state = old.clone();
+        assert!(observe(&mut state, vec![("a".into(), 10, status(None, false))]).is_empty());
+        let mut state = old;
+        assert_eq!(
+            kinds(&observe(
+                &mut state,
+                vec![("a".into(), 11, status(None, false))]
+            )),
+            vec![(11, "a", EventKind::ValidatorDeactivated)]
+        );
     }
 }

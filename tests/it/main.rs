@@ -4,6 +4,7 @@ mod agent_wire;
 mod backups;
 mod chain_cmds;
 mod durability;
+mod era;
 mod faults;
 mod fleet;
 mod readme;
