@@ -161,7 +161,9 @@ fn help_for(topic: &str) -> Result<&'static str, lexopt::Error> {
         "agent" => Ok(AGENT_HELP),
         "token" => Ok(TOKEN_HELP),
         "backup-keys" | "restore-keys" => Ok(BACKUP_HELP),
-        other => Err(format!("no help on {other:?}: try server, agent or token").into()),
+        other => {
+            Err(format!("no help on {other:?}: try server, agent, token or backup-keys").into())
+        }
     }
 }
 
@@ -190,9 +192,7 @@ where
             "token" => parse_token(&mut parser),
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
-            other => Err(format!(
-                "unknown subcommand {other:?}: use server, agent or token (see warden --help)"
-            )
+            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys or restore-keys (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),

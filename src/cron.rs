@@ -147,10 +147,14 @@ pub fn restore_keys(args: RestoreArgs) -> Result<(), CronFailed> {
         &mut |step| eprintln!("warden: {}: {step}", args.container),
     )
     .map_err(|e| CronFailed(format!("restore of {} failed: {e}", args.container)))?;
+    let what = if report.changed {
+        format!("restored {} entries from", report.restored.len())
+    } else {
+        "already had exactly the keys of".to_string()
+    };
     println!(
-        "{}: restored {} entries from {}{}{}",
+        "{}: {what} {}{}{}",
         args.container,
-        report.restored.len(),
         report.backup_file,
         report
             .pre_restore_backup

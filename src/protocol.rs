@@ -59,6 +59,30 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownType,
+        ErrorCode::UnknownCommand,
+        ErrorCode::NotPermitted,
+        ErrorCode::InvalidParams,
+        ErrorCode::UnknownTarget,
+        ErrorCode::Busy,
+        ErrorCode::Timeout,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The code a module's `wire_code()` names; anything else is `internal`.
+    pub fn from_wire(code: &str) -> ErrorCode {
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == code)
+            .unwrap_or(ErrorCode::Internal)
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -559,6 +583,14 @@ mod tests {
             serde_json::from_str::<Value>(&err.to_json()).unwrap(),
             json!({"type":"error","data":{"code":"unknown_type","message":"m","ref":"x"}})
         );
+    }
+
+    #[test]
+    fn wire_codes_map_back_to_error_codes() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(code.as_str()), code);
+        }
+        assert_eq!(ErrorCode::from_wire("no_such_code"), ErrorCode::Internal);
     }
 
     #[test]

@@ -12,13 +12,7 @@ use std::path::{Path, PathBuf};
 /// The one mapping from backup errors to the wire's codes.
 impl From<BackupError> for Failure {
     fn from(e: BackupError) -> Failure {
-        let code = match e.wire_code() {
-            "unknown_target" => ErrorCode::UnknownTarget,
-            "invalid_params" => ErrorCode::InvalidParams,
-            "unavailable" => ErrorCode::Unavailable,
-            "timeout" => ErrorCode::Timeout,
-            _ => ErrorCode::Internal,
-        };
+        let code = ErrorCode::from_wire(e.wire_code());
         Failure {
             code,
             message: e.to_string(),

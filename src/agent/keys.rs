@@ -19,12 +19,7 @@ use std::path::PathBuf;
 /// The one mapping from RPC errors to the wire's codes.
 impl From<RpcError> for Failure {
     fn from(e: RpcError) -> Failure {
-        let code = match e.wire_code() {
-            "unavailable" => ErrorCode::Unavailable,
-            "timeout" => ErrorCode::Timeout,
-            "not_permitted" => ErrorCode::NotPermitted,
-            _ => ErrorCode::Internal,
-        };
+        let code = ErrorCode::from_wire(e.wire_code());
         Failure {
             code,
             message: e.to_string(),

@@ -455,17 +455,17 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
 }
 
 /// Decide what to do with a command, then run it on its own thread.
+/// Audit a command refused before it could run.
+fn audit_refusal(agent: &Agent, request: &CommandRequest, response: &CommandResponse) {
+    agent.audit(&serde_json::json!({
+        "ts": protocol::now_ms(), "id": request.id, "command": request.command, "target": request.target,
+        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
+    }));
+}
+
 fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
-    if agent.shutting_down.load(Ordering::SeqCst) {
-        // Not recorded as seen: the server may send it again to the next run.
-        let refusal = CommandResponse::failed(
-            &request.id,
-            ErrorCode::Unavailable,
-            "the agent is shutting down; send it again once it is back",
-        );
-        agent.send(&Message::CommandResponse(refusal));
-        return;
-    }
+    let refused =
+        |code: ErrorCode, message: String| CommandResponse::failed(&request.id, code, message);
     {
         let mut ledger = lock(&agent.ledger);
         match ledger.seen(&request.id) {
@@ -483,28 +483,39 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
                 agent.send(&Message::CommandResponse(progress));
                 return;
             }
-            Seen::New if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING => {
-                let response = CommandResponse::failed(
-                    &request.id,
-                    ErrorCode::Busy,
-                    format!(
-                        "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
-                    ),
-                );
-                drop(ledger);
-                agent.finish(response);
-                return;
-            }
             Seen::New => {
+                // Refusals are terminal responses like any other: kept in the
+                // ledger (the id is never run later) and audited.
+                let refusal = if agent.shutting_down.load(Ordering::SeqCst) {
+                    Some(refused(
+                        ErrorCode::Unavailable,
+                        "the agent is shutting down; send the command again once it is back".into(),
+                    ))
+                } else if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING {
+                    Some(refused(
+                        ErrorCode::Busy,
+                        format!(
+                            "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some(response) = refusal {
+                    drop(ledger);
+                    audit_refusal(agent, &request, &response);
+                    agent.finish(response);
+                    return;
+                }
                 if let Err(e) = ledger.start(&request.id) {
                     // Cannot promise at-most-once without the ledger: refuse.
-                    let response = CommandResponse::failed(
-                        &request.id,
+                    let response = refused(
                         ErrorCode::Internal,
                         format!("the agent cannot write its ledger ({e}); command not run"),
                     );
                     ledger.remember_unsaved(response.clone());
                     drop(ledger);
+                    audit_refusal(agent, &request, &response);
                     agent.send(&Message::CommandResponse(response));
                     return;
                 }

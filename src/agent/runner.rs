@@ -29,13 +29,7 @@ impl Failure {
 /// The one mapping from Docker errors to the wire's codes.
 impl From<DockerError> for Failure {
     fn from(e: DockerError) -> Failure {
-        let code = match e.wire_code() {
-            "unavailable" => ErrorCode::Unavailable,
-            "unknown_target" => ErrorCode::UnknownTarget,
-            "timeout" => ErrorCode::Timeout,
-            "invalid_params" => ErrorCode::InvalidParams,
-            _ => ErrorCode::Internal,
-        };
+        let code = ErrorCode::from_wire(e.wire_code());
         Failure::new(code, e.to_string())
     }
 }

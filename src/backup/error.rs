@@ -171,7 +171,8 @@ impl BackupError {
             | BackupError::Checksum { .. }
             | BackupError::UnsafeArchive { .. }
             | BackupError::OtherContainer { .. } => "invalid_params",
-            BackupError::NotPossible { .. } | BackupError::Busy { .. } => "unavailable",
+            BackupError::NotPossible { .. } => "unavailable",
+            BackupError::Busy { .. } => "busy",
             BackupError::ChainNotFound { .. } => "internal",
             BackupError::Failed(failure) => match &failure.cause {
                 Cause::Docker(error) => error.wire_code(),
@@ -241,7 +242,8 @@ impl fmt::Display for BackupError {
                 }
                 write!(
                     f,
-                    "; nothing was changed (allow_other_container overrides this check)"
+                    "; nothing was changed: restoring one validator's keys into another node gets it slashed \
+                     when both run; to move keys for good, retire the old node first and copy them by hand"
                 )
             }
             BackupError::NotPossible { container, reason } => {
@@ -275,8 +277,8 @@ impl fmt::Display for BackupError {
                 }
                 write!(
                     f,
-                    "; set the chain id in the agent's configuration, or check --base-path; \
-                     the node was not touched"
+                    "; check the node's --base-path and --chain (warden reads them from the container's \
+                     command line); the node was not touched"
                 )
             }
             BackupError::Failed(failure) => {
@@ -407,7 +409,7 @@ mod tests {
                 BackupError::Busy {
                     container: "x".to_owned(),
                 },
-                "unavailable",
+                "busy",
             ),
             (
                 failed(Cause::Docker(timeout), NodeState::StartedAgain),

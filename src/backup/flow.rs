@@ -216,6 +216,11 @@ fn settle_stale_marker(
             NodeState::NotStopped,
         )
     })?;
+    if marker::held_by_another_live_process(stale.pid) {
+        return Err(BackupError::Busy {
+            container: container.to_owned(),
+        });
+    }
     let recovered = marker::recover_one(engine, &stale);
     progress(&recovered.message);
     if !recovered.remove {
@@ -1123,6 +1128,14 @@ pub fn recover_with(
             continue;
         }
         let message = match marker::read(&path) {
+            Ok(live) if marker::held_by_another_live_process(live.pid) => {
+                let message = format!(
+                    "{container}: a backup or restore by process {} is still in progress; left alone",
+                    live.pid
+                );
+                report(&message);
+                continue;
+            }
             Ok(stale) => {
                 let recovered = marker::recover_one(engine, &stale);
                 if recovered.remove

@@ -349,6 +349,14 @@ fn restore_detail(marker: &Marker) -> String {
     }
 }
 
+/// Whether `pid` is a running process other than this one: a marker or a
+/// temp file it owns belongs to a backup still in progress (cron mode and the
+/// agent may share a backup dir), not to a killed one. A reused pid errs on
+/// the safe side: the marker is left for a later pass or the operator.
+pub fn held_by_another_live_process(pid: u32) -> bool {
+    pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,10 +213,18 @@ pub fn locate_chain(
     docker: &Docker,
     inspect: &crate::docker::ContainerInspect,
 ) -> Result<ChainDir, String> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scratch = std::env::temp_dir().join(format!("warden-locate-{}-{n}", std::process::id()));
-    crate::fsutil::ensure_private_dir(&scratch)
+    use ring::rand::{SecureRandom, SystemRandom};
+    use std::os::unix::fs::DirBuilderExt;
+    // A fresh private folder: created here (never an existing one another
+    // user could have prepared), named unpredictably, mode 0700.
+    let mut nonce = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    let scratch = std::env::temp_dir().join(format!("warden-locate-{}", hex::encode(nonce)));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&scratch)
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
     let paths = chain::chain_paths(inspect, None);
     let found = chain::resolve_chain(

@@ -112,6 +112,14 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
         if !name.starts_with(TEMP_PREFIX) || name.starts_with(&own) {
             continue;
         }
+        // `.warden-tmp-<pid>-…`: another live process's scratch is in use.
+        let owner = name[TEMP_PREFIX.len()..]
+            .split('-')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(super::marker::held_by_another_live_process) {
+            continue;
+        }
         let path = item.path();
         let result = match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),

@@ -51,15 +51,21 @@ impl KeyGuard {
     /// `holder`'s keystore holds exactly these keys now (a full listing).
     pub fn replace(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
         let now: BTreeSet<String> = keys.iter().map(|(_, k)| normalise(k)).collect();
-        if let Some(before) = self.reported.get(holder) {
-            for gone in before.difference(&now) {
-                if let Some((_, set)) = self.holders.get_mut(gone) {
-                    set.remove(holder);
-                }
+        let gone: Vec<String> = self
+            .reported
+            .get(holder)
+            .map(|b| b.difference(&now).cloned().collect())
+            .unwrap_or_default();
+        for key in &gone {
+            if let Some((_, set)) = self.holders.get_mut(key) {
+                set.remove(holder);
             }
         }
         self.reported.insert(holder.clone(), now);
-        self.observe(holder, keys)
+        let mut found = self.observe(holder, keys);
+        // Keys that left this keystore may have stopped being duplicates.
+        found.extend(self.check(gone.into_iter()));
+        found
     }
 
     fn check(&mut self, keys: impl Iterator<Item = String>) -> Vec<Duplicate> {
@@ -69,6 +75,8 @@ impl KeyGuard {
                 continue;
             };
             if set.len() < 2 {
+                // Resolved: if it comes back, it is raised again.
+                self.raised.retain(|(k, _)| *k != key);
                 continue;
             }
             let holders: Vec<Holder> = set.iter().cloned().collect();
@@ -129,6 +137,26 @@ mod tests {
             g.replace(&h("b", "3node1"), &keys(&[("gran", "0xaa")]))
                 .is_empty(),
             "not repeated"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_that_was_fixed_and_comes_back_is_raised_again() {
+        let mut g = KeyGuard::default();
+        g.replace(&h("a", "n0"), &keys(&[("gran", "0x01")]));
+        assert_eq!(
+            g.replace(&h("b", "n1"), &keys(&[("gran", "0x01")])).len(),
+            1
+        );
+        assert!(
+            g.replace(&h("b", "n1"), &keys(&[("gran", "0x02")]))
+                .is_empty(),
+            "fixed"
+        );
+        assert_eq!(
+            g.replace(&h("b", "n1"), &keys(&[("gran", "0x01")])).len(),
+            1,
+            "back: raised again"
         );
     }
 

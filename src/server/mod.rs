@@ -224,6 +224,8 @@ struct Live {
     containers: Vec<String>,
     /// Its last `stats` report, for `nodes` and the health verdict.
     last_stats: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its last `summary` (era, payouts), for `nodes`.
+    last_summary: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 struct Hub {
@@ -515,6 +517,7 @@ impl Hub {
                 session,
                 containers,
                 last_stats: None,
+                last_summary: None,
             },
         );
     }
@@ -558,7 +561,11 @@ impl Hub {
                     live.last_stats = Some(data);
                 }
             }
-            Message::Summary(_) => {}
+            Message::Summary(data) => {
+                if let Some(live) = self.live.get_mut(agent) {
+                    live.last_summary = Some(data);
+                }
+            }
             Message::CommandResponse(response) => self.on_response(agent, response),
             Message::Event(event) => self.on_event(agent, event),
             _ => {}
@@ -830,11 +837,17 @@ impl Hub {
                 self.out.line(&render::history(&recent));
             }
             OperatorCommand::Nodes { agent } => {
-                let reports: Vec<(&str, &serde_json::Map<String, serde_json::Value>)> = self
+                let reports: Vec<render::NodeReport<'_>> = self
                     .live
                     .iter()
                     .filter(|(id, _)| agent.as_deref().is_none_or(|a| a == id.as_str()))
-                    .filter_map(|(id, live)| live.last_stats.as_ref().map(|s| (id.as_str(), s)))
+                    .filter_map(|(id, live)| {
+                        live.last_stats.as_ref().map(|stats| render::NodeReport {
+                            agent: id.as_str(),
+                            stats,
+                            summary: live.last_summary.as_ref(),
+                        })
+                    })
                     .collect();
                 self.out.line(&render::nodes(&reports));
             }

@@ -277,8 +277,16 @@ pub fn health(stats: Option<&serde_json::Map<String, Value>>) -> String {
     "ok".into()
 }
 
-/// Every node of the fleet in one table, from each agent's last stats.
-pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
+/// What the server last heard from one agent, for `nodes`.
+pub struct NodeReport<'a> {
+    pub agent: &'a str,
+    pub stats: &'a serde_json::Map<String, Value>,
+    pub summary: Option<&'a serde_json::Map<String, Value>>,
+}
+
+/// Every node of the fleet in one table, from each agent's last stats and
+/// summary (era, unclaimed payouts, validator account).
+pub fn nodes(reports: &[NodeReport<'_>]) -> String {
     let header = [
         "AGENT",
         "CONTAINER",
@@ -290,13 +298,21 @@ pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
         "SYNCING",
         "ROLES",
         "VERSION",
-        "CHAIN",
+        "ERA",
+        "UNCLAIMED",
+        "VALIDATOR",
         "NOTE",
     ];
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
-    for (agent, stats) in reports {
-        let nodes = stats.get("nodes").and_then(Value::as_object);
-        for c in stats
+    for report in reports {
+        let nodes = report.stats.get("nodes").and_then(Value::as_object);
+        let checks = report
+            .summary
+            .and_then(|s| s.get("payout_info"))
+            .and_then(|p| p.get("payout_checks"))
+            .and_then(Value::as_object);
+        for c in report
+            .stats
             .get("containers")
             .and_then(Value::as_array)
             .into_iter()
@@ -304,14 +320,16 @@ pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
         {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
             let n = nodes.and_then(|m| m.get(name));
+            let p = checks.and_then(|m| m.get(name));
             let field = |k: &str| cell(n.and_then(|n| n.get(k)));
+            let payout = |k: &str| cell(p.and_then(|p| p.get(k)));
             let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
             let note = match field_str("rpc_error") {
                 Some(error) => format!("{}: {error}", field_str("rpc_code").unwrap_or("error")),
                 None => String::new(),
             };
             rows.push(vec![
-                agent.to_string(),
+                report.agent.to_string(),
                 name.to_string(),
                 cell(c.get("state")),
                 field("best"),
@@ -321,7 +339,9 @@ pub fn nodes(reports: &[(&str, &serde_json::Map<String, Value>)]) -> String {
                 field("syncing"),
                 field("roles"),
                 field("version"),
-                field("chain"),
+                payout("current_era"),
+                payout("unclaimed_payouts"),
+                payout("validator_account"),
                 note.chars().take(80).collect(),
             ]);
         }
@@ -423,6 +443,35 @@ mod tests {
             lines[2],
             "3node1  exited   -       -       2         warden-testnode"
         );
+    }
+
+    #[test]
+    fn nodes_joins_stats_and_summary() {
+        let stats = json!({"containers": [{"name": "3node0", "state": "running"}],
+            "nodes": {"3node0": {"best": 120, "finalized": 118, "sync_target": 120, "peers": 3, "syncing": false,
+                "roles": ["Authority"], "version": "3.39.0", "rpc_error": null}}});
+        let summary = json!({"payout_info": {"payout_checks": {"3node0": {"current_era": 100, "unclaimed_payouts": 4,
+            "synced": true, "validator_account": "5Cxyz"}}}});
+        let report = NodeReport {
+            agent: "host1",
+            stats: stats.as_object().unwrap(),
+            summary: Some(summary.as_object().unwrap()),
+        };
+        let text = nodes(&[report]);
+        let row = text.lines().nth(1).unwrap();
+        for part in [
+            "host1",
+            "3node0",
+            "running",
+            "120",
+            "118",
+            "Authority",
+            "100",
+            "4",
+            "5Cxyz",
+        ] {
+            assert!(row.contains(part), "{part} missing: {row}");
+        }
     }
 
     #[test]

@@ -299,12 +299,19 @@ impl Store {
             data: event.data.clone(),
         };
         self.events.append(&line, true)?;
+        // Recorded (events.jsonl is the record): from here a resend is a
+        // duplicate, whatever happens to the derived keys.json.
+        self.seen_events.insert(key);
         self.backups.extend(line.backup_record());
         if let Some(record) = line.key_record() {
             self.key_updates.push(record);
-            self.write_key_store()?;
+            if let Err(e) = self.write_key_store() {
+                crate::log::error(&format!(
+                    "cannot rewrite {}: {e}; the key update is in events.jsonl and keys.json is rewritten at the next one",
+                    self.key_store_path.display()
+                ));
+            }
         }
-        self.seen_events.insert(key);
         Ok(true)
     }
 
