@@ -240,6 +240,43 @@ fn keys_pairs(keys: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The stash the first of `key_sets` that is registered on chain belongs
+/// to, with what the chain says of it. A set may mix keys registered to the
+/// stash with older ones registered to no one (a keystore keeps every
+/// rotated key): the stash is then asked about with its own keys only.
+/// Keys registered to different stashes name no one validator.
+pub fn identify<R: StorageReader>(
+    storage: &R,
+    key_sets: &[Vec<(KeyTypeId, [u8; 32])>],
+) -> Result<Option<(AccountId32, chain::ValidatorInfo)>, String>
+where
+    R::Error: std::fmt::Display,
+{
+    for keys in key_sets {
+        let info = chain::find_validator(storage, keys).map_err(|e| e.to_string())?;
+        let mut owners: Vec<AccountId32> = info.key_owners.iter().filter_map(|k| k.owner).collect();
+        owners.sort();
+        owners.dedup();
+        let stash = match owners.as_slice() {
+            [] => continue,
+            [stash] => *stash,
+            _ => return Ok(None),
+        };
+        if info.agreement == chain::Agreement::Unanimous {
+            return Ok(Some((stash, info)));
+        }
+        let registered: Vec<(KeyTypeId, [u8; 32])> = info
+            .key_owners
+            .iter()
+            .filter(|k| k.owner == Some(stash))
+            .map(|k| (k.key_type, k.public_key))
+            .collect();
+        let info = chain::find_validator(storage, &registered).map_err(|e| e.to_string())?;
+        return Ok(Some((stash, info)));
+    }
+    Ok(None)
+}
+
 /// Public keys of the given hex session keys, typed for storage lookups.
 fn typed_keys(keys: &SessionKeys) -> Vec<(KeyTypeId, [u8; 32])> {
     keys.public_keys().to_vec()
@@ -251,34 +288,62 @@ pub fn find_validator(
     session_keys: Option<&str>,
     deep_search: bool,
 ) -> Result<Value, Failure> {
-    let rpc = client(agent, container)?;
-    let roles = rpc.system_node_roles()?;
-    let is_authority = roles.iter().any(|r| r == "Authority");
-    let session_keys = match session_keys {
-        Some(k) => Some(k.to_string()),
-        None => load_known_keys(agent).remove(container),
-    };
     if !deep_search {
-        // The logs name the role, never the account: say what is known.
+        // The fast hint: the node's startup log names its role. Logs never
+        // name the validator account, which only the chain knows.
+        let logs = agent.docker.logs(container, 5000, false)?;
+        let is_authority = format!("{}\n{}", logs.stdout, logs.stderr).contains("Role: AUTHORITY");
         return Ok(json!({
-            "validator_account": null, "session_keys": session_keys, "is_authority": is_authority,
+            "validator_account": null, "session_keys": null, "is_authority": is_authority,
             "is_active_validator": null,
-            "note": "deep_search=false reads only the node's role; the validator account is on chain only",
+            "note": "deep_search=false reads only the node's log (its role); the validator account is on chain: deep_search=true",
         }));
     }
-    let Some(session_keys) = session_keys else {
+    let inspect = agent.docker.inspect(&[container])?.into_iter().next();
+    let rpc = super::node::rpc_for(agent, container, inspect.as_ref())?;
+    let is_authority = rpc.system_node_roles()?.iter().any(|r| r == "Authority");
+    // Keys to look up: as given, else the last rotated set and the keystore.
+    let (key_sets, shown_keys) = match session_keys {
+        Some(given) => (vec![typed_keys(&split(given)?)], Some(given.to_string())),
+        None => {
+            let sets = inspect
+                .as_ref()
+                .map(|i| super::summary::session_key_sets(agent, i))
+                .unwrap_or_default();
+            (sets, load_known_keys(agent).remove(container))
+        }
+    };
+    if key_sets.is_empty() {
         return Err(Failure {
             code: ErrorCode::InvalidParams,
             message: format!(
-                "no session keys are known for {container}: pass session_keys=0x… (from `keys`, or rotate_keys)"
+                "no session keys found for {container} (none rotated through warden, none in its keystore): \
+                 pass session_keys=0x…"
             ),
         });
-    };
-    let keys = split(&session_keys)?;
+    }
     let storage = RpcStorage::at_finalized(&rpc)?;
-    let info = chain::find_validator(&storage, &typed_keys(&keys))?;
     let prefix = agent.config.ss58_prefix;
     let account = |a: &AccountId32| chain::ss58::encode(a, prefix).unwrap_or_else(|_| a.to_hex());
+    let found = identify(&storage, &key_sets).map_err(|message| Failure {
+        code: ErrorCode::Internal,
+        message,
+    })?;
+    let Some((stash, info)) = found else {
+        let all: Vec<(KeyTypeId, [u8; 32])> = key_sets.concat();
+        let owners = chain::find_validator(&storage, &all)?;
+        let conflict = owners.agreement == chain::Agreement::Conflict;
+        return Ok(json!({
+            "validator_account": null, "session_keys": shown_keys, "is_authority": is_authority,
+            "is_active_validator": false, "in_queued_keys": false,
+            "note": if conflict {
+                "these keys are registered to different stashes: check them at once"
+            } else {
+                "these session keys belong to no one: Session.KeyOwner has no owner for any of them \
+                 (never set with session.setKeys, or replaced since)"
+            },
+        }));
+    };
     let owners: Vec<Value> = info
         .key_owners
         .iter()
@@ -286,27 +351,13 @@ pub fn find_validator(
             |k| json!({"key_type": k.key_type.to_string(), "owner": k.owner.as_ref().map(account)}),
         )
         .collect();
-    let note = match info.agreement {
-        chain::Agreement::Unanimous => "every key is registered to this stash".to_string(),
-        chain::Agreement::Unregistered => {
-            "these session keys belong to no one: Session.KeyOwner has no owner for any of them \
-             (never set with session.setKeys, or replaced since)"
-                .to_string()
-        }
-        chain::Agreement::Partial => {
-            "only some of these keys are registered: keys of different sets are mixed".into()
-        }
-        chain::Agreement::Conflict => {
-            "these keys are registered to different stashes: check them at once".into()
-        }
-    };
     Ok(json!({
-        "validator_account": info.validator_account.as_ref().map(account),
-        "session_keys": session_keys,
+        "validator_account": account(&stash),
+        "session_keys": shown_keys,
         "is_authority": is_authority,
         "is_active_validator": info.is_active_validator,
         "in_queued_keys": info.in_queued_keys,
         "key_owners": owners,
-        "note": note,
+        "note": "these keys are registered to this stash",
     }))
 }

@@ -147,7 +147,10 @@ pub fn spawn(agent: Arc<Agent>) {
 /// only). The keystore is needed even when a set is known: `author_rotateKeys`
 /// deletes no key, and until `session.setKeys` registers the new set, the
 /// node's stash is found only through an older one.
-fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> Vec<Vec<(KeyTypeId, [u8; 32])>> {
+pub(super) fn session_key_sets(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+) -> Vec<Vec<(KeyTypeId, [u8; 32])>> {
     let keystore = super::node::keystore_keys(agent, inspect);
     if let Ok(keys) = &keystore {
         agent.remember_keystore(&inspect.name, keys);
@@ -203,36 +206,12 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
             .any(|r| r == "Authority");
         let storage = RpcStorage::at_finalized(&rpc).map_err(|e| e.to_string())?;
         v.active_era = chain::validator::active_era(&storage).map_err(|e| e.to_string())?;
-        for keys in session_key_sets(agent, inspect) {
-            let info = chain::find_validator(&storage, &keys).map_err(|e| e.to_string())?;
-            let mut owners: Vec<AccountId32> =
-                info.key_owners.iter().filter_map(|k| k.owner).collect();
-            owners.sort();
-            owners.dedup();
-            let stash = match owners.as_slice() {
-                [] => continue,
-                [stash] => *stash,
-                // Keys registered to different stashes: no one validator.
-                _ => break,
-            };
-            // A keystore also holds older sets, registered to no one, and
-            // find_validator says whether the stash validates only when every
-            // key it was given is the stash's: ask again with those.
-            let info = if info.agreement == chain::Agreement::Unanimous {
-                info
-            } else {
-                let registered: Vec<(KeyTypeId, [u8; 32])> = info
-                    .key_owners
-                    .iter()
-                    .filter(|k| k.owner == Some(stash))
-                    .map(|k| (k.key_type, k.public_key))
-                    .collect();
-                chain::find_validator(&storage, &registered).map_err(|e| e.to_string())?
-            };
+        if let Some((stash, info)) =
+            super::keys::identify(&storage, &session_key_sets(agent, inspect))?
+        {
             v.stash = Some(stash);
             v.status.validator = chain::ss58::encode(&stash, agent.config.ss58_prefix).ok();
             v.status.active = info.is_active_validator;
-            break;
         }
         if let (Some(stash), Some(era), true, true) =
             (v.stash, v.active_era, v.synced, count_payouts)

@@ -408,6 +408,12 @@ fn a_backup_killed_after_stopping_the_node_is_recovered_on_the_next_start() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with(".inflight-"));
     assert!(marker, "the backup left its marker");
+    let archives = std::fs::read_dir(&dest)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.gz"))
+        .count();
+    assert_eq!(archives, 0, "no partial archive is left");
 
     // The next run with a working docker finds the marker and starts the node.
     let fine = dir.join("fine.json");

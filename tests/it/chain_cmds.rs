@@ -238,3 +238,110 @@ fn find_validator_reads_the_stash_from_chain_storage() {
         "{found}"
     );
 }
+
+#[test]
+fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc() {
+    let n0 = Node::start("3node0");
+    let dir = TempDir::new("keystore-find");
+    // Keys made on the node directly, never through warden.
+    let out = docker(&[
+        "exec",
+        &n0.name,
+        "curl",
+        "-s",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys","params":[]}"#,
+        "http://127.0.0.1:9944/",
+    ]);
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let split = warden::chain::split_session_keys(reply["result"].as_str().unwrap()).unwrap();
+    let stash = AccountId32([5; 32]);
+    let mut storage: Vec<(Vec<u8>, Vec<u8>)> = split
+        .public_keys()
+        .iter()
+        .map(|(t, k)| (keys::session_key_owner(*t, k), stash.encode()))
+        .collect();
+    storage.push((keys::session_validators(), vec![stash].encode()));
+    storage.push((
+        keys::session_disabled_validators(),
+        DisabledValidators::Indices(vec![]).encode(),
+    ));
+    set_storage(&n0, &dir, &storage);
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let a = f.agent_id.clone();
+    let id = f
+        .server
+        .send(&format!("send {a} find_validator {}", n0.name));
+    let found = json_result(&mut f, &id);
+    assert_eq!(
+        found["validator_account"],
+        warden::chain::ss58::encode(&stash, 42).unwrap(),
+        "{found}"
+    );
+    assert_eq!(found["is_active_validator"], true, "{found}");
+
+    // The fast hint reads the log only: it works with the RPC hanging.
+    let hang = docker(&[
+        "exec",
+        &n0.name,
+        "sh",
+        "-c",
+        "echo '{\"hang_rpc\": true}' > /root/data/testnode.json",
+    ]);
+    assert!(hang.status.success());
+    let id = f.server.send(&format!(
+        "send {a} find_validator {} deep_search=false",
+        n0.name
+    ));
+    let found = json_result(&mut f, &id);
+    assert_eq!(found["is_authority"], true, "{found}");
+}
+
+#[test]
+fn a_command_to_a_node_whose_rpc_hangs_times_out_within_the_bound() {
+    let n0 = Node::start("3node0");
+    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["rpc"] = json!({"timeout_s": 2});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    f.agent.restart();
+    f.server
+        .out
+        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    let hang = docker(&[
+        "exec",
+        &n0.name,
+        "sh",
+        "-c",
+        "echo '{\"hang_rpc\": true}' > /root/data/testnode.json",
+    ]);
+    assert!(hang.status.success());
+    let started = std::time::Instant::now();
+    let id = f
+        .server
+        .send(&format!("send {} rotate_keys {}", f.agent_id, n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (timeout)"), "{line}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Down is unavailable, and the agent keeps serving.
+    assert!(docker(&["stop", &n0.name]).status.success());
+    let id = f.server.send(&format!(
+        "send {} has_key {} public_key=0x{} key_type=gran",
+        f.agent_id,
+        n0.name,
+        "11".repeat(32)
+    ));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("failed (unavailable)"), "{line}");
+    let id = f
+        .server
+        .send(&format!("send {} status {}", f.agent_id, n0.name));
+    assert!(f.server.outcome(&id, WAIT).contains("completed"));
+}
