@@ -345,3 +345,57 @@ fn a_command_to_a_node_whose_rpc_hangs_times_out_within_the_bound() {
         .send(&format!("send {} status {}", f.agent_id, n0.name));
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
 }
+
+#[test]
+fn two_containers_holding_the_same_keys_raise_the_alert_and_different_keys_do_not() {
+    let n0 = Node::start("3node0");
+    let n1 = Node::start("3node1");
+    let n2 = Node::start("3node2");
+    let dir = TempDir::new("dupkeys");
+    let mut f = Fleet::start(&[&n0, &n1, &n2], json!({}), &[]);
+    // Keystore listings reach the server with stats after each summary run.
+    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["summary_interval_s"] = json!(1);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    f.agent.restart();
+    f.server
+        .out
+        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    let a = f.agent_id.clone();
+    for n in [&n0, &n2] {
+        let id = f.server.send(&format!("send {a} rotate_keys {}", n.name));
+        f.server.outcome(&id, WAIT);
+    }
+    // n0 and n2 have different keys: no alert within a few reports.
+    let quiet = f.server.out.drain_for(std::time::Duration::from_secs(5));
+    assert!(!quiet.iter().any(|l| l.contains("DUPLICATE")), "{quiet:?}");
+    // Copy n0's keystore into n1, as a careless restore would.
+    let copy = dir.join("keystore");
+    assert!(
+        docker(&[
+            "cp",
+            &format!("{}:/root/data/chains/creditcoin3/keystore", n0.name),
+            &copy.display().to_string()
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        docker(&[
+            "cp",
+            &format!("{}/.", copy.display()),
+            &format!("{}:/root/data/chains/creditcoin3/keystore", n1.name)
+        ])
+        .status
+        .success()
+    );
+    let alert = f
+        .server
+        .out
+        .wait_for("DUPLICATE SESSION KEY", std::time::Duration::from_secs(60));
+    assert!(
+        alert.contains(&n0.name) && alert.contains(&n1.name) && !alert.contains(&n2.name),
+        "{alert}"
+    );
+}
