@@ -10,7 +10,7 @@ use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ pub struct ConnShared {
     pub mutual_tls: bool,
     pub hub: SyncSender<HubEvent>,
     pub next_conn_id: AtomicU64,
+    /// Connections still in TLS, upgrade or hello.
+    pub handshaking: AtomicUsize,
 }
 
 pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
@@ -79,6 +81,13 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
                 continue;
             }
         };
+        // Connections not yet past hello are bounded: a flood of them cannot
+        // take every thread and file descriptor.
+        if shared.handshaking.load(Ordering::SeqCst) >= MAX_HANDSHAKING {
+            drop(socket);
+            continue;
+        }
+        shared.handshaking.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         let name = socket
             .peer_addr()
@@ -90,6 +99,18 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
         if let Err(e) = spawned {
             crate::log::error(&format!("cannot start a connection thread: {e}"));
         }
+    }
+}
+
+/// Connections between TCP accept and a valid hello, at most.
+const MAX_HANDSHAKING: usize = 256;
+
+/// Decrements the handshake count when the pre-hello phase ends, on every path.
+struct Handshaking<'a>(&'a AtomicUsize);
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -190,6 +211,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         .peer_addr()
         .map(|p| p.to_string())
         .unwrap_or_default();
+    let handshaking = Handshaking(&shared.handshaking);
     // TLS and the HTTP upgrade get their own bounded window.
     let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut refused_because = None;
@@ -222,6 +244,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
+    drop(handshaking);
     let session = Arc::new(Session {
         agent_id: auth.agent_id.clone(),
         conn_id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),

@@ -211,11 +211,27 @@ impl Out {
         }
     }
     pub fn line(&self, text: &str) {
+        let text = printable(text);
         let stdout = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = stdout.lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
     }
+}
+
+/// What agents and containers send (results, logs, errors) reaches the
+/// operator's terminal: control characters other than newline and tab are
+/// shown as `?`, so no escape sequence can rewrite the screen or the title.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if unsafe_char(c) { '?' } else { c })
+            .collect(),
+    )
 }
 
 struct Live {
@@ -293,6 +309,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         mutual_tls: config.client_ca.is_some(),
         hub: tx.clone(),
         next_conn_id: AtomicU64::new(1),
+        handshaking: std::sync::atomic::AtomicUsize::new(0),
     });
     thread::Builder::new()
         .name("acceptor".into())
@@ -997,6 +1014,15 @@ enum Flow {
 #[cfg(test)]
 mod tests {
     use super::read_bounded_line;
+
+    #[test]
+    fn terminal_escapes_are_neutralised() {
+        assert_eq!(super::printable("ok\tline\nnext"), "ok\tline\nnext");
+        assert_eq!(
+            super::printable("\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}x"),
+            "?]0;pwned??[2J?x"
+        );
+    }
 
     #[test]
     fn stdin_lines_are_bounded() {
