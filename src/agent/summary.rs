@@ -178,6 +178,20 @@ struct NodeView {
     error: Option<String>,
 }
 
+/// Every key a payout check of `stash` can read, for one bulk fetch.
+fn payout_keys(stash: &AccountId32, active_era: u32) -> Vec<Vec<u8>> {
+    use chain::keys;
+    let mut out = vec![keys::staking_bonded(stash)];
+    for era in active_era.saturating_sub(chain::HISTORY_DEPTH)..active_era {
+        out.push(keys::staking_eras_validator_reward(era));
+        out.push(keys::staking_eras_reward_points(era));
+        out.push(keys::staking_eras_stakers_overview(era, stash));
+        out.push(keys::staking_claimed_rewards(era, stash));
+        out.push(keys::staking_eras_stakers(era, stash));
+    }
+    out
+}
+
 /// The node's stash (SS58) and the active era, for the payout script's
 /// arguments; `None` where they cannot be learned.
 pub fn stash_and_era(agent: &Agent, inspect: &ContainerInspect) -> (Option<String>, Option<u32>) {
@@ -216,6 +230,7 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
         if let (Some(stash), Some(era), true, true) =
             (v.stash, v.active_era, v.synced, count_payouts)
         {
+            storage.prefetch(&payout_keys(&stash, era));
             let eras = chain::unclaimed_payout_eras(&storage, &stash, era, chain::HISTORY_DEPTH)
                 .map_err(|e| e.to_string())?;
             v.unclaimed = Some(eras.len());

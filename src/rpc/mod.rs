@@ -523,7 +523,37 @@ impl RpcClient {
             .map(Some)
             .map_err(|error| self.bad_result("state_getStorage", format!("value not hex: {error}")))
     }
+
+    /// Many storage values at one block in one call (`state_queryStorageAt`,
+    /// a safe method): `(key hex, value)` for each key, `None` where absent.
+    pub fn state_query_storage_at(
+        &self,
+        keys_hex: &[String],
+        at: &str,
+    ) -> Result<StorageChanges, RpcError> {
+        #[derive(serde::Deserialize)]
+        struct ChangeSet {
+            changes: Vec<(String, Option<String>)>,
+        }
+        let sets: Vec<ChangeSet> = self.call_as("state_queryStorageAt", json!([keys_hex, at]))?;
+        let mut out = Vec::new();
+        for (key, value) in sets.into_iter().flat_map(|set| set.changes) {
+            let value = match value {
+                None => None,
+                Some(v) => Some(hex::decode(v.strip_prefix("0x").unwrap_or(&v)).map_err(
+                    |error| {
+                        self.bad_result("state_queryStorageAt", format!("value not hex: {error}"))
+                    },
+                )?),
+            };
+            out.push((key.to_ascii_lowercase(), value));
+        }
+        Ok(out)
+    }
 }
+
+/// `(key hex, value)` pairs from `state_queryStorageAt`; `None` where absent.
+pub type StorageChanges = Vec<(String, Option<Vec<u8>>)>;
 
 /// The argv after `docker exec <container>`: one POST with curl, its status
 /// code printed on a last line of its own. The body starts with `{`, so curl's

@@ -95,6 +95,7 @@ pub const METHODS: &[&str] = &[
     "state_getKeysPagedAt",
     "state_getStorage",
     "state_getStorageAt",
+    "state_queryStorageAt",
     "system_chain",
     "system_chainType",
     "system_health",
@@ -300,6 +301,35 @@ impl CallContext<'_> {
                     .control
                     .storage_value(&hex::encode(&key))
                     .map(normalize_key))
+            }
+            // sc-rpc state: `state_queryStorageAt(keys, at)` answers one
+            // StorageChangeSet `{block, changes: [[key, value|null]…]}`.
+            "state_queryStorageAt" => {
+                let keys = params
+                    .required(0, "keys")?
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| {
+                        RpcError::invalid_params("invalid type for `keys`: expected a sequence")
+                    })?;
+                let at = params.block_hash(1, "at")?;
+                let block = match &at {
+                    Some(hash) => hex::encode_prefixed(hash),
+                    None => hex::encode_prefixed(&self.chain().block_hash(self.best())),
+                };
+                self.state_block(at)?;
+                let mut changes = Vec::new();
+                for key in keys {
+                    let text = key.as_str().unwrap_or("").to_ascii_lowercase();
+                    let value = self
+                        .control
+                        .storage_value(text.trim_start_matches("0x"))
+                        .map(normalize_key);
+                    changes.push(serde_json::json!([text, value]));
+                }
+                ok(vec![
+                    serde_json::json!({ "block": block, "changes": changes }),
+                ])
             }
             "state_getKeysPaged" | "state_getKeysPagedAt" => {
                 let prefix = normalize_key(&hex::encode(&params.bytes(0, "prefix")?));
@@ -615,6 +645,16 @@ mod tests {
                 json!({"key": "0xaa02", "hash": best_hash})
             )["result"],
             json!("0x03")
+        );
+        let set = &call(
+            &c,
+            "state_queryStorageAt",
+            json!([["0xaa01", "0xAA03"], best_hash]),
+        )["result"][0];
+        assert_eq!(set["block"], json!(best_hash));
+        assert_eq!(
+            set["changes"],
+            json!([["0xaa01", "0x0102"], ["0xaa03", null]])
         );
         assert_eq!(
             call(&c, "state_getKeysPaged", json!(["0xaa", 10]))["result"],
