@@ -34,9 +34,6 @@ pub const DEFAULT_PROMETHEUS_PORT: u16 = 9615;
 /// Largest metrics page read. A validator's page is some 100–300 KB.
 const MAX_PAGE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Longest excerpt of a reply body kept in an error.
-const BODY_EXCERPT_MAX: usize = 300;
-
 /// `substrate_node_roles`' bit for an authority (sc-service `Role`).
 pub const ROLE_AUTHORITY: u64 = 4;
 
@@ -359,7 +356,7 @@ impl MetricsClient {
             return Err(MetricsError::Http {
                 url: url.to_owned(),
                 status,
-                body: excerpt(&text),
+                body: crate::rpc::excerpt(&text),
             });
         }
         Ok(parse(&text))
@@ -410,22 +407,6 @@ fn metrics_error(error: ureq::Error, url: &str, timeout: Duration) -> MetricsErr
         }
         other => unavailable(other.to_string()),
     }
-}
-
-fn excerpt(body: &str) -> String {
-    let cleaned: String = body
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if cleaned.len() <= BODY_EXCERPT_MAX {
-        return cleaned;
-    }
-    let mut end = BODY_EXCERPT_MAX;
-    while !cleaned.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &cleaned[..end])
 }
 
 #[cfg(test)]

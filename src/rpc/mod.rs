@@ -50,7 +50,7 @@ use serde_json::{Value, json};
 use crate::docker::{ContainerInspect, Docker, DockerError, ExecOutput};
 
 pub(crate) use error::display_duration;
-use error::excerpt;
+pub(crate) use error::excerpt;
 pub use error::{METHOD_NOT_FOUND, RpcError, UNSAFE_DENIED_MESSAGE};
 
 /// A Substrate node's RPC port when its command line names none.
