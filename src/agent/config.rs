@@ -49,6 +49,20 @@ pub struct DockerSettings {
     pub stop_grace_s: u64,
 }
 
+impl DockerSettings {
+    /// Bound on one Docker CLI call (at least 1 s).
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_s.max(1))
+    }
+
+    /// The Docker CLI as these settings describe it.
+    pub fn client(&self) -> crate::docker::Docker {
+        crate::docker::Docker::new()
+            .with_program(self.program.clone())
+            .with_timeout(self.timeout())
+    }
+}
+
 impl Default for DockerSettings {
     fn default() -> Self {
         DockerSettings {
@@ -233,9 +247,7 @@ impl LocalConfig {
     }
 
     pub fn docker(&self) -> crate::docker::Docker {
-        crate::docker::Docker::new()
-            .with_program(self.docker.program.clone())
-            .with_timeout(Duration::from_secs(self.docker.timeout_s.max(1)))
+        self.docker.client()
     }
 }
 
@@ -271,9 +283,7 @@ impl AgentConfig {
     }
 
     pub fn docker(&self) -> crate::docker::Docker {
-        crate::docker::Docker::new()
-            .with_program(self.docker.program.clone())
-            .with_timeout(Duration::from_secs(self.docker.timeout_s.max(1)))
+        self.docker.client()
     }
 
     pub fn stop_grace(&self) -> Duration {

@@ -166,10 +166,6 @@ impl Agent {
         }
     }
 
-    fn docker_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.docker.timeout_s.max(1))
-    }
-
     /// Claim containers for a mutating command; `None` if one is busy.
     fn claim(&self, containers: &[String]) -> Option<BusyGuard<'_>> {
         let mut busy = lock(&self.busy);

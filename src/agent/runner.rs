@@ -227,7 +227,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         Params::Status => status(agent, &targets),
         Params::Exec { .. } => {
             let argv = exec_argv.unwrap_or_default();
-            let output = docker.exec(&targets[0], &argv, agent.docker_timeout())?;
+            let output = docker.exec(&targets[0], &argv, agent.config.docker.timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
                 "stdout": keep_head(&output.stdout, MAX_RESULT_TEXT / 2),
