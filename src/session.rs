@@ -26,7 +26,27 @@ pub enum End {
     Silent,
 }
 
+/// How much of a peer's own words an `error` echoes back, at most: an
+/// oversized `type` or id must not make the answer as large as the frame.
+pub const MAX_ECHO_BYTES: usize = 128;
+const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…`.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 pub fn send_error(conn: &Connection, code: ErrorCode, message: String, reference: Option<String>) {
+    let message = cut(message, MAX_ERROR_MESSAGE_BYTES);
+    let reference = reference.map(|r| cut(r, MAX_ECHO_BYTES));
     let _ = conn.send_text(
         &Message::Error(ErrorBody {
             code,
@@ -96,5 +116,15 @@ pub fn run(
             conn.close(close_code::GOING_AWAY, "heartbeat timeout");
             return End::Silent;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn echoes_are_cut_at_a_char_boundary() {
+        assert_eq!(super::cut("short".into(), 10), "short");
+        assert_eq!(super::cut("ééé".into(), 3), "é…");
+        assert_eq!(super::cut("x".repeat(500), 128).len(), 128 + '…'.len_utf8());
     }
 }

@@ -2,22 +2,29 @@
 //! `hello`, then reading frames until the connection ends. Stateless work
 //! (pings, heartbeats, envelope errors, stats acks) is answered here; the rest
 //! goes to the hub.
+use super::admission::Admission;
 use super::tokens::TokenStore;
-use super::{HubEvent, Session};
+use super::{ByteBudget, HubEvent, Session};
 use crate::protocol::{self, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms};
 use crate::session::{End, PingWhen, send_error};
-use crate::transport::{self, Connection, Incoming, ReadOutcome};
+use crate::transport::{self, Connection, Incoming, ReadOutcome, WriterPool};
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::handshake::server::{ErrorResponse, Request};
 use tungstenite::http;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP accept to a finished upgrade (TLS included). Short: a real agent
+/// needs milliseconds, and every second an idle socket is held is a place an
+/// attacker keeps (see `admission.rs`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connection threads parse JSON and TLS records; 256 KiB is ample (serde's
+/// recursion limit bounds the depth) and only touched pages cost memory.
+const CONN_STACK: usize = 256 * 1024;
 
 /// What one agent may send on average, and in a burst (a broadcast's
 /// responses, a resend of its ledger after a reconnect).
@@ -65,9 +72,12 @@ pub struct ConnShared {
     /// Each agent's client certificate must name its agent id.
     pub mutual_tls: bool,
     pub hub: SyncSender<HubEvent>,
+    /// What frames queued for the hub may hold, in bytes.
+    pub budget: Arc<ByteBudget>,
+    pub writers: Arc<WriterPool>,
     pub next_conn_id: AtomicU64,
     /// Connections still in TLS, upgrade or hello.
-    pub handshaking: AtomicUsize,
+    pub admission: Admission,
 }
 
 pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
@@ -81,13 +91,6 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
                 continue;
             }
         };
-        // Connections not yet past hello are bounded: a flood of them cannot
-        // take every thread and file descriptor.
-        if shared.handshaking.load(Ordering::SeqCst) >= MAX_HANDSHAKING {
-            drop(socket);
-            continue;
-        }
-        shared.handshaking.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         let name = socket
             .peer_addr()
@@ -95,22 +98,11 @@ pub fn accept_loop(listener: TcpListener, shared: Arc<ConnShared>) {
             .unwrap_or_else(|_| "conn".into());
         let spawned = thread::Builder::new()
             .name(name)
+            .stack_size(CONN_STACK)
             .spawn(move || serve(socket, shared));
         if let Err(e) = spawned {
             crate::log::error(&format!("cannot start a connection thread: {e}"));
         }
-    }
-}
-
-/// Connections between TCP accept and a valid hello, at most.
-const MAX_HANDSHAKING: usize = 256;
-
-/// Decrements the handshake count when the pre-hello phase ends, on every path.
-struct Handshaking<'a>(&'a AtomicUsize);
-
-impl Drop for Handshaking<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -211,7 +203,12 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         .peer_addr()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let handshaking = Handshaking(&shared.handshaking);
+    // Unauthenticated connections are bounded: a flood of them evicts its
+    // own oldest, never an agent that authenticates.
+    let admitted = match shared.admission.admit(&socket) {
+        Ok((ticket, _evicted)) => ticket,
+        Err(_) => return,
+    };
     // TLS and the HTTP upgrade get their own bounded window.
     let handshake_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut refused_because = None;
@@ -228,7 +225,13 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         },
     );
     let (conn, auth) = match accepted {
-        Ok(ok) => ok,
+        Ok((conn, auth)) => {
+            let conn = Arc::new(conn);
+            if conn.queue_writes(&shared.writers).is_err() {
+                return;
+            }
+            (conn, auth)
+        }
         Err(e) => {
             let reason = refused_because.unwrap_or_else(|| e.to_string());
             let _ = shared.hub.send(HubEvent::Refused {
@@ -244,16 +247,15 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
-    drop(handshaking);
+    drop(admitted);
     let session = Arc::new(Session {
         agent_id: auth.agent_id.clone(),
         conn_id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),
-        conn,
+        link: conn.clone(),
         hello,
         connected_ms: now_ms(),
         last_seen_ms: AtomicI64::new(now_ms()),
         token_sha256: auth.token_sha256,
-        outbox: Default::default(),
     });
     if shared
         .hub
@@ -262,8 +264,8 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     {
         return;
     }
-    let reason = read_loop(&session, &shared, behind_hello);
-    session.conn.abort();
+    let reason = read_loop(&session, &conn, &shared, behind_hello);
+    conn.end();
     let _ = shared.hub.send(HubEvent::Disconnected {
         agent: session.agent_id.clone(),
         conn_id: session.conn_id,
@@ -338,6 +340,13 @@ fn await_hello(
                         hello.agent_id
                     ),
                 ),
+                // The token is checked again now: one removed or replaced
+                // since the upgrade is refused here, not welcomed.
+                Ok(Message::Hello(_)) if !token_still_valid(shared, auth) => (
+                    ErrorCode::Unauthorized,
+                    "this agent's token was removed or replaced; ask the operator for a new one"
+                        .to_string(),
+                ),
                 Ok(Message::Hello(hello)) => return Some((hello, frames.collect())),
                 Ok(other) => (
                     ErrorCode::BadRequest,
@@ -355,25 +364,33 @@ fn await_hello(
     }
 }
 
+fn token_still_valid(shared: &ConnShared, auth: &Authorized) -> bool {
+    shared.tokens.load().is_ok_and(|registry| {
+        registry
+            .agents
+            .get(&auth.agent_id)
+            .is_some_and(|entry| entry.token_sha256 == auth.token_sha256)
+    })
+}
+
 /// Read frames until the connection ends; returns why it ended.
-fn read_loop(session: &Session, shared: &ConnShared, unread: Vec<Incoming>) -> String {
+fn read_loop(
+    session: &Session,
+    conn: &Connection,
+    shared: &ConnShared,
+    unread: Vec<Incoming>,
+) -> String {
     let mut budget = RateLimit::new(MESSAGES_PER_S, MESSAGE_BURST);
-    let end = crate::session::run(
-        &session.conn,
-        unread,
-        shared.heartbeat,
-        PingWhen::Always,
-        |text| {
-            session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
-            // Throttle a flooding agent: this thread stops reading, so TCP
-            // pushes back on it; nothing queues up here.
-            let wait = budget.take();
-            if !wait.is_zero() {
-                thread::sleep(wait);
-            }
-            handle_text(session, shared, text);
-        },
-    );
+    let end = crate::session::run(conn, unread, shared.heartbeat, PingWhen::Always, |text| {
+        session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
+        // Throttle a flooding agent: this thread stops reading, so TCP
+        // pushes back on it; nothing queues up here.
+        let wait = budget.take();
+        if !wait.is_zero() {
+            thread::sleep(wait);
+        }
+        handle_text(session, conn, shared, text);
+    });
     match end {
         End::Closed => "connection closed".into(),
         End::TooBig => "sent a message over the size limit".into(),
@@ -381,8 +398,7 @@ fn read_loop(session: &Session, shared: &ConnShared, unread: Vec<Incoming>) -> S
     }
 }
 
-fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
-    let conn = &session.conn;
+fn handle_text(session: &Session, conn: &Connection, shared: &ConnShared, text: &str) {
     let message = match Message::parse_incoming(text) {
         Ok(m) => m,
         Err(Some(Rejection {
@@ -402,11 +418,20 @@ fn handle_text(session: &Session, shared: &ConnShared, text: &str) {
         }
     };
     let forward = |message: Message| {
-        let _ = shared.hub.send(HubEvent::Message {
+        // Wait here (TCP pushes back on the agent) while the hub's queue
+        // holds too many bytes; the hub gives them back once handled.
+        // A parsed frame takes about three times its text in memory.
+        let cost = text.len() * 3;
+        shared.budget.take(cost);
+        let sent = shared.hub.send(HubEvent::Message {
             agent: session.agent_id.clone(),
             conn_id: session.conn_id,
             message,
+            cost,
         });
+        if sent.is_err() {
+            shared.budget.give_back(cost);
+        }
     };
     match message {
         Message::Ping(t) => {

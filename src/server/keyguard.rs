@@ -3,7 +3,11 @@
 //! server sees every key the fleet reports (rotations, and each node's
 //! keystore public keys in its stats) and raises an alert the moment one
 //! public key is held by two containers.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+/// Keys one node is remembered to hold from rotations and confirmations,
+/// at most (the newest are kept): a few key sets, never an unbounded list.
+pub const MAX_OBSERVED_PER_NODE: usize = 64;
 
 /// A node: (agent id, container).
 pub type Holder = (String, String);
@@ -21,6 +25,9 @@ pub struct KeyGuard {
     holders: BTreeMap<String, (String, BTreeSet<Holder>)>,
     /// What each node's last keystore report said it holds.
     reported: BTreeMap<Holder, BTreeSet<String>>,
+    /// Keys each node was seen with outside a listing (rotations), oldest
+    /// first, bounded by [`MAX_OBSERVED_PER_NODE`].
+    observed: BTreeMap<Holder, VecDeque<String>>,
     /// Alerts already raised, so a standing duplicate is not repeated at
     /// every stats report.
     raised: HashSet<(String, Vec<Holder>)>,
@@ -38,14 +45,81 @@ fn normalise(hex: &str) -> String {
 impl KeyGuard {
     /// `holder` holds these keys (from a rotation): added to what is known.
     pub fn observe(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
+        let mut dropped = Vec::new();
         for (key_type, public) in keys {
-            let entry = self
-                .holders
-                .entry(normalise(public))
-                .or_insert_with(|| (key_type.clone(), BTreeSet::new()));
-            entry.1.insert(holder.clone());
+            let key = normalise(public);
+            self.add_holder(&key, key_type, holder);
+            let seen = self.observed.entry(holder.clone()).or_default();
+            if !seen.contains(&key) {
+                seen.push_back(key);
+            }
+            while seen.len() > MAX_OBSERVED_PER_NODE {
+                if let Some(old) = seen.pop_front() {
+                    dropped.push(old);
+                }
+            }
         }
-        self.check(keys.iter().map(|(_, k)| normalise(k)))
+        for key in &dropped {
+            if !self.reported.get(holder).is_some_and(|r| r.contains(key)) {
+                self.remove_holder(key, holder);
+            }
+        }
+        let mut found = self.check(keys.iter().map(|(_, k)| normalise(k)));
+        found.extend(self.check(dropped.into_iter()));
+        found
+    }
+
+    fn add_holder(&mut self, key: &str, key_type: &str, holder: &Holder) {
+        self.holders
+            .entry(key.to_string())
+            .or_insert_with(|| (key_type.to_string(), BTreeSet::new()))
+            .1
+            .insert(holder.clone());
+    }
+
+    /// Remove `holder` from `key`, and the key itself once nobody holds it,
+    /// so memory follows what is held now, not everything ever seen.
+    fn remove_holder(&mut self, key: &str, holder: &Holder) {
+        if let Some((_, set)) = self.holders.get_mut(key) {
+            set.remove(holder);
+            if set.is_empty() {
+                self.holders.remove(key);
+            }
+        }
+    }
+
+    /// Forget every key an agent's nodes hold (the agent went away, or is
+    /// gone for good): it reports them again when it is back.
+    pub fn forget_agent(&mut self, agent: &str) -> Vec<Duplicate> {
+        let gone: Vec<Holder> = self
+            .reported
+            .keys()
+            .chain(self.observed.keys())
+            .filter(|(a, _)| a == agent)
+            .cloned()
+            .collect();
+        let mut touched = BTreeSet::new();
+        for holder in gone {
+            let keys: Vec<String> = self
+                .reported
+                .remove(&holder)
+                .into_iter()
+                .flatten()
+                .chain(self.observed.remove(&holder).into_iter().flatten())
+                .collect();
+            for key in keys {
+                self.remove_holder(&key, &holder);
+                touched.insert(key);
+            }
+        }
+        self.raised
+            .retain(|(_, holders)| holders.iter().all(|(a, _)| a != agent));
+        self.check(touched.into_iter())
+    }
+
+    /// Public keys tracked: what bounds this structure's memory.
+    pub fn tracked_keys(&self) -> usize {
+        self.holders.len()
     }
 
     /// `holder`'s keystore holds exactly these keys now (a full listing).
@@ -57,12 +131,16 @@ impl KeyGuard {
             .map(|b| b.difference(&now).cloned().collect())
             .unwrap_or_default();
         for key in &gone {
-            if let Some((_, set)) = self.holders.get_mut(key) {
-                set.remove(holder);
+            let still_observed = self.observed.get(holder).is_some_and(|o| o.contains(key));
+            if !still_observed {
+                self.remove_holder(key, holder);
             }
         }
         self.reported.insert(holder.clone(), now);
-        let mut found = self.observe(holder, keys);
+        for (key_type, public) in keys {
+            self.add_holder(&normalise(public), key_type, holder);
+        }
+        let mut found = self.check(keys.iter().map(|(_, k)| normalise(k)));
         // Keys that left this keystore may have stopped being duplicates.
         found.extend(self.check(gone.into_iter()));
         found
@@ -72,6 +150,7 @@ impl KeyGuard {
         let mut found = Vec::new();
         for key in keys {
             let Some((key_type, set)) = self.holders.get(&key) else {
+                self.raised.retain(|(k, _)| *k != key);
                 continue;
             };
             if set.len() < 2 {
@@ -158,6 +237,26 @@ mod tests {
             1,
             "back: raised again"
         );
+    }
+
+    #[test]
+    fn memory_follows_what_is_held_now() {
+        let mut g = KeyGuard::default();
+        for n in 0..1000 {
+            g.replace(&h("a", "n0"), &keys(&[("gran", &format!("0x{n:064x}"))]));
+        }
+        assert_eq!(g.tracked_keys(), 1, "a listing replaces the last one");
+        for n in 0..1000 {
+            let key = format!("0x{:064x}", 10_000 + n);
+            g.observe(&h("a", "n1"), &keys(&[("babe", &key)]));
+        }
+        assert_eq!(g.tracked_keys(), 1 + MAX_OBSERVED_PER_NODE);
+        g.replace(
+            &h("b", "m0"),
+            &keys(&[("babe", &format!("0x{:064x}", 999))]),
+        );
+        assert!(g.forget_agent("a").is_empty());
+        assert_eq!(g.tracked_keys(), 1, "only b's key is left");
     }
 
     #[test]

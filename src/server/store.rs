@@ -8,8 +8,15 @@
 //! - `events.jsonl`: durable agent events (key updates, backups, validator
 //!   changes), deduplicated on (agent id, event id).
 //!
-//! Anything acknowledged to an agent is on disk first (`sync_data`).
-use crate::fsutil::{self, JsonLog};
+//! - `keys.jsonl`: every session-key report, one line each (appended, never
+//!   rewritten).
+//!
+//! The store owns the in-memory index; it writes nothing itself. Each
+//! `record_*` method updates the index and adds its lines to the hub's
+//! [`Batch`], which the journal writes and syncs before anything that
+//! depends on it (an ack, a send) happens.
+use super::journal::{Batch, Log};
+use crate::fsutil;
 use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, Event};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -150,16 +157,12 @@ pub enum ResponseVerdict {
 }
 
 pub struct Store {
-    history: JsonLog,
-    audit: JsonLog,
-    events: JsonLog,
     commands: HashMap<String, CommandRecord>,
     order: Vec<String>,
     seen_events: HashSet<(String, String)>,
     /// Key updates in the order received.
     key_updates: Vec<KeyRecord>,
     backups: Vec<BackupRecord>,
-    key_store_path: std::path::PathBuf,
     /// Alerts raised by this process: makes their event ids unique.
     alerts_raised: u64,
     pub skipped_lines: usize,
@@ -191,15 +194,11 @@ impl Store {
         let backups = events.iter().filter_map(EventLine::backup_record).collect();
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();
         Ok(Store {
-            history: JsonLog::open(&history_path)?,
-            audit: JsonLog::open(&data_dir.join("audit.jsonl"))?,
-            events: JsonLog::open(&events_path)?,
             commands,
             order,
             seen_events,
             key_updates,
             backups,
-            key_store_path: data_dir.join("keys.json"),
             alerts_raised: 0,
             skipped_lines: skipped_history + skipped_events,
         })
@@ -213,28 +212,21 @@ impl Store {
         self.commands.get(id)
     }
 
-    /// Record commands before they are sent, durably (one fsync for the
-    /// batch): a crash right after the send must still recognise the
-    /// agents' responses.
-    pub fn record_issued(&mut self, records: Vec<CommandRecord>) -> io::Result<()> {
-        for record in &records {
-            self.history
-                .append(&HistoryLine::Issued(record.clone()), false)?;
-            self.audit.append(
+    /// Record commands; the caller sends them only once `batch` is on disk,
+    /// so a crash right after the send still recognises the responses.
+    pub fn record_issued(&mut self, records: Vec<CommandRecord>, batch: &mut Batch) {
+        for record in records {
+            batch.write(Log::Commands, &HistoryLine::Issued(record.clone()));
+            batch.write(
+                Log::Audit,
                 &serde_json::json!({
                     "ts": record.issued_ms, "action": "command", "by": record.by, "agent": record.agent,
                     "id": record.id, "command": record.command, "target": record.target, "params": record.params,
                 }),
-                false,
-            )?;
-        }
-        self.history.sync()?;
-        self.audit.sync()?;
-        for record in records {
+            );
             self.order.push(record.id.clone());
             self.commands.insert(record.id.clone(), record);
         }
-        Ok(())
     }
 
     pub fn record_progress(&mut self, agent: &str, response: &CommandResponse) {
@@ -250,15 +242,16 @@ impl Store {
         &mut self,
         agent: &str,
         response: &CommandResponse,
-    ) -> io::Result<ResponseVerdict> {
-        let Some(record) = self.commands.get(&response.id) else {
-            return Ok(ResponseVerdict::NeverIssued);
+        batch: &mut Batch,
+    ) -> ResponseVerdict {
+        let Some(record) = self.commands.get_mut(&response.id) else {
+            return ResponseVerdict::NeverIssued;
         };
         if record.agent != agent {
-            return Ok(ResponseVerdict::OtherAgent);
+            return ResponseVerdict::OtherAgent;
         }
         if record.outcome.is_some() {
-            return Ok(ResponseVerdict::Duplicate);
+            return ResponseVerdict::Duplicate;
         }
         let outcome = Outcome {
             status: response.status,
@@ -267,29 +260,30 @@ impl Store {
             code: response.code,
             recorded_ms: crate::protocol::now_ms(),
         };
-        self.history.append(
+        batch.write(
+            Log::Commands,
             &HistoryLine::Outcome {
                 id: response.id.clone(),
                 outcome: outcome.clone(),
             },
-            true,
-        )?;
-        self.audit(&serde_json::json!({
-            "ts": outcome.recorded_ms, "action": "outcome", "agent": agent, "id": response.id,
-            "command": record.command, "target": record.target, "status": outcome.status,
-            "code": outcome.code, "error": outcome.error,
-        }))?;
-        if let Some(record) = self.commands.get_mut(&response.id) {
-            record.outcome = Some(outcome);
-        }
-        Ok(ResponseVerdict::Recorded)
+        );
+        batch.write(
+            Log::Audit,
+            &serde_json::json!({
+                "ts": outcome.recorded_ms, "action": "outcome", "agent": agent, "id": response.id,
+                "command": record.command, "target": record.target, "status": outcome.status,
+                "code": outcome.code, "error": outcome.error,
+            }),
+        );
+        record.outcome = Some(outcome);
+        ResponseVerdict::Recorded
     }
 
     /// Store an agent's durable event once. Returns false for a resend.
-    pub fn record_event(&mut self, agent: &str, event: &Event) -> io::Result<bool> {
+    pub fn record_event(&mut self, agent: &str, event: &Event, batch: &mut Batch) -> bool {
         let key = (agent.to_string(), event.event_id.clone());
         if self.seen_events.contains(&key) {
-            return Ok(false);
+            return false;
         }
         let line = EventLine {
             agent: agent.to_string(),
@@ -298,37 +292,20 @@ impl Store {
             received_ms: crate::protocol::now_ms(),
             data: event.data.clone(),
         };
-        self.events.append(&line, true)?;
-        // Recorded (events.jsonl is the record): from here a resend is a
-        // duplicate, whatever happens to the derived keys.json.
+        batch.write(Log::Events, &line);
         self.seen_events.insert(key);
         self.backups.extend(line.backup_record());
         if let Some(record) = line.key_record() {
+            batch.write(
+                Log::Keys,
+                &serde_json::json!({
+                    "agent": record.agent, "container": record.container, "session_key": record.session_key,
+                    "keys": record.keys, "action": record.action, "received_ms": record.received_ms,
+                }),
+            );
             self.key_updates.push(record);
-            if let Err(e) = self.write_key_store() {
-                crate::log::error(&format!(
-                    "cannot rewrite {}: {e}; the key update is in events.jsonl and keys.json is rewritten at the next one",
-                    self.key_store_path.display()
-                ));
-            }
         }
-        Ok(true)
-    }
-
-    /// `keys.json`: every agent's containers' session keys, newest first,
-    /// replaced atomically (temp file, fsync, rename; mode 0600), so a crash
-    /// leaves the old or the new file, never none.
-    fn write_key_store(&self) -> io::Result<()> {
-        let mut tree: std::collections::BTreeMap<
-            &str,
-            std::collections::BTreeMap<&str, Vec<Value>>,
-        > = Default::default();
-        for k in self.key_updates.iter().rev() {
-            tree.entry(&k.agent).or_default().entry(&k.container).or_default().push(serde_json::json!({
-                "session_key": k.session_key, "keys": k.keys, "action": k.action, "received_ms": k.received_ms,
-            }));
-        }
-        fsutil::write_json_atomic(&self.key_store_path, &tree)
+        true
     }
 
     /// Backups, newest first, optionally for one agent.
@@ -353,7 +330,7 @@ impl Store {
 
     /// A server-side alert (a duplicate key): kept in the event log under
     /// the agent id `server` for later alerting, and in the audit log.
-    pub fn record_alert(&mut self, alert: &Value) -> io::Result<()> {
+    pub fn record_alert(&mut self, alert: &Value, batch: &mut Batch) {
         let now = crate::protocol::now_ms();
         let mut data = alert.as_object().cloned().unwrap_or_default();
         data.insert("timestamp".into(), Value::from(now));
@@ -368,15 +345,11 @@ impl Store {
             received_ms: now,
             data: data.clone(),
         };
-        self.events.append(&line, true)?;
+        batch.write(Log::Events, &line);
         self.alerts_raised += 1;
         let mut entry = data;
         entry.insert("action".into(), Value::from("alert"));
-        self.audit.append(&Value::Object(entry), true)
-    }
-
-    pub fn audit(&mut self, entry: &Value) -> io::Result<()> {
-        self.audit.append(entry, true)
+        batch.write(Log::Audit, &Value::Object(entry));
     }
 
     /// Commands issued to `agent` since `since_ms` that have no outcome yet,
@@ -424,41 +397,56 @@ mod tests {
         }
     }
 
+    /// Writes a batch the way the journal does, synchronously.
+    fn commit(dir: &std::path::Path, batch: Batch) {
+        let mut journal = crate::server::journal::Journal::start(
+            crate::server::journal::Files::open(dir).unwrap(),
+        )
+        .unwrap();
+        journal.submit(batch);
+        journal.finish();
+    }
+
     #[test]
     fn first_terminal_response_wins_and_survives_reopen() {
         let dir = std::env::temp_dir().join(format!("warden-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir).unwrap();
-        store.record_issued(vec![record("c1", "host1")]).unwrap();
+        let mut batch = Batch::default();
+        store.record_issued(vec![record("c1", "host1")], &mut batch);
         let done = CommandResponse::completed("c1", Value::from("ok"));
         assert_eq!(
-            store.record_response("host2", &done).unwrap(),
+            store.record_response("host2", &done, &mut batch),
             ResponseVerdict::OtherAgent
         );
         assert_eq!(
-            store.record_response("host1", &done).unwrap(),
+            store.record_response("host1", &done, &mut batch),
             ResponseVerdict::Recorded
         );
         let late = CommandResponse::failed("c1", ErrorCode::Internal, "late");
         assert_eq!(
-            store.record_response("host1", &late).unwrap(),
+            store.record_response("host1", &late, &mut batch),
             ResponseVerdict::Duplicate
         );
         assert_eq!(
-            store
-                .record_response("host1", &CommandResponse::completed("zz", Value::Null))
-                .unwrap(),
+            store.record_response(
+                "host1",
+                &CommandResponse::completed("zz", Value::Null),
+                &mut batch
+            ),
             ResponseVerdict::NeverIssued
         );
+        commit(&dir, batch);
         drop(store);
 
         let mut store = Store::open(&dir).unwrap();
+        let mut batch = Batch::default();
         assert_eq!(
             store.get("c1").unwrap().outcome.as_ref().unwrap().result,
             Some(Value::from("ok"))
         );
         assert_eq!(
-            store.record_response("host1", &late).unwrap(),
+            store.record_response("host1", &late, &mut batch),
             ResponseVerdict::Duplicate
         );
         let event = crate::protocol::Event {
@@ -466,16 +454,17 @@ mod tests {
             event_id: "e1".into(),
             data: Map::new(),
         };
-        assert!(store.record_event("host1", &event).unwrap());
-        assert!(!store.record_event("host1", &event).unwrap());
+        assert!(store.record_event("host1", &event, &mut batch));
+        assert!(!store.record_event("host1", &event, &mut batch));
         assert!(
-            store.record_event("host2", &event).unwrap(),
+            store.record_event("host2", &event, &mut batch),
             "event ids are per agent"
         );
+        commit(&dir, batch);
         drop(store);
         let mut store = Store::open(&dir).unwrap();
         assert!(
-            !store.record_event("host1", &event).unwrap(),
+            !store.record_event("host1", &event, &mut Batch::default()),
             "dedup survives a restart"
         );
         std::fs::remove_dir_all(dir).unwrap();

@@ -151,9 +151,11 @@ fn a_network_cut_during_a_broadcast_loses_nothing_and_runs_nothing_twice() {
         server.out.wait_for(&format!("* {id} connected"), WAIT);
     }
 
-    server.type_line("broadcast payout");
-    let sent: Vec<String> = (0..2)
-        .map(|_| command_id(&server.out.wait_for("] sent payout", WAIT)))
+    // One command per agent: a mutating broadcast must name its target, and
+    // each agent's container has its own name.
+    let sent: Vec<String> = ids
+        .iter()
+        .map(|id| server.send(&format!("send {id} payout")))
         .collect();
     net.cut();
     server

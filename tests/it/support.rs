@@ -184,12 +184,22 @@ impl ServerProc {
     }
 
     pub fn start_on(data_dir: &Path, listen: &str, extra: &[&str]) -> ServerProc {
+        Self::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProc {
         let stderr_path = data_dir.with_extension(format!("server-{}.log", unique("e")));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = warden()
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -540,6 +550,66 @@ impl Fleet {
             server,
             agent,
             agent_id,
+        }
+    }
+}
+
+// Raw WebSocket peers: a test speaking protocol 1 to the server directly.
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, u16> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tungstenite::connect(request) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("upgrade failed unexpectedly: {e}"),
+    }
+}
+
+pub fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::text(value.to_string())).unwrap();
+}
+
+/// The next text frame as JSON, skipping pings from the server.
+pub fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "ping" {
+                    continue;
+                }
+                return v;
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Read until the server closes; returns the close code.
+pub fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return None,
         }
     }
 }

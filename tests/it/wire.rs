@@ -2,65 +2,9 @@
 //! tokens, hello, envelope errors, size limit, replacement, revocation.
 use crate::support::*;
 use serde_json::{Value, json};
-use std::net::TcpStream;
 use std::time::Duration;
-use tungstenite::client::IntoClientRequest;
+use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, u16> {
-    let mut request = url.into_client_request().unwrap();
-    if let Some(t) = token {
-        request
-            .headers_mut()
-            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
-    }
-    match tungstenite::connect(request) {
-        Ok((ws, _)) => {
-            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-                s.set_read_timeout(Some(WAIT)).unwrap();
-            }
-            Ok(ws)
-        }
-        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-        Err(e) => panic!("upgrade failed unexpectedly: {e}"),
-    }
-}
-
-fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string())).unwrap();
-}
-
-/// The next text frame as JSON, skipping pings from the server.
-fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a frame") {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["type"] == "ping" {
-                    continue;
-                }
-                return v;
-            }
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// Read until the server closes; returns the close code.
-fn close_code(ws: &mut Ws) -> Option<CloseCode> {
-    loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => return frame.map(|f| f.code),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-}
 
 fn hello(agent_id: &str) -> Value {
     json!({"type": "hello", "data": {"agent_id": agent_id, "host_name": "h", "version": "t",
@@ -529,13 +473,17 @@ fn the_same_session_key_on_two_nodes_raises_the_duplicate_alert() {
     );
     let alert = b.server.out.wait_for("DUPLICATE SESSION KEY", WAIT);
     assert!(alert.contains(&gran_a), "{alert}");
-    // The key store keeps the history, written atomically with mode 0600.
-    let path = b.server.data_dir.join("keys.json");
-    let store: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(
-        store[&b.agent_id]["3node0"][0]["keys"]["gran"],
-        gran_a.as_str()
-    );
+    // The key history is appended, one line per report, mode 0600.
+    let path = b.server.data_dir.join("keys.jsonl");
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["agent"], b.agent_id.as_str());
+    assert_eq!(lines[0]["container"], "3node0");
+    assert_eq!(lines[0]["keys"]["gran"], gran_a.as_str());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

@@ -8,18 +8,29 @@
 //! mutex and writes straight to the socket. So a command for an idle agent
 //! goes out the moment it is issued, and an idle connection costs no CPU.
 //!
+//! Two ways to send. Blocking (the agent, test peers): the sender locks the
+//! connection and writes to the socket. Queued (the server, see
+//! [`writer`]): the sender queues the frame and returns; a writer thread
+//! encodes it and writes the bytes with no lock held, so no thread that
+//! sends to an agent (the server's hub above all) ever waits on its socket.
+//!
 //! Invariants:
 //! - The pipe's write path never reads from the socket (a write that timed out
 //!   must not fall into a blocking read).
+//! - In queued mode nothing holds the connection's lock during socket I/O.
 //! - After feeding bytes, frames are decoded until `WouldBlock`: a second frame
 //!   that arrived in the same read never waits for the next packet.
 //! - On any send failure the socket is shut down, which also wakes the reader.
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+mod tls;
+pub mod writer;
+
+pub use tls::{ClientTls, certificate_names, client_tls_config, fingerprint, server_tls_config};
+pub use writer::WriterPool;
+
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tungstenite::handshake::HandshakeError;
@@ -31,10 +42,9 @@ use tungstenite::{Message as WsMessage, WebSocket};
 
 /// How many bytes one blocking read takes from the socket.
 const READ_CHUNK: usize = 16 * 1024;
-/// A send that makes no progress for this long means the peer stopped
-/// reading: the connection is cut. Short, because the server's hub sends
-/// inline and a stuck agent would hold it this long (once: then it is gone);
-/// a slow link that still makes progress is not affected.
+/// A blocking send that makes no progress for this long means the peer
+/// stopped reading: the connection is cut. A slow link that still makes
+/// progress is not affected. (Queued connections use [`writer`]'s limits.)
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -55,6 +65,9 @@ pub struct Pipe {
     /// The client's certificate chain, set once the TLS handshake is done, so
     /// that the upgrade's authorisation can map it to an agent id.
     peer_certs: Arc<OnceLock<Vec<CertificateDer<'static>>>>,
+    /// Queued mode: bytes to send, in the order they were produced, until a
+    /// writer takes them. `None`: writes go straight to the socket.
+    outbound: Option<Vec<u8>>,
 }
 
 impl Pipe {
@@ -65,6 +78,7 @@ impl Pipe {
             inbound: Vec::new(),
             inbound_pos: 0,
             peer_certs: Arc::new(OnceLock::new()),
+            outbound: None,
         }
     }
 
@@ -82,7 +96,7 @@ impl Pipe {
             tls.read_tls(&mut bytes)?;
             let processed = tls.process_new_packets();
             // Send whatever rustls produced (handshake messages, an alert).
-            flush_tls(tls, &self.socket)?;
+            flush_tls(tls, self.outbound.as_mut(), &self.socket)?;
             processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if !tls.is_handshaking()
                 && self.peer_certs.get().is_none()
@@ -103,11 +117,23 @@ impl Pipe {
     fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
+
+    fn has_outbound(&self) -> bool {
+        self.outbound.as_ref().is_some_and(|o| !o.is_empty())
+    }
 }
 
-fn flush_tls(tls: &mut rustls::Connection, socket: &TcpStream) -> io::Result<()> {
+/// Move what rustls has to send to the queue (queued mode) or the socket.
+fn flush_tls(
+    tls: &mut rustls::Connection,
+    mut outbound: Option<&mut Vec<u8>>,
+    socket: &TcpStream,
+) -> io::Result<()> {
     while tls.wants_write() {
-        tls.write_tls(&mut &*socket)?;
+        match outbound.as_deref_mut() {
+            Some(queue) => tls.write_tls(queue)?,
+            None => tls.write_tls(&mut &*socket)?,
+        };
     }
     Ok(())
 }
@@ -127,19 +153,24 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.tls.as_mut() {
-            None => (&*self.socket).write(buf),
-            Some(tls) => {
+        match (self.tls.as_mut(), self.outbound.as_mut()) {
+            (None, None) => (&*self.socket).write(buf),
+            (None, Some(queue)) => {
+                queue.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            (Some(tls), outbound) => {
                 let n = tls.writer().write(buf)?;
-                flush_tls(tls, &self.socket)?;
+                flush_tls(tls, outbound, &self.socket)?;
                 Ok(n)
             }
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self.tls.as_mut() {
-            None => (&*self.socket).flush(),
-            Some(tls) => flush_tls(tls, &self.socket),
+        match (self.tls.as_mut(), self.outbound.as_mut()) {
+            (None, None) => (&*self.socket).flush(),
+            (None, Some(_)) => Ok(()),
+            (Some(tls), outbound) => flush_tls(tls, outbound, &self.socket),
         }
     }
 }
@@ -218,6 +249,8 @@ pub struct Connection {
     socket: Arc<TcpStream>,
     ws: Mutex<WebSocket<Pipe>>,
     peer: SocketAddr,
+    /// Set once the connection is in queued mode.
+    queue: OnceLock<writer::Queue>,
 }
 
 impl fmt::Debug for Connection {
@@ -245,9 +278,69 @@ impl Connection {
         }
     }
 
-    /// Send one text frame. Any failure shuts the socket down, which ends
-    /// the reading thread: a peer that stopped reading is a dead peer.
+    /// From now on, sends queue their frame and return at once; `pool`
+    /// writes it out. The socket's write timeout becomes the pool's short
+    /// one, since no caller waits on it any more.
+    pub fn queue_writes(self: &Arc<Self>, pool: &WriterPool) -> io::Result<()> {
+        self.socket
+            .set_write_timeout(Some(writer::SOCKET_WRITE_TIMEOUT))?;
+        let mut ws = self.lock();
+        let pipe = ws.get_mut();
+        pipe.outbound.get_or_insert_with(Vec::new);
+        let _ = self
+            .queue
+            .set(writer::Queue::new(pool, Arc::downgrade(self)));
+        Ok(())
+    }
+
+    /// Queued mode: nothing waits to be written.
+    pub fn is_flushed(&self) -> bool {
+        self.queue.get().is_none_or(writer::Queue::is_idle)
+    }
+
+    /// Encode queued frames (CPU only, under the lock) and take the bytes.
+    /// Returns them and whether they end with a close frame.
+    fn encode(&self, items: Vec<writer::Item>) -> (Vec<u8>, bool) {
+        let mut ws = self.lock();
+        let mut closes = false;
+        for item in items {
+            match item {
+                writer::Item::Text(text) => {
+                    // A connection tungstenite considers closed drops it.
+                    let _ = ws.send(WsMessage::text(text));
+                }
+                writer::Item::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    let _ = ws.close(Some(frame));
+                    let _ = ws.flush();
+                    closes = true;
+                }
+            }
+        }
+        let bytes = ws
+            .get_mut()
+            .outbound
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (bytes, closes)
+    }
+
+    fn has_outbound(&self) -> bool {
+        self.lock().get_ref().has_outbound()
+    }
+
+    /// Send one text frame. Blocking mode: any failure shuts the socket
+    /// down, which ends the reading thread (a peer that stopped reading is a
+    /// dead peer). Queued mode: queue it and return; an error means the
+    /// connection is closing or was cut off.
     pub fn send_text(&self, text: &str) -> io::Result<()> {
+        if let Some(queue) = self.queue.get() {
+            return queue.push(writer::Item::Text(text.to_string()));
+        }
         let result = self.lock().send(WsMessage::text(text));
         result.map_err(|e| {
             let _ = self.socket.shutdown(Shutdown::Both);
@@ -255,8 +348,18 @@ impl Connection {
         })
     }
 
-    /// Send a close frame with `code` and shut the socket down.
+    /// Send a close frame with `code` and shut the socket down (queued
+    /// mode: once the frames queued before it are out).
     pub fn close(&self, code: u16, reason: &str) {
+        if let Some(queue) = self.queue.get() {
+            if queue
+                .push(writer::Item::Close(code, reason.to_string()))
+                .is_err()
+            {
+                self.abort();
+            }
+            return;
+        }
         {
             let mut ws = self.lock();
             let frame = CloseFrame {
@@ -267,6 +370,15 @@ impl Connection {
             let _ = ws.flush();
         }
         let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// The reading side is done: shut the socket down, unless a close frame
+    /// is queued, which the writer sends first (within its deadline).
+    pub fn end(&self) {
+        if self.queue.get().is_some_and(writer::Queue::is_closing) {
+            return;
+        }
+        self.abort();
     }
 
     /// Shut the socket down without a close frame (a dead or stuck peer).
@@ -321,6 +433,13 @@ impl Connection {
                     break;
                 }
             }
+        }
+        // Queued mode: replies tungstenite or rustls produced while reading
+        // (a pong, a close reply) wait for a writer.
+        let produced = ws.get_ref().has_outbound();
+        drop(ws);
+        if produced && let Some(queue) = self.queue.get() {
+            queue.wake();
         }
         ReadOutcome::Frames(frames)
     }
@@ -453,6 +572,7 @@ pub fn accept<T>(
             socket,
             ws: Mutex::new(ws),
             peer,
+            queue: OnceLock::new(),
         },
         value,
     ))
@@ -539,6 +659,7 @@ pub fn connect(
         socket,
         ws: Mutex::new(ws),
         peer,
+        queue: OnceLock::new(),
     })
 }
 
@@ -556,211 +677,6 @@ pub fn from_raw(socket: TcpStream, role: Role, max_message_bytes: usize) -> io::
         socket,
         ws: Mutex::new(ws),
         peer,
+        queue: OnceLock::new(),
     })
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| {
-            TransportError::Config(format!("cannot read {what} from {}: {e}", path.display()))
-        })?;
-    if certs.is_empty() {
-        return Err(TransportError::Config(format!(
-            "{} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-fn roots_from(path: &Path) -> Result<rustls::RootCertStore, TransportError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(load_certs(path, "CA certificates")?);
-    if added == 0 {
-        return Err(TransportError::Config(format!(
-            "{} holds no usable CA certificate",
-            path.display()
-        )));
-    }
-    Ok(roots)
-}
-
-/// Whether `chain`'s end-entity certificate names `agent_id` (as a DNS
-/// subject alternative name): how mutual TLS maps a certificate to an agent.
-pub fn certificate_names(chain: &[CertificateDer<'_>], agent_id: &str) -> bool {
-    let (Some(leaf), Ok(name)) = (chain.first(), ServerName::try_from(agent_id)) else {
-        return false;
-    };
-    webpki::EndEntityCert::try_from(leaf)
-        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
-}
-
-/// SHA-256 of a certificate, lowercase hex: what `--server-fingerprint` pins.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()))
-}
-
-/// TLS for the server from PEM files (certificate chain, private key), and
-/// with `client_ca`, mutual TLS: every agent must present a certificate
-/// issued by that CA.
-pub fn server_tls_config(
-    cert_pem: &Path,
-    key_pem: &Path,
-    client_ca: Option<&Path>,
-) -> Result<Arc<rustls::ServerConfig>, TransportError> {
-    let certs = load_certs(cert_pem, "certificates")?;
-    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|e| {
-        TransportError::Config(format!(
-            "cannot read a private key from {}: {e}",
-            key_pem.display()
-        ))
-    })?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots_from(ca)?),
-                provider(),
-            )
-            .build()
-            .map_err(|e| TransportError::Config(format!("client CA {}: {e}", ca.display())))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder.with_single_cert(certs, key).map_err(|e| {
-        TransportError::Config(format!(
-            "certificate and key do not form a usable pair: {e}"
-        ))
-    })?;
-    Ok(Arc::new(config))
-}
-
-/// How the agent trusts and identifies itself to the server.
-#[derive(Clone, Debug, Default)]
-pub struct ClientTls<'a> {
-    /// Trust only these CA certificates (a private CA) instead of the web roots.
-    pub ca_file: Option<&'a Path>,
-    /// Present this certificate and key (mutual TLS).
-    pub client_cert: Option<(&'a Path, &'a Path)>,
-    /// Also require the server's certificate to have this SHA-256 (hex).
-    pub server_fingerprint: Option<&'a str>,
-}
-
-/// Chain verification as usual, then the pinned fingerprint: a server whose
-/// key was swapped (even for one the same CA signed) is refused.
-#[derive(Debug)]
-struct PinnedServer {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    sha256_hex: String,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        let seen = fingerprint(end_entity);
-        if seen != self.sha256_hex {
-            return Err(rustls::Error::General(format!(
-                "server certificate fingerprint {seen} does not match the pinned {} (was the server's key replaced?)",
-                self.sha256_hex
-            )));
-        }
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// TLS for the agent: the compiled-in web roots or a private CA, optional
-/// client certificate, optional pinned server fingerprint.
-pub fn client_tls_config(
-    options: &ClientTls<'_>,
-) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    let roots = match options.ca_file {
-        None => rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-        Some(path) => roots_from(path)?,
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
-    let builder = match options.server_fingerprint {
-        None => builder.with_root_certificates(roots),
-        Some(pin) => {
-            let sha256_hex = pin.trim().to_ascii_lowercase().replace(':', "");
-            if sha256_hex.len() != 64 || !sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(TransportError::Config(format!(
-                    "--server-fingerprint {pin:?}: expected the certificate's SHA-256 as 64 hex digits"
-                )));
-            }
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider(),
-            )
-            .build()
-            .map_err(|e| TransportError::Config(e.to_string()))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedServer { inner, sha256_hex }))
-        }
-    };
-    let config = match options.client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let certs = load_certs(cert, "the client certificate")?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                TransportError::Config(format!(
-                    "cannot read a private key from {}: {e}",
-                    key.display()
-                ))
-            })?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| {
-                TransportError::Config(format!(
-                    "client certificate and key do not form a usable pair: {e}"
-                ))
-            })?
-        }
-    };
-    Ok(Arc::new(config))
 }

@@ -1,0 +1,177 @@
+//! Feeding the duplicate-key guard ([`super::keyguard`]) from what agents
+//! report, checked and bounded first, and raising its alerts.
+use super::hub::Hub;
+use super::keyguard::Duplicate;
+use super::store::CommandRecord;
+use crate::protocol::{CommandResponse, Event};
+use serde_json::{Map, Value};
+
+/// Keystore entries taken from one node's listing, at most. A keystore
+/// holds a few key sets; a listing beyond this is cut (and said).
+pub const MAX_KEYSTORE_ENTRIES: usize = 256;
+
+/// A session key's type: four lowercase ASCII letters or digits (`gran`,
+/// `babe`, `imon`, …), as Substrate's `KeyTypeId` is written in keystores.
+fn is_key_type(t: &str) -> bool {
+    t.len() == 4
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A 32-byte public key as `0x` and 64 hex digits (either case).
+fn is_public_key(k: &str) -> bool {
+    let hex = k.strip_prefix("0x").unwrap_or(k);
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The valid (type, key) pairs of `pairs`, at most [`MAX_KEYSTORE_ENTRIES`].
+fn checked_keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    pairs
+        .filter(|(t, k)| is_key_type(t) && is_public_key(k))
+        .take(MAX_KEYSTORE_ENTRIES)
+        .map(|(t, k)| (t.to_string(), k.to_string()))
+        .collect()
+}
+
+impl Hub {
+    /// Feed a rotation's keys to the duplicate-key guard.
+    pub(super) fn guard_key_update(&mut self, agent: &str, event: &Event) {
+        let container = event
+            .data
+            .get("container")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let listed = event.data.get("keys").and_then(Value::as_object);
+        let keys = checked_keys(
+            listed
+                .into_iter()
+                .flatten()
+                .filter_map(|(t, v)| Some((t.as_str(), v.as_str()?))),
+        );
+        let found = self
+            .keyguard
+            .observe(&(agent.to_string(), container), &keys);
+        self.raise_duplicates(found);
+    }
+
+    /// A `has_session_keys` that answered true confirms the node holds
+    /// those keys: the duplicate-key guard learns them too.
+    pub(super) fn guard_confirmed_keys(
+        &mut self,
+        agent: &str,
+        record: &CommandRecord,
+        response: &CommandResponse,
+    ) {
+        let given = record
+            .params
+            .get("session_keys")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if record.command != "has_session_keys"
+            || given.is_empty()
+            || response.result != Some(Value::Bool(true))
+        {
+            return;
+        }
+        let Ok(keys) = crate::chain::split_session_keys(given) else {
+            return;
+        };
+        let keys: Vec<(String, String)> = keys
+            .public_keys()
+            .iter()
+            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .collect();
+        let found = self
+            .keyguard
+            .observe(&(agent.to_string(), record.target.clone()), &keys);
+        self.raise_duplicates(found);
+    }
+
+    /// Feed each node's keystore listing (from its stats) to the guard.
+    pub(super) fn guard_keystores(&mut self, agent: &str, nodes: &Map<String, Value>) {
+        for (container, node) in nodes {
+            let Some(listing) = node.get("keystore").and_then(Value::as_array) else {
+                continue;
+            };
+            let keys = checked_keys(
+                listing
+                    .iter()
+                    .filter_map(|k| Some((k.get("type")?.as_str()?, k.get("public")?.as_str()?))),
+            );
+            if listing.len() > MAX_KEYSTORE_ENTRIES {
+                crate::log::warn(&format!(
+                    "{agent}/{container} listed {} keystore entries; the duplicate-key guard \
+                     takes the first {MAX_KEYSTORE_ENTRIES}",
+                    listing.len()
+                ));
+            }
+            let found = self
+                .keyguard
+                .replace(&(agent.to_string(), container.clone()), &keys);
+            self.raise_duplicates(found);
+        }
+    }
+
+    pub(super) fn raise_duplicates(&mut self, found: Vec<Duplicate>) {
+        for dup in found {
+            let nodes: Vec<String> = dup
+                .holders
+                .iter()
+                .map(|(a, c)| format!("{a}/{c}"))
+                .collect();
+            // On disk first, then shown: whoever sees the line finds the record.
+            self.store.record_alert(
+                &serde_json::json!({
+                    "alert": "duplicate_key", "key_type": dup.key_type, "public_key": dup.public_key, "nodes": nodes,
+                }),
+                &mut self.batch,
+            );
+            self.line_after_commit(format!(
+                "!!! DUPLICATE SESSION KEY: {} key {} is held by {}. Two nodes signing with the same keys \
+                 get the validator slashed: stop all but one of them now.",
+                dup.key_type,
+                dup.public_key,
+                nodes.join(" and ")
+            ));
+            crate::log::error(&format!(
+                "duplicate session key {} on {}",
+                dup.public_key,
+                nodes.join(", ")
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_keys_are_taken() {
+        let good = format!("0x{}", "ab".repeat(32));
+        let pairs = [
+            ("gran", good.as_str()),
+            ("GRAN", good.as_str()),
+            ("gra", good.as_str()),
+            ("babe", "0x1234"),
+            ("imon", &good[2..]),
+            ("bab€", good.as_str()),
+        ];
+        let kept = checked_keys(pairs.iter().copied());
+        assert_eq!(
+            kept,
+            vec![
+                ("gran".to_string(), good.clone()),
+                ("imon".to_string(), good[2..].to_string())
+            ]
+        );
+        let many: Vec<(String, String)> = (0..1000)
+            .map(|n| ("gran".to_string(), format!("0x{n:064x}")))
+            .collect();
+        assert_eq!(
+            checked_keys(many.iter().map(|(t, k)| (t.as_str(), k.as_str()))).len(),
+            MAX_KEYSTORE_ENTRIES
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! The hub: the one thread that owns the server's state and reacts to every
+//! [`HubEvent`]. It never waits on a socket (frames are queued on each
+//! agent's connection) or a disk (lines go into a [`Batch`] that the
+//! journal writes and syncs; acks and sends ride on the batch and happen
+//! only once it is on disk).
+//!
+//! Events that are waiting are handled together and committed once, so a
+//! broadcast's outcomes arriving together cost one fsync.
+use super::console::{self, Out};
+use super::journal::{Batch, Journal, Log};
+use super::keyguard::KeyGuard;
+use super::store::{ResponseVerdict, Store};
+use super::tokens::TokenStore;
+use super::{ByteBudget, HubEvent, ServerConfig, Session, conn::RateLimit, render};
+use crate::protocol::{
+    self, CommandRequest, CommandResponse, ErrorBody, ErrorCode, Event, EventKind, Message,
+    Welcome, now_ms,
+};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+/// Unfinished commands younger than this are resent on reconnect; agents
+/// refuse older ones anyway (policy.max_command_age_s, 300 s by default).
+const RESEND_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Events handled before one commit, at most.
+const MAX_EVENTS_PER_COMMIT: usize = 1024;
+/// Containers the hub tracks per agent, at most, and a name's length.
+pub const MAX_CONTAINERS_PER_AGENT: usize = 256;
+const MAX_CONTAINER_NAME: usize = 128;
+/// A `stats` or `summary` larger than this is acked but not kept: a real
+/// report of a host is a few KB.
+const MAX_KEPT_REPORT_BYTES: usize = 256 * 1024;
+/// A durable event larger than this is refused (`bad_request`, no ack).
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// Durable events per agent: on average, and in a burst (a ledger resent
+/// after a reconnect). Beyond it: `error` `busy`, no ack; the agent resends
+/// after its next welcome.
+const EVENTS_PER_S: f64 = 5.0;
+const EVENT_BURST: f64 = 500.0;
+/// How long `quit` waits for close frames to go out.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+pub(super) struct Live {
+    pub session: Arc<Session>,
+    /// The agent's containers as it last reported them (hello, then stats).
+    pub containers: Vec<String>,
+    /// Its last `stats` report, for `nodes` and the health verdict.
+    pub last_stats: Option<Map<String, Value>>,
+    /// Its last `summary` (era, payouts), for `nodes`.
+    pub last_summary: Option<Map<String, Value>>,
+    /// Durable events it may still send before being told to wait.
+    pub event_budget: RateLimit,
+}
+
+pub(super) struct Hub {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub journal: Journal,
+    /// What the events handled since the last commit wrote or must do.
+    pub batch: Batch,
+    pub tokens: TokenStore,
+    pub registry_stamp: Option<Vec<u8>>,
+    pub live: BTreeMap<String, Live>,
+    pub keyguard: KeyGuard,
+    pub out: Out,
+    pub interactive: bool,
+    pub next_seq: u64,
+    pub budget: Arc<ByteBudget>,
+}
+
+#[derive(PartialEq)]
+pub(super) enum Flow {
+    Continue,
+    Quit,
+}
+
+impl Hub {
+    pub fn new(
+        config: ServerConfig,
+        store: Store,
+        journal: Journal,
+        tokens: TokenStore,
+        out: Out,
+        interactive: bool,
+        budget: Arc<ByteBudget>,
+    ) -> Hub {
+        let mut hub = Hub {
+            config,
+            store,
+            journal,
+            batch: Batch::default(),
+            tokens,
+            registry_stamp: None,
+            live: BTreeMap::new(),
+            keyguard: KeyGuard::default(),
+            out,
+            interactive,
+            next_seq: 0,
+            budget,
+        };
+        hub.registry_stamp = hub.registry_stamp_now();
+        hub
+    }
+
+    pub fn run(&mut self, rx: Receiver<HubEvent>) {
+        while let Ok(event) = rx.recv() {
+            let mut flow = self.handle(event);
+            // Whatever else is already waiting joins the same commit.
+            let mut handled = 1;
+            while flow == Flow::Continue && handled < MAX_EVENTS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(event) => flow = self.handle(event),
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            self.commit();
+            if flow == Flow::Quit {
+                self.shutdown();
+                return;
+            }
+        }
+    }
+
+    /// Hand what was handled to the journal: its lines are synced, then its
+    /// acks, sends and lines of output happen.
+    pub fn commit(&mut self) {
+        self.journal.submit(std::mem::take(&mut self.batch));
+    }
+
+    fn handle(&mut self, event: HubEvent) -> Flow {
+        match event {
+            HubEvent::Connected(session) => self.on_connected(session),
+            HubEvent::Message {
+                agent,
+                conn_id,
+                message,
+                cost,
+            } => {
+                if self
+                    .live
+                    .get(&agent)
+                    .is_some_and(|l| l.session.conn_id == conn_id)
+                {
+                    self.on_message(&agent, message, cost);
+                }
+                self.budget.give_back(cost);
+            }
+            HubEvent::Disconnected {
+                agent,
+                conn_id,
+                reason,
+            } => self.on_disconnected(&agent, conn_id, &reason),
+            HubEvent::Refused {
+                peer,
+                agent,
+                reason,
+            } => self.audit(json!({
+                "ts": now_ms(), "action": "refused", "peer": peer, "agent": agent, "reason": reason,
+            })),
+            HubEvent::Operator(line) => {
+                let flow = self.on_operator_line(&line);
+                if flow == Flow::Continue {
+                    self.prompt_after_commit();
+                }
+                return flow;
+            }
+            HubEvent::OperatorClosed => {
+                // A server under systemd has no terminal: keep serving.
+                crate::log::info(
+                    "stdin closed; the server keeps running (stop it with SIGTERM or `quit`)",
+                );
+            }
+            HubEvent::Tick => self.on_tick(),
+            HubEvent::Terminate(signal) => {
+                crate::log::info(&format!("{signal}: closing every connection and stopping"));
+                return Flow::Quit;
+            }
+        }
+        Flow::Continue
+    }
+
+    pub fn audit(&mut self, entry: Value) {
+        self.batch.write(Log::Audit, &entry);
+    }
+
+    /// Print `text` once what was handled before it is on disk.
+    pub fn line_after_commit(&mut self, text: String) {
+        let out = self.out.clone();
+        self.batch.then(move || out.line(&text));
+    }
+
+    /// Queue `message` for `agent` once what was handled before it is on disk.
+    pub fn send_after_commit(&mut self, agent: &str, message: Message) {
+        if let Some(live) = self.live.get(agent) {
+            let session = live.session.clone();
+            self.batch.then(move || {
+                let _ = session.send(&message);
+            });
+        }
+    }
+
+    pub fn prompt(&self) {
+        if self.interactive {
+            self.out.prompt();
+        }
+    }
+
+    fn prompt_after_commit(&mut self) {
+        if self.interactive {
+            let out = self.out.clone();
+            self.batch.then(move || out.prompt());
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for live in self.live.values() {
+            live.session
+                .link
+                .close(protocol::close_code::GOING_AWAY, "server shutting down");
+        }
+        self.journal.finish();
+        // Give the close frames a moment to go out; never wait for a peer.
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        while Instant::now() < deadline && !self.live.values().all(|l| l.session.is_flushed()) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.out.line("bye");
+    }
+
+    fn on_connected(&mut self, session: Arc<Session>) {
+        let agent = session.agent_id.clone();
+        if let Some(old) = self.live.remove(&agent) {
+            // Queued: the old connection's writer sends the close; the hub
+            // never waits on it.
+            old.session
+                .link
+                .close(protocol::close_code::NORMAL, "replaced by a new connection");
+        }
+        let welcome = Message::Welcome(Welcome {
+            agent_id: agent.clone(),
+            server_version: env!("CARGO_PKG_VERSION").into(),
+            protocol: protocol::PROTOCOL_VERSION,
+            heartbeat_s: self.config.heartbeat_s.max(1),
+        });
+        if session.send(&welcome).is_err() {
+            return;
+        }
+        self.audit(json!({
+            "ts": now_ms(), "action": "connected", "agent": agent, "peer": session.link.peer(),
+            "host_name": session.hello.host_name, "version": session.hello.version,
+        }));
+        self.out.line(&format!(
+            "* {agent} connected from {} ({} {}, containers: {})",
+            session.link.peer(),
+            console::inline(&session.hello.host_name),
+            console::inline(&session.hello.version),
+            console::inline(&session.hello.containers.join(" "))
+        ));
+        // Commands still without an outcome go again: one lost with a
+        // dropped connection or a server crash is delivered now, and one
+        // the agent already ran is answered from its ledger, not rerun.
+        let since = now_ms() - RESEND_WINDOW_MS;
+        for record in self.store.unfinished(&agent, since) {
+            let request = CommandRequest {
+                id: record.id.clone(),
+                command: record.command.clone(),
+                target: record.target.clone(),
+                params: record.params.clone(),
+                timestamp: record.issued_ms,
+            };
+            let _ = session.send(&Message::Command(request));
+        }
+        let containers = valid_container_names(session.hello.containers.iter().map(String::as_str));
+        self.live.insert(
+            agent,
+            Live {
+                session,
+                containers,
+                last_stats: None,
+                last_summary: None,
+                event_budget: RateLimit::new(EVENTS_PER_S, EVENT_BURST),
+            },
+        );
+    }
+
+    fn on_disconnected(&mut self, agent: &str, conn_id: u64, reason: &str) {
+        if self
+            .live
+            .get(agent)
+            .is_some_and(|l| l.session.conn_id == conn_id)
+        {
+            self.live.remove(agent);
+            // What it reported is stale now; it reports again when back.
+            let found = self.keyguard.forget_agent(agent);
+            self.raise_duplicates(found);
+            self.audit(json!({
+                "ts": now_ms(), "action": "disconnected", "agent": agent, "reason": reason,
+            }));
+            self.out.line(&format!(
+                "* {agent} disconnected: {}",
+                console::inline(reason)
+            ));
+        }
+    }
+
+    fn on_message(&mut self, agent: &str, message: Message, cost: usize) {
+        // `cost` counts a parsed frame as three times its text.
+        let cost = cost / 3;
+        match message {
+            Message::Stats(data) => self.on_stats(agent, data, cost),
+            Message::Summary(data) => {
+                if let Some(live) = self.live.get_mut(agent)
+                    && cost <= MAX_KEPT_REPORT_BYTES
+                {
+                    live.last_summary = Some(data);
+                }
+            }
+            Message::CommandResponse(response) => self.on_response(agent, response),
+            Message::Event(event) => self.on_event(agent, event, cost),
+            _ => {}
+        }
+    }
+
+    fn on_stats(&mut self, agent: &str, mut data: Map<String, Value>, cost: usize) {
+        let Some(live) = self.live.get_mut(agent) else {
+            return;
+        };
+        if let Some(list) = data.get("containers").and_then(Value::as_array) {
+            live.containers = valid_container_names(
+                list.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str)),
+            );
+        }
+        // Only the containers the agent manages count as nodes.
+        let announced: BTreeSet<&str> = live
+            .containers
+            .iter()
+            .chain(live.session.hello.containers.iter())
+            .map(String::as_str)
+            .collect();
+        if let Some(Value::Object(nodes)) = data.get_mut("nodes") {
+            nodes.retain(|name, _| announced.contains(name.as_str()));
+        }
+        if cost > MAX_KEPT_REPORT_BYTES {
+            crate::log::warn(&format!(
+                "{agent} sent a stats report of {cost} bytes; not kept (at most {MAX_KEPT_REPORT_BYTES})"
+            ));
+            return;
+        }
+        if let Some(Value::Object(nodes)) = data.get("nodes") {
+            self.guard_keystores(agent, nodes);
+        }
+        if let Some(live) = self.live.get_mut(agent) {
+            live.last_stats = Some(data);
+        }
+    }
+
+    fn on_response(&mut self, agent: &str, mut response: CommandResponse) {
+        // Agent text printed inline must not start a line of its own.
+        response.error = response.error.map(|e| console::inline(&e).into_owned());
+        if !response.status.is_terminal() {
+            self.store.record_progress(agent, &response);
+            self.out.line(&format!(
+                "[{agent} {}] {}",
+                console::inline(&response.id),
+                response.status.as_str()
+            ));
+            return;
+        }
+        let verdict = self
+            .store
+            .record_response(agent, &response, &mut self.batch);
+        let ack = Message::CommandAck(protocol::IdRef {
+            id: response.id.clone(),
+        });
+        match verdict {
+            ResponseVerdict::Recorded => {
+                self.send_after_commit(agent, ack);
+                let record = self.store.get(&response.id).cloned();
+                if let Some(record) = &record {
+                    self.guard_confirmed_keys(agent, record, &response);
+                }
+                let (command, target) = record.map(|r| (r.command, r.target)).unwrap_or_default();
+                self.line_after_commit(render::response(agent, &command, &target, &response));
+            }
+            // After the commit too: the first record of it may still be in
+            // this very batch.
+            ResponseVerdict::Duplicate | ResponseVerdict::NeverIssued => {
+                self.send_after_commit(agent, ack)
+            }
+            ResponseVerdict::OtherAgent => self.send_now(
+                agent,
+                Message::Error(ErrorBody {
+                    code: ErrorCode::BadRequest,
+                    message: format!("command {} was not issued to {agent}", response.id),
+                    reference: Some(response.id.clone()),
+                }),
+            ),
+        }
+    }
+
+    fn send_now(&self, agent: &str, message: Message) {
+        if let Some(live) = self.live.get(agent) {
+            let _ = live.session.send(&message);
+        }
+    }
+
+    fn on_event(&mut self, agent: &str, event: Event, cost: usize) {
+        let refuse = |code, message: String| {
+            Message::Error(ErrorBody {
+                code,
+                message,
+                reference: Some(event.event_id.clone()),
+            })
+        };
+        if cost > MAX_EVENT_BYTES {
+            let why = format!("event of {cost} bytes refused: at most {MAX_EVENT_BYTES}");
+            self.send_now(agent, refuse(ErrorCode::BadRequest, why));
+            return;
+        }
+        let Some(live) = self.live.get_mut(agent) else {
+            return;
+        };
+        if !live.event_budget.take().is_zero() {
+            let why = "too many events; not stored, send it again after the next welcome";
+            self.send_now(agent, refuse(ErrorCode::Busy, why.into()));
+            return;
+        }
+        let fresh = self.store.record_event(agent, &event, &mut self.batch);
+        if fresh {
+            self.line_after_commit(render::event(agent, &event));
+            if event.kind == EventKind::KeyUpdate {
+                self.guard_key_update(agent, &event);
+            }
+        }
+        let ack = match event.kind {
+            EventKind::KeyUpdate => Message::KeyUpdateAck(protocol::KeyUpdateAck {
+                event_id: event.event_id.clone(),
+                status: "stored".into(),
+            }),
+            _ => Message::EventAck(protocol::EventAck {
+                event_id: event.event_id.clone(),
+            }),
+        };
+        self.send_after_commit(agent, ack);
+    }
+
+    /// The registry's bytes: compared whole, since a replaced token keeps
+    /// the file's size and a coarse mtime may not move.
+    fn registry_stamp_now(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.tokens.path()).ok()
+    }
+
+    fn on_tick(&mut self) {
+        let stamp = self.registry_stamp_now();
+        if stamp == self.registry_stamp {
+            return;
+        }
+        self.registry_stamp = stamp;
+        let registry = match self.tokens.load() {
+            Ok(r) => r,
+            Err(e) => {
+                crate::log::error(&format!("cannot reload the agent registry: {e}"));
+                return;
+            }
+        };
+        let revoked: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(id, live)| {
+                registry
+                    .agents
+                    .get(*id)
+                    .is_none_or(|r| r.token_sha256 != live.session.token_sha256)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for agent in revoked {
+            if let Some(live) = self.live.remove(&agent) {
+                live.session
+                    .link
+                    .close(protocol::close_code::POLICY, "token revoked");
+                let found = self.keyguard.forget_agent(&agent);
+                self.raise_duplicates(found);
+                self.audit(json!({"ts": now_ms(), "action": "revoked", "agent": agent}));
+                self.out.line(&format!(
+                    "* {agent} disconnected: its token was removed or replaced"
+                ));
+            }
+        }
+    }
+
+    pub fn new_command_id(&mut self) -> String {
+        loop {
+            self.next_seq += 1;
+            let id = format!("c{}-{}", now_ms(), self.next_seq);
+            if !self.store.contains(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// Container names an agent reports, kept only while plausible and bounded.
+fn valid_container_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    names
+        .filter(|n| !n.is_empty() && n.len() <= MAX_CONTAINER_NAME)
+        .take(MAX_CONTAINERS_PER_AGENT)
+        .map(str::to_string)
+        .collect()
+}

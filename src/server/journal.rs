@@ -1,0 +1,219 @@
+//! Group commit: the server's append-only files, written and synced on their
+//! own thread so the hub never waits on a disk.
+//!
+//! The hub fills a [`Batch`] while it handles events: the lines to append
+//! (issued commands, outcomes, events, key updates, audit records) and what
+//! may happen only once they are on disk (acks to agents, sending a command,
+//! printing it). The journal thread takes every batch that is waiting,
+//! appends their lines, syncs each file it wrote once, then runs the
+//! batches' follow-ups in order. So ten outcomes that arrive together cost
+//! one fsync, and an acked message is on disk whatever happens next.
+//!
+//! Invariants:
+//! - A follow-up runs only after every line of its batch, and of every batch
+//!   before it, is synced.
+//! - A failed write or sync stops the server (exit 1): after it nothing
+//!   could be acked truthfully, and a restart replays what is on disk while
+//!   agents resend what was never acked.
+use crate::fsutil::JsonLog;
+use serde::Serialize;
+use std::io;
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::{self, JoinHandle};
+
+/// The files the journal appends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// `commands.jsonl`: issued commands and their outcomes.
+    Commands,
+    /// `events.jsonl`: agents' durable events and the server's alerts.
+    Events,
+    /// `audit.jsonl`: who did what, when, with what outcome.
+    Audit,
+    /// `keys.jsonl`: session-key reports, one line each.
+    Keys,
+}
+
+const LOGS: [(Log, &str); 4] = [
+    (Log::Commands, "commands.jsonl"),
+    (Log::Events, "events.jsonl"),
+    (Log::Audit, "audit.jsonl"),
+    (Log::Keys, "keys.jsonl"),
+];
+
+/// How many waiting batches one commit takes at most.
+const MAX_BATCHES_PER_COMMIT: usize = 4096;
+
+pub type FollowUp = Box<dyn FnOnce() + Send>;
+
+/// Lines to append, and what to do once they are on disk.
+#[derive(Default)]
+pub struct Batch {
+    lines: Vec<(Log, Vec<u8>)>,
+    follow_ups: Vec<FollowUp>,
+}
+
+impl Batch {
+    /// Append `record` as one JSON line to `log`.
+    pub fn write<T: Serialize>(&mut self, log: Log, record: &T) {
+        // Serialising our own types cannot fail (no non-string map keys).
+        if let Ok(mut line) = serde_json::to_vec(record) {
+            line.push(b'\n');
+            self.lines.push((log, line));
+        }
+    }
+
+    /// Run `f` once this batch (and every one before it) is on disk.
+    pub fn then(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.follow_ups.push(Box::new(f));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.follow_ups.is_empty()
+    }
+}
+
+/// The journal thread's handle.
+pub struct Journal {
+    tx: Option<Sender<Batch>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The files, opened by [`Journal::open`] before the thread starts, so a
+/// data dir that cannot be written fails the start, not the first write.
+pub struct Files {
+    logs: Vec<(Log, JsonLog)>,
+}
+
+impl Files {
+    pub fn open(data_dir: &Path) -> io::Result<Files> {
+        let mut logs = Vec::new();
+        for (log, name) in LOGS {
+            logs.push((log, JsonLog::open(&data_dir.join(name))?));
+        }
+        Ok(Files { logs })
+    }
+
+    /// Append every line of `batches`, then sync each file written once.
+    fn commit(&mut self, batches: &[Batch]) -> io::Result<()> {
+        let mut dirty = [false; LOGS.len()];
+        for (i, (log, file)) in self.logs.iter_mut().enumerate() {
+            let mut bytes = Vec::new();
+            for batch in batches {
+                for (which, line) in &batch.lines {
+                    if which == log {
+                        bytes.extend_from_slice(line);
+                    }
+                }
+            }
+            if !bytes.is_empty() {
+                file.append_bytes(&bytes)?;
+                dirty[i] = true;
+            }
+        }
+        for (i, (_, file)) in self.logs.iter_mut().enumerate() {
+            if dirty[i] {
+                file.sync()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// Start the journal thread over `files`.
+    pub fn start(files: Files) -> io::Result<Journal> {
+        let (tx, rx) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || run(files, rx))?;
+        Ok(Journal {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hand a batch over; returns at once.
+    pub fn submit(&self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(batch);
+        }
+    }
+
+    /// Write everything submitted, run its follow-ups, and stop the thread.
+    pub fn finish(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn run(mut files: Files, rx: Receiver<Batch>) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while batches.len() < MAX_BATCHES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(batch) => batches.push(batch),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = files.commit(&batches) {
+            crate::log::error(&format!(
+                "cannot write the server's journal: {e}. Stopping: nothing more can be \
+                 acknowledged safely. Free the disk or fix the data dir, then start the \
+                 server again; agents resend everything that was not acknowledged"
+            ));
+            std::process::exit(1);
+        }
+        for batch in batches {
+            for follow_up in batch.follow_ups {
+                follow_up();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn follow_ups_run_in_order_after_their_lines_are_written() {
+        let dir = std::env::temp_dir().join(format!("warden-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut journal = Journal::start(Files::open(&dir).unwrap()).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for n in 0..50 {
+            let mut batch = Batch::default();
+            batch.write(Log::Commands, &json!({"n": n}));
+            let (seen, path) = (seen.clone(), dir.join("commands.jsonl"));
+            batch.then(move || {
+                let on_disk = std::fs::read_to_string(path).unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((n, on_disk.contains(&format!("{{\"n\":{n}}}"))));
+            });
+            journal.submit(batch);
+        }
+        journal.finish();
+        let seen = seen.lock().unwrap();
+        let order: Vec<i32> = seen.iter().map(|(n, _)| *n).collect();
+        assert_eq!(order, (0..50).collect::<Vec<_>>());
+        assert!(seen.iter().all(|(_, written)| *written), "{seen:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
