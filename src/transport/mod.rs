@@ -40,8 +40,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message as WsMessage, WebSocket};
 
-/// How many bytes one blocking read takes from the socket.
-const READ_CHUNK: usize = 16 * 1024;
+/// How many bytes one blocking read takes from the socket. Each connection
+/// thread keeps one such buffer for its life: 4 KiB (one page) keeps a
+/// server with thousands of agents small; a large frame costs more reads.
+const READ_CHUNK: usize = 4 * 1024;
 /// A blocking send that makes no progress for this long means the peer
 /// stopped reading: the connection is cut. A slow link that still makes
 /// progress is not affected. (Queued connections use [`writer`]'s limits.)
