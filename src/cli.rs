@@ -22,6 +22,7 @@ USAGE:
     warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -53,6 +54,37 @@ OPTIONS:
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
+";
+
+const CTL_HELP: &str = "\
+warden ctl: one operator line to the running server, for scripts and cron
+
+USAGE:
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+
+The line is the language of the server's prompt (`list`, `nodes`, `send host1 status
+3node0`, `send 'val-*' backup_keys 3node0`, `broadcast status all`, `history`, ...) and
+prints what the prompt would. It goes through <data dir>/control.sock (mode 0600: only
+the server's user), and is written to the audit log with your uid.
+
+OPTIONS:
+    --data-dir DIR   the server's data dir (default ~/.warden/server)
+    --json           print one JSON document instead of text; for send and broadcast it
+                     lists every command (agent, id, command, target, and with --wait its
+                     status, code, error and result)
+    --wait[=SECS]    return only once every command the line issued has an outcome
+                     (default 60 s)
+
+EXIT CODES:
+    0  done, and nothing failed
+    1  a command failed, or was refused (not connected, unknown target, skipped)
+    2  usage error, or no server answers on the socket (`quit` is refused too)
+    3  --wait ran out of time
+
+EXAMPLES:
+    warden ctl nodes
+    warden ctl --wait=600 --json send host1 backup_keys 3node0
+    warden ctl send 'host*' status all
 ";
 
 const AGENT_HELP: &str = "\
@@ -142,6 +174,17 @@ pub enum Cli {
     },
     BackupKeys(crate::cron::BackupArgs),
     RestoreKeys(crate::cron::RestoreArgs),
+    Ctl(CtlArgs),
+}
+
+/// `warden ctl`: where the server is, and one operator line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtlArgs {
+    pub data_dir: PathBuf,
+    pub json: bool,
+    /// `--wait[=SECS]`.
+    pub wait_s: Option<u64>,
+    pub line: String,
 }
 
 pub fn default_home() -> PathBuf {
@@ -161,6 +204,7 @@ fn help_for(topic: &str) -> Result<&'static str, lexopt::Error> {
         "agent" => Ok(AGENT_HELP),
         "token" => Ok(TOKEN_HELP),
         "backup-keys" | "restore-keys" => Ok(BACKUP_HELP),
+        "ctl" => Ok(CTL_HELP),
         other => {
             Err(format!("no help on {other:?}: try server, agent, token or backup-keys").into())
         }
@@ -192,11 +236,56 @@ where
             "token" => parse_token(&mut parser),
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
+            "ctl" => parse_ctl(&mut parser),
             other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys or restore-keys (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
     }
+}
+
+/// Default `--wait`, in seconds.
+pub const CTL_DEFAULT_WAIT_S: u64 = 60;
+
+fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = CtlArgs {
+        data_dir: default_server_dir(),
+        json: false,
+        wait_s: None,
+        line: String::new(),
+    };
+    let mut words: Vec<String> = Vec::new();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") if words.is_empty() => return Ok(Cli::Help(CTL_HELP)),
+            Long("data-dir") if words.is_empty() => args.data_dir = parser.value()?.into(),
+            Long("json") if words.is_empty() => args.json = true,
+            Long("wait") if words.is_empty() => {
+                args.wait_s = Some(match parser.optional_value() {
+                    Some(v) => v.parse()?,
+                    None => CTL_DEFAULT_WAIT_S,
+                });
+            }
+            Value(word) => {
+                // The operator line starts here: everything after it is its
+                // words, taken verbatim (an exec line may hold `-x`).
+                words.push(word.string()?);
+                for raw in parser.raw_args()? {
+                    words.push(raw.string()?);
+                }
+            }
+            other => return Err(other.unexpected()),
+        }
+    }
+    if words.is_empty() {
+        return Err(
+            "ctl needs an operator line, e.g. `warden ctl list` (see warden help ctl)".into(),
+        );
+    }
+    // Quote each word back, so one holding blanks stays one word.
+    args.line =
+        shlex::try_join(words.iter().map(String::as_str)).map_err(|e| format!("ctl: {e}"))?;
+    Ok(Cli::Ctl(args))
 }
 
 fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
@@ -496,6 +585,22 @@ mod tests {
                 .contains("unknown subcommand")
         );
         assert!(matches!(parse(&[]).unwrap(), Cli::Help(_)));
+        let Cli::Ctl(ctl) = parse(&[
+            "ctl", "--json", "--wait=5", "send", "h1", "exec", "n0", "ls", "-la",
+        ])
+        .unwrap() else {
+            panic!("not ctl")
+        };
+        assert!(ctl.json);
+        assert_eq!(ctl.wait_s, Some(5));
+        assert_eq!(ctl.line, "send h1 exec n0 ls -la");
+        let Cli::Ctl(ctl) = parse(&["ctl", "--wait", "send", "val-*", "status", "a b"]).unwrap()
+        else {
+            panic!("not ctl")
+        };
+        assert_eq!(ctl.wait_s, Some(CTL_DEFAULT_WAIT_S));
+        assert_eq!(ctl.line, "send 'val-*' status 'a b'");
+        assert!(parse(&["ctl"]).is_err());
         assert!(
             matches!(parse(&["help", "agent"]).unwrap(), Cli::Help(h) if h.contains("--token-file"))
         );

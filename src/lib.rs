@@ -10,6 +10,7 @@ pub mod commands;
 pub mod cron;
 pub mod docker;
 pub mod fsutil;
+pub mod glob;
 pub mod log;
 pub mod metrics;
 pub mod operator;

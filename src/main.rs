@@ -11,11 +11,33 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Cli::Ctl(args) = parsed {
+        return ctl(args);
+    }
     match run(parsed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warden: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `warden ctl`: its exit code is the server's verdict (0, 1, 2 or 3).
+fn ctl(args: cli::CtlArgs) -> ExitCode {
+    let request = warden::server::control::Request {
+        line: args.line,
+        json: args.json,
+        wait_s: args.wait_s,
+    };
+    match warden::server::control::request(&args.data_dir, &request) {
+        Ok(reply) => {
+            print!("{}", reply.stdout);
+            ExitCode::from(reply.exit)
+        }
+        Err(e) => {
+            eprintln!("warden: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -31,6 +53,7 @@ fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Cli::BackupKeys(args) => warden::cron::backup_keys(args)?,
         Cli::RestoreKeys(args) => warden::cron::restore_keys(args)?,
+        Cli::Ctl(_) => unreachable!("handled before run"),
         Cli::Token { action, data_dir } => {
             let store = warden::server::tokens::TokenStore::new(&data_dir);
             match action {

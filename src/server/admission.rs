@@ -6,20 +6,30 @@
 //! sockets), so the cap evicts instead: when one address holds
 //! [`PER_ADDRESS`] unauthenticated connections, or all addresses together
 //! [`TOTAL`], the oldest one (of that address first) is shut down to make
-//! room. A real agent completes its handshake in milliseconds, so it cannot
-//! be the oldest for long; an idle socket always is. Every phase also has a
-//! short deadline (see `conn.rs`), so idle sockets die on their own too.
+//! room, provided it has waited at least [`MIN_AGE`]. A real agent completes
+//! its handshake in milliseconds, so it cannot be the oldest for long; an
+//! idle socket always is. A burst of real agents (a fleet reconnecting after
+//! a server restart, or many agents behind one NAT address) is all young:
+//! it is let in over the per-address cap rather than cut; only [`TOTAL`] is
+//! hard, and a newcomer finding it full of young connections is closed (it
+//! reconnects with backoff). Every phase also has a short deadline (see
+//! `conn.rs`), so idle sockets die on their own too.
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Unauthenticated connections from one IP address, at most.
 pub const PER_ADDRESS: usize = 64;
 /// Unauthenticated connections in all, at most.
-pub const TOTAL: usize = 1024;
+pub const TOTAL: usize = 4096;
+/// A connection younger than this is never evicted: it may be an agent in
+/// the middle of its handshake.
+pub const MIN_AGE: Duration = Duration::from_millis(500);
 
 struct Waiting {
     address: IpAddr,
+    since: Instant,
     /// A second handle to the socket, to shut it down when evicted.
     socket: TcpStream,
 }
@@ -56,11 +66,14 @@ impl Admission {
 
     /// Admit `socket`, evicting the oldest unauthenticated connection (of
     /// its address first) when a cap is reached. Returns the ticket and how
-    /// many were evicted.
+    /// many were evicted, or an error when every place is taken by young
+    /// connections.
     pub fn admit(&self, socket: &TcpStream) -> std::io::Result<(Ticket<'_>, usize)> {
         let address = socket.peer_addr()?.ip();
         let handle = socket.try_clone()?;
         let mut inner = self.lock();
+        let now = Instant::now();
+        let old_enough = |w: &Waiting| now.duration_since(w.since) >= MIN_AGE;
         let mut evicted = 0;
         let from_address = inner
             .waiting
@@ -72,12 +85,25 @@ impl Admission {
                 .waiting
                 .iter()
                 .find(|(_, w)| w.address == address)
+                .filter(|(_, w)| old_enough(w))
                 .map(|(id, _)| *id);
             evicted += oldest.map_or(0, |id| evict(&mut inner, id));
         }
         if inner.waiting.len() >= TOTAL {
-            let oldest = inner.waiting.keys().next().copied();
-            evicted += oldest.map_or(0, |id| evict(&mut inner, id));
+            let oldest = inner
+                .waiting
+                .iter()
+                .next()
+                .filter(|(_, w)| old_enough(w))
+                .map(|(id, _)| *id);
+            match oldest {
+                Some(id) => evicted += evict(&mut inner, id),
+                None => {
+                    return Err(std::io::Error::other(
+                        "too many connections are being set up at once",
+                    ));
+                }
+            }
         }
         inner.next += 1;
         let id = inner.next;
@@ -85,6 +111,7 @@ impl Admission {
             id,
             Waiting {
                 address,
+                since: now,
                 socket: handle,
             },
         );
@@ -134,6 +161,13 @@ mod tests {
             assert_eq!(evicted, 0);
             tickets.push((ticket, server_side));
         }
+        // All young: a burst is let in over the per-address cap.
+        let _burst = TcpStream::connect(addr).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let (burst_ticket, evicted) = admission.admit(&server_side).unwrap();
+        assert_eq!(evicted, 0);
+        drop(burst_ticket);
+        std::thread::sleep(MIN_AGE);
         let _late = TcpStream::connect(addr).unwrap();
         let (server_side, _) = listener.accept().unwrap();
         let (_ticket, evicted) = admission.admit(&server_side).unwrap();

@@ -1,35 +1,112 @@
-//! What the hub does with one operator line: read-only views answered at
-//! once, and commands recorded then sent (once the record is on disk).
+//! What the hub does with one operator line (from stdin or `warden ctl`):
+//! read-only views answered at once, and commands recorded then sent (once
+//! the record is on disk). Replies go through [`Hub::say`], so a ctl client
+//! gets exactly what stdin would have printed.
+use super::control::{ControlRequest, Issued, Update, exit};
 use super::hub::{Flow, Hub};
 use super::render;
 use super::store::CommandRecord;
 use crate::operator::{self, OperatorCommand, TargetWord};
 use crate::protocol::{CommandRequest, Message, now_ms};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 
+/// Agents one `send` may name with a list, at most.
+const MAX_LISTED_AGENTS: usize = 1000;
+
 impl Hub {
+    /// A reply to the operator: to the ctl client being served, else stdout.
+    pub(super) fn say(&mut self, text: &str) {
+        match &self.reply {
+            Some(tx) => {
+                let _ = tx.send(Update::Text(text.to_string()));
+            }
+            None => self.out.line(text),
+        }
+    }
+
+    /// A reply that refuses the line (ctl exit code 1, or 2 for usage).
+    fn refuse(&mut self, code: u8, text: &str) {
+        if let Some(tx) = &self.reply {
+            let _ = tx.send(Update::Exit(code));
+        }
+        self.say(text);
+    }
+
+    fn tell(&self, update: Update) {
+        if let Some(tx) = &self.reply {
+            let _ = tx.send(update);
+        }
+    }
+
+    /// One line from `warden ctl`: audited with the peer's uid, answered
+    /// through the request's channel. `quit` is refused: only the server's
+    /// own stdin or a signal stops it.
+    pub(super) fn on_control(&mut self, request: ControlRequest) {
+        self.audit(json!({
+            "ts": now_ms(), "action": "ctl", "by": "ctl", "uid": request.uid, "line": request.line,
+        }));
+        self.out.line(&format!(
+            "ctl (uid {}): {}",
+            request.uid,
+            super::console::inline(&request.line)
+        ));
+        let updates = request.updates.clone();
+        if matches!(
+            operator::parse_line(&request.line),
+            Ok(Some(OperatorCommand::Quit))
+        ) {
+            let _ = updates.send(Update::Exit(exit::USAGE));
+            let _ = updates.send(Update::Text(
+                "error (bad_request): `quit` is refused over the control socket; stop the server \
+                 at its stdin or with SIGTERM"
+                    .into(),
+            ));
+            let _ = updates.send(Update::Done);
+            return;
+        }
+        self.reply = Some(request.updates);
+        self.ctl_wait = request.wait_until;
+        let _ = self.on_operator_line(&request.line);
+        self.reply = None;
+        self.ctl_wait = None;
+        // After the commands' records are on disk and they are queued.
+        self.batch.then(move || {
+            let _ = updates.send(Update::Done);
+        });
+    }
+
     pub(super) fn on_operator_line(&mut self, line: &str) -> Flow {
         let parsed = match operator::parse_line(line) {
             Ok(Some(c)) => c,
             Ok(None) => return Flow::Continue,
             Err(e) => {
-                self.out.line(&format!("error ({}): {e}", e.code()));
+                self.refuse(exit::USAGE, &format!("error ({}): {e}", e.code()));
                 return Flow::Continue;
             }
         };
+        self.tell(Update::Verb(verb_name(&parsed)));
         match parsed {
-            OperatorCommand::Help => self.out.line(&operator::help_text()),
+            OperatorCommand::Help => self.say(&operator::help_text()),
             OperatorCommand::Quit => return Flow::Quit,
-            OperatorCommand::List => self.out.line(&self.render_list()),
+            OperatorCommand::List => {
+                let list = self.render_list();
+                self.say(&list);
+            }
             OperatorCommand::Show { id } => match self.store.get(&id) {
-                Some(record) => self.out.line(&render::show(record)),
-                None => self
-                    .out
-                    .line(&format!("error: no command {id} (see `history`)")),
+                Some(record) => {
+                    let text = render::show(record);
+                    self.say(&text);
+                }
+                None => self.refuse(
+                    exit::FAILED,
+                    &format!("error: no command {id} (see `history`)"),
+                ),
             },
             OperatorCommand::History { agent } => {
                 let recent = self.store.recent(agent.as_deref(), 20);
-                self.out.line(&render::history(&recent));
+                let text = render::history(&recent);
+                self.say(&text);
             }
             OperatorCommand::Nodes { agent } => {
                 let reports: Vec<render::NodeReport<'_>> = self
@@ -44,15 +121,18 @@ impl Hub {
                         })
                     })
                     .collect();
-                self.out.line(&render::nodes(&reports));
+                let text = render::nodes(&reports);
+                self.say(&text);
             }
             OperatorCommand::Backups { agent } => {
                 let backups = self.store.backups(agent.as_deref());
-                self.out.line(&render::backups(&backups, now_ms()));
+                let text = render::backups(&backups, now_ms());
+                self.say(&text);
             }
             OperatorCommand::Keys { agent } => {
                 let keys = self.store.key_updates(agent.as_deref());
-                self.out.line(&render::keys(&keys));
+                let text = render::keys(&keys);
+                self.say(&text);
             }
             OperatorCommand::Send { agent, request } => self.send(agent, request),
             OperatorCommand::Broadcast { request } => self.broadcast(request),
@@ -60,25 +140,74 @@ impl Hub {
         Flow::Continue
     }
 
-    fn send(&mut self, agent: String, request: operator::CommandRequest) {
-        let Some(live) = self.live.get(&agent) else {
-            let connected: Vec<&str> = self.live.keys().map(String::as_str).collect();
-            self.out.line(&format!(
-                "error: agent {agent} is not connected (connected: {})",
-                if connected.is_empty() {
-                    "none".to_string()
-                } else {
-                    connected.join(", ")
+    /// `send` to one agent, a comma list (`val1,val2`) or a glob
+    /// (`'val-*'`, matched against connected agents).
+    fn send(&mut self, spec: String, request: operator::CommandRequest) {
+        let (targets, single) = if crate::glob::is_pattern(&spec) {
+            let matched: Vec<String> = self
+                .live
+                .keys()
+                .filter(|id| crate::glob::glob_match(&spec, id))
+                .cloned()
+                .collect();
+            (matched, false)
+        } else if spec.contains(',') {
+            let mut listed: Vec<String> = Vec::new();
+            for id in spec.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                if !listed.iter().any(|l| l == id) {
+                    listed.push(id.to_string());
                 }
-            ));
-            return;
+            }
+            (listed, false)
+        } else {
+            (vec![spec.clone()], true)
         };
-        match operator::resolve(&request, &live.containers) {
-            Ok(resolved) => self.issue(vec![(agent, resolved)]),
-            Err(e) => self
-                .out
-                .line(&format!("error ({}): {agent}: {e}", e.code())),
+        if targets.is_empty() || targets.len() > MAX_LISTED_AGENTS {
+            let why = if targets.is_empty() {
+                format!("error: no connected agent matches {spec:?} (see `list`)")
+            } else {
+                format!("error: {spec:?} names more than {MAX_LISTED_AGENTS} agents")
+            };
+            self.refuse(exit::FAILED, &why);
+            return;
         }
+        self.tell(Update::Targeted(targets.len()));
+        let mut plan = Vec::new();
+        let mut refused = Vec::new();
+        for agent in &targets {
+            let Some(live) = self.live.get(agent) else {
+                refused.push(if single {
+                    let connected: Vec<&str> = self.live.keys().map(String::as_str).collect();
+                    format!(
+                        "error: agent {agent} is not connected (connected: {})",
+                        if connected.is_empty() {
+                            "none".to_string()
+                        } else {
+                            connected.join(", ")
+                        }
+                    )
+                } else {
+                    format!("error: agent {agent} is not connected")
+                });
+                continue;
+            };
+            match operator::resolve(&request, &live.containers) {
+                Ok(resolved) => plan.push((agent.clone(), resolved)),
+                Err(e) => refused.push(format!("error ({}): {agent}: {e}", e.code())),
+            }
+        }
+        for why in refused {
+            self.refuse(exit::FAILED, &why);
+        }
+        if !single {
+            let summary = format!(
+                "{spec}: {} targeted, {} to be sent",
+                targets.len(),
+                plan.len()
+            );
+            self.say(&summary);
+        }
+        self.issue(plan);
     }
 
     fn broadcast(&mut self, request: operator::CommandRequest) {
@@ -86,22 +215,26 @@ impl Hub {
         // container, would stop or restart every validator of the fleet at
         // once: it must name its target.
         if request.command.is_mutating() && request.target == TargetWord::Unspecified {
-            self.out.line(&format!(
-                "error (invalid_params): broadcast {0} changes nodes and needs a target: \
+            self.refuse(
+                exit::FAILED,
+                &format!(
+                    "error (invalid_params): broadcast {0} changes nodes and needs a target: \
                  name a container (`broadcast {0} 3node0`){1}",
-                request.command.as_str(),
-                if request.command.allows_all_target() {
-                    format!(" or `all` (`broadcast {} all`)", request.command.as_str())
-                } else {
-                    String::new()
-                }
-            ));
+                    request.command.as_str(),
+                    if request.command.allows_all_target() {
+                        format!(" or `all` (`broadcast {} all`)", request.command.as_str())
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
             return;
         }
         if self.live.is_empty() {
-            self.out.line("error: no agent is connected");
+            self.refuse(exit::FAILED, "error: no agent is connected");
             return;
         }
+        self.tell(Update::Targeted(self.live.len()));
         let mut plan = Vec::new();
         let mut skipped = Vec::new();
         for (agent, live) in &self.live {
@@ -112,7 +245,7 @@ impl Hub {
         }
         self.issue(plan);
         if !skipped.is_empty() {
-            self.out.line(&format!("skipped: {}", skipped.join("; ")));
+            self.refuse(exit::FAILED, &format!("skipped: {}", skipped.join("; ")));
         }
     }
 
@@ -139,12 +272,29 @@ impl Hub {
                 target: r.target.clone(),
                 params: r.params.clone(),
                 issued_ms: r.timestamp,
-                by: "stdin".into(),
+                by: if self.reply.is_some() { "ctl" } else { "stdin" }.into(),
                 outcome: None,
                 progress: None,
             })
             .collect();
         self.store.record_issued(records, &mut self.batch);
+        if self.reply.is_some() {
+            let issued = requests
+                .iter()
+                .map(|(agent, r)| Issued {
+                    agent: agent.clone(),
+                    id: r.id.clone(),
+                    command: r.command.clone(),
+                    target: r.target.clone(),
+                })
+                .collect();
+            self.tell(Update::Issued(issued));
+            if let (Some(tx), Some(until)) = (&self.reply, self.ctl_wait) {
+                for (_, r) in &requests {
+                    self.watchers.insert(r.id.clone(), (tx.clone(), until));
+                }
+            }
+        }
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
         for (agent, request) in requests {
@@ -153,8 +303,10 @@ impl Hub {
             }
         }
         let out = self.out.clone();
+        let reply = self.reply.clone();
         self.batch.then(move || {
             let mut lines = String::new();
+            let mut reached = 0;
             for (agent, session, request) in sends {
                 let (id, command, target) = (
                     request.id.clone(),
@@ -162,7 +314,10 @@ impl Hub {
                     request.target.clone(),
                 );
                 let line = match session.send(&Message::Command(request)) {
-                    Ok(()) => format!("[{agent} {id}] sent {command} {target}"),
+                    Ok(()) => {
+                        reached += 1;
+                        format!("[{agent} {id}] sent {command} {target}")
+                    }
                     Err(e) => format!(
                         "[{agent} {id}] not delivered ({e}); the agent will reconnect. \
                          Check with `show {id}` before sending it again"
@@ -173,8 +328,15 @@ impl Hub {
                 }
                 lines.push_str(&line);
             }
-            if !lines.is_empty() {
-                out.line(&lines);
+            match reply {
+                Some(tx) => {
+                    let _ = tx.send(Update::Reached(reached));
+                    if !lines.is_empty() {
+                        let _ = tx.send(Update::Text(lines));
+                    }
+                }
+                None if !lines.is_empty() => out.line(&lines),
+                None => {}
             }
         });
     }
@@ -209,6 +371,21 @@ impl Hub {
             ]);
         }
         render::table(&rows)
+    }
+}
+
+fn verb_name(command: &OperatorCommand) -> &'static str {
+    match command {
+        OperatorCommand::Help => "help",
+        OperatorCommand::List => "list",
+        OperatorCommand::Send { .. } => "send",
+        OperatorCommand::Broadcast { .. } => "broadcast",
+        OperatorCommand::Show { .. } => "show",
+        OperatorCommand::History { .. } => "history",
+        OperatorCommand::Keys { .. } => "keys",
+        OperatorCommand::Nodes { .. } => "nodes",
+        OperatorCommand::Backups { .. } => "backups",
+        OperatorCommand::Quit => "quit",
     }
 }
 

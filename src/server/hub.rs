@@ -7,6 +7,7 @@
 //! Events that are waiting are handled together and committed once, so a
 //! broadcast's outcomes arriving together cost one fsync.
 use super::console::{self, Out};
+use super::control::Update;
 use super::journal::{Batch, Journal, Log};
 use super::keyguard::KeyGuard;
 use super::store::{ResponseVerdict, Store};
@@ -17,9 +18,9 @@ use crate::protocol::{
     Welcome, now_ms,
 };
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 /// Unfinished commands younger than this are resent on reconnect; agents
@@ -69,6 +70,12 @@ pub(super) struct Hub {
     pub interactive: bool,
     pub next_seq: u64,
     pub budget: Arc<ByteBudget>,
+    /// The ctl client whose line is being handled (replies go there).
+    pub reply: Option<Sender<Update>>,
+    /// With `--wait`: until when that client waits for outcomes.
+    pub ctl_wait: Option<Instant>,
+    /// Command id → the ctl client waiting for its outcome, and until when.
+    pub watchers: HashMap<String, (Sender<Update>, Instant)>,
 }
 
 #[derive(PartialEq)]
@@ -100,6 +107,9 @@ impl Hub {
             interactive,
             next_seq: 0,
             budget,
+            reply: None,
+            ctl_wait: None,
+            watchers: HashMap::new(),
         };
         hub.registry_stamp = hub.registry_stamp_now();
         hub
@@ -168,6 +178,7 @@ impl Hub {
                 }
                 return flow;
             }
+            HubEvent::Control(request) => self.on_control(request),
             HubEvent::OperatorClosed => {
                 // A server under systemd has no terminal: keep serving.
                 crate::log::info(
@@ -380,6 +391,18 @@ impl Hub {
         match verdict {
             ResponseVerdict::Recorded => {
                 self.send_after_commit(agent, ack);
+                if let Some((tx, _)) = self.watchers.remove(&response.id) {
+                    let outcome = Update::Outcome {
+                        id: response.id.clone(),
+                        status: response.status.as_str().to_string(),
+                        code: response.code.map(|c| c.as_str().to_string()),
+                        error: response.error.clone(),
+                        result: response.result.clone(),
+                    };
+                    self.batch.then(move || {
+                        let _ = tx.send(outcome);
+                    });
+                }
                 let record = self.store.get(&response.id).cloned();
                 if let Some(record) = &record {
                     self.guard_confirmed_keys(agent, record, &response);
@@ -456,6 +479,8 @@ impl Hub {
     }
 
     fn on_tick(&mut self) {
+        let now = Instant::now();
+        self.watchers.retain(|_, (_, until)| *until > now);
         let stamp = self.registry_stamp_now();
         if stamp == self.registry_stamp {
             return;

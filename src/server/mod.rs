@@ -18,6 +18,7 @@ mod admission;
 mod budget;
 mod conn;
 pub mod console;
+pub mod control;
 mod dispatch;
 mod guard;
 mod hub;
@@ -69,6 +70,7 @@ pub enum ServerError {
     DataDir { path: PathBuf, source: io::Error },
     Signals(io::Error),
     Threads(io::Error),
+    Control(control::ControlError),
     Tls(transport::TransportError),
     Tokens(tokens::TokenError),
 }
@@ -89,6 +91,7 @@ impl fmt::Display for ServerError {
             ServerError::Signals(e) => write!(f, "cannot install the SIGTERM handler: {e}"),
             ServerError::Threads(e) => write!(f, "cannot start the server's threads: {e}"),
             ServerError::Tokens(e) => write!(f, "{e}"),
+            ServerError::Control(e) => write!(f, "{e}"),
         }
     }
 }
@@ -170,6 +173,8 @@ pub enum HubEvent {
         reason: String,
     },
     Operator(String),
+    /// A line from `warden ctl`, with where to answer.
+    Control(control::ControlRequest),
     OperatorClosed,
     /// SIGTERM or SIGINT: close every connection, flush, exit 0.
     Terminate(&'static str),
@@ -219,6 +224,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         ));
     }
 
+    let (control_listener, control_path) =
+        control::bind(&data_dir).map_err(ServerError::Control)?;
     let journal = journal::Journal::start(files).map_err(ServerError::Threads)?;
     let writers =
         transport::WriterPool::start(transport::writer::WRITERS).map_err(ServerError::Threads)?;
@@ -249,11 +256,14 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         let _ = signal_tx.send(HubEvent::Terminate(name));
     })
     .map_err(ServerError::Signals)?;
+    control::spawn(control_listener, tx.clone()).map_err(ServerError::Threads)?;
     spawn_ticker(tx);
 
     let mut hub = hub::Hub::new(config, store, journal, tokens, out, interactive, budget);
     hub.prompt();
     hub.run(rx);
+    // A clean exit removes the socket; a crash leaves it, replaced at start.
+    let _ = std::fs::remove_file(control_path);
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 mod agent_wire;
 mod backups;
 mod chain_cmds;
+mod ctl;
 mod durability;
 mod era;
 mod faults;

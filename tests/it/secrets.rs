@@ -7,9 +7,13 @@ use std::path::Path;
 fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
             files_under(&path, out);
-        } else {
+        } else if kind.is_file() {
+            // Not the control socket: it holds nothing.
             out.push(path);
         }
     }
