@@ -264,7 +264,40 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     {
         return;
     }
-    let reason = read_loop(&session, &conn, &shared, behind_hello);
+    // The session's reading goes on in a fresh thread: the handshake's
+    // deep call chains (TLS, HTTP, the first JSON) touched ~24 KB of this
+    // thread's stack, which would stay resident for the connection's life.
+    // A new thread's stack holds only what the read loop touches.
+    let name = format!("agent-{}", session.agent_id);
+    let read = {
+        let (session, conn, shared) = (session.clone(), conn.clone(), shared.clone());
+        move || read_session(&session, &conn, &shared, behind_hello)
+    };
+    if let Err(e) = thread::Builder::new()
+        .name(name)
+        .stack_size(CONN_STACK)
+        .spawn(read)
+    {
+        crate::log::error(&format!(
+            "cannot start the reader of {}: {e}",
+            session.agent_id
+        ));
+        conn.abort();
+        let _ = shared.hub.send(HubEvent::Disconnected {
+            agent: session.agent_id.clone(),
+            conn_id: session.conn_id,
+            reason: "the server could not start its reader".into(),
+        });
+    }
+}
+
+fn read_session(
+    session: &Session,
+    conn: &Connection,
+    shared: &ConnShared,
+    behind_hello: Vec<Incoming>,
+) {
+    let reason = read_loop(session, conn, shared, behind_hello);
     conn.end();
     let _ = shared.hub.send(HubEvent::Disconnected {
         agent: session.agent_id.clone(),
@@ -418,6 +451,7 @@ fn handle_text(session: &Session, conn: &Connection, shared: &ConnShared, text: 
         }
     };
     let forward = |message: Message| {
+        let raw = matches!(message, Message::Stats(_) | Message::Summary(_)).then(|| text.into());
         // Wait here (TCP pushes back on the agent) while the hub's queue
         // holds too many bytes; the hub gives them back once handled.
         // A parsed frame takes about three times its text in memory.
@@ -428,6 +462,7 @@ fn handle_text(session: &Session, conn: &Connection, shared: &ConnShared, text: 
             conn_id: session.conn_id,
             message,
             cost,
+            raw,
         });
         if sent.is_err() {
             shared.budget.give_back(cost);

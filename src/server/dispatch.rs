@@ -3,13 +3,16 @@
 //! the record is on disk). Replies go through [`Hub::say`], so a ctl client
 //! gets exactly what stdin would have printed.
 use super::control::{ControlRequest, Issued, Update, exit};
-use super::hub::{Flow, Hub};
+use super::hub::{Flow, Hub, announced_nodes};
 use super::render;
 use super::store::CommandRecord;
 use crate::operator::{self, OperatorCommand, TargetWord};
 use crate::protocol::{CommandRequest, Message, now_ms};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
+
+/// A parsed `stats` or `summary`.
+type Report = Map<String, Value>;
 
 /// Agents one `send` may name with a list, at most.
 const MAX_LISTED_AGENTS: usize = 1000;
@@ -109,16 +112,22 @@ impl Hub {
                 self.say(&text);
             }
             OperatorCommand::Nodes { agent } => {
-                let reports: Vec<render::NodeReport<'_>> = self
+                // Kept as text; parsed now, for the agents shown.
+                let parsed: Vec<(&str, Report, Option<Report>)> = self
                     .live
                     .iter()
                     .filter(|(id, _)| agent.as_deref().is_none_or(|a| a == id.as_str()))
                     .filter_map(|(id, live)| {
-                        live.last_stats.as_ref().map(|stats| render::NodeReport {
-                            agent: id.as_str(),
-                            stats,
-                            summary: live.last_summary.as_ref(),
-                        })
+                        let stats = announced_nodes(live, live.stats()?);
+                        Some((id.as_str(), stats, live.summary()))
+                    })
+                    .collect();
+                let reports: Vec<render::NodeReport<'_>> = parsed
+                    .iter()
+                    .map(|(agent, stats, summary)| render::NodeReport {
+                        agent,
+                        stats,
+                        summary: summary.as_ref(),
                     })
                     .collect();
                 let text = render::nodes(&reports);
@@ -366,7 +375,7 @@ impl Hub {
                     "{} ago",
                     format_age(now - s.last_seen_ms.load(Ordering::Relaxed))
                 ),
-                render::health(live.last_stats.as_ref()),
+                render::health(live.stats().as_ref()),
                 live.containers.join(" "),
             ]);
         }

@@ -48,12 +48,33 @@ pub(super) struct Live {
     pub session: Arc<Session>,
     /// The agent's containers as it last reported them (hello, then stats).
     pub containers: Vec<String>,
-    /// Its last `stats` report, for `nodes` and the health verdict.
-    pub last_stats: Option<Map<String, Value>>,
-    /// Its last `summary` (era, payouts), for `nodes`.
-    pub last_summary: Option<Map<String, Value>>,
+    /// Its last `stats` frame, for `nodes` and the health verdict (as
+    /// text: see [`Live::stats`]).
+    pub last_stats: Option<Box<str>>,
+    /// Its last `summary` frame (era, payouts), for `nodes`.
+    pub last_summary: Option<Box<str>>,
     /// Durable events it may still send before being told to wait.
     pub event_budget: RateLimit,
+}
+
+impl Live {
+    /// The last `stats` report, parsed now: kept as text, a report costs
+    /// ~2 KB an agent instead of ~15 KB parsed.
+    pub fn stats(&self) -> Option<Map<String, Value>> {
+        self.last_stats.as_deref().and_then(report_data)
+    }
+
+    pub fn summary(&self) -> Option<Map<String, Value>> {
+        self.last_summary.as_deref().and_then(report_data)
+    }
+}
+
+/// The `data` of a kept `stats` or `summary` frame.
+fn report_data(frame: &str) -> Option<Map<String, Value>> {
+    match Message::parse(frame) {
+        Ok(Message::Stats(data) | Message::Summary(data)) => Some(data),
+        _ => None,
+    }
 }
 
 pub(super) struct Hub {
@@ -149,13 +170,14 @@ impl Hub {
                 conn_id,
                 message,
                 cost,
+                raw,
             } => {
                 if self
                     .live
                     .get(&agent)
                     .is_some_and(|l| l.session.conn_id == conn_id)
                 {
-                    self.on_message(&agent, message, cost);
+                    self.on_message(&agent, message, cost, raw);
                 }
                 self.budget.give_back(cost);
             }
@@ -318,16 +340,16 @@ impl Hub {
         }
     }
 
-    fn on_message(&mut self, agent: &str, message: Message, cost: usize) {
+    fn on_message(&mut self, agent: &str, message: Message, cost: usize, raw: Option<Box<str>>) {
         // `cost` counts a parsed frame as three times its text.
         let cost = cost / 3;
         match message {
-            Message::Stats(data) => self.on_stats(agent, data, cost),
-            Message::Summary(data) => {
+            Message::Stats(data) => self.on_stats(agent, data, cost, raw),
+            Message::Summary(_) => {
                 if let Some(live) = self.live.get_mut(agent)
                     && cost <= MAX_KEPT_REPORT_BYTES
                 {
-                    live.last_summary = Some(data);
+                    live.last_summary = raw;
                 }
             }
             Message::CommandResponse(response) => self.on_response(agent, response),
@@ -336,7 +358,13 @@ impl Hub {
         }
     }
 
-    fn on_stats(&mut self, agent: &str, mut data: Map<String, Value>, cost: usize) {
+    fn on_stats(
+        &mut self,
+        agent: &str,
+        data: Map<String, Value>,
+        cost: usize,
+        raw: Option<Box<str>>,
+    ) {
         let Some(live) = self.live.get_mut(agent) else {
             return;
         };
@@ -346,27 +374,25 @@ impl Hub {
                     .filter_map(|c| c.get("name").and_then(Value::as_str)),
             );
         }
-        // Only the containers the agent manages count as nodes.
-        let announced: BTreeSet<&str> = live
-            .containers
-            .iter()
-            .chain(live.session.hello.containers.iter())
-            .map(String::as_str)
-            .collect();
-        if let Some(Value::Object(nodes)) = data.get_mut("nodes") {
-            nodes.retain(|name, _| announced.contains(name.as_str()));
-        }
         if cost > MAX_KEPT_REPORT_BYTES {
             crate::log::warn(&format!(
                 "{agent} sent a stats report of {cost} bytes; not kept (at most {MAX_KEPT_REPORT_BYTES})"
             ));
             return;
         }
+        // Only the containers the agent manages count as nodes (the kept
+        // text is filtered the same way when shown: see `announced_nodes`).
+        let announced: BTreeSet<String> = announced(live);
         if let Some(Value::Object(nodes)) = data.get("nodes") {
-            self.guard_keystores(agent, nodes);
+            let nodes: Map<String, Value> = nodes
+                .iter()
+                .filter(|(name, _)| announced.contains(name.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            self.guard_keystores(agent, &nodes);
         }
         if let Some(live) = self.live.get_mut(agent) {
-            live.last_stats = Some(data);
+            live.last_stats = raw;
         }
     }
 
@@ -528,6 +554,24 @@ impl Hub {
             }
         }
     }
+}
+
+/// The containers an agent announced (in `hello`, or its last `stats`).
+pub(super) fn announced(live: &Live) -> BTreeSet<String> {
+    live.containers
+        .iter()
+        .chain(live.session.hello.containers.iter())
+        .cloned()
+        .collect()
+}
+
+/// `stats.nodes` without the nodes the agent never announced.
+pub(super) fn announced_nodes(live: &Live, mut stats: Map<String, Value>) -> Map<String, Value> {
+    let announced = announced(live);
+    if let Some(Value::Object(nodes)) = stats.get_mut("nodes") {
+        nodes.retain(|name, _| announced.contains(name.as_str()));
+    }
+    stats
 }
 
 /// Container names an agent reports, kept only while plausible and bounded.
