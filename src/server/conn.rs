@@ -187,8 +187,9 @@ fn authorize(
     }
 }
 
+/// A reply from the connection's own thread (pong, ack).
 fn send(conn: &Connection, message: &Message) -> bool {
-    conn.send_text(&message.to_json()).is_ok()
+    conn.reply_text(&message.to_json()).is_ok()
 }
 
 fn refuse(conn: &Connection, code: ErrorCode, why: &str) {

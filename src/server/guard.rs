@@ -4,7 +4,7 @@ use super::hub::Hub;
 use super::keyguard::Duplicate;
 use super::store::CommandRecord;
 use crate::protocol::{CommandResponse, Event};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Keystore entries taken from one node's listing, at most. A keystore
 /// holds a few key sets; a listing beyond this is cut (and said).
@@ -89,7 +89,11 @@ impl Hub {
     }
 
     /// Feed each node's keystore listing (from its stats) to the guard.
-    pub(super) fn guard_keystores(&mut self, agent: &str, nodes: &Map<String, Value>) {
+    pub(super) fn guard_keystores<'a>(
+        &mut self,
+        agent: &str,
+        nodes: impl Iterator<Item = (&'a String, &'a Value)>,
+    ) {
         for (container, node) in nodes {
             let Some(listing) = node.get("keystore").and_then(Value::as_array) else {
                 continue;

@@ -18,7 +18,7 @@ use crate::protocol::{
     Welcome, now_ms,
 };
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -58,6 +58,13 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// Whether the agent announced `container` (in `hello`, or its last
+    /// `stats`): only those count as its nodes.
+    pub fn announced(&self, container: &str) -> bool {
+        self.containers.iter().any(|c| c == container)
+            || self.session.hello.containers.iter().any(|c| c == container)
+    }
+
     /// The last `stats` report, parsed now: kept as text, a report costs
     /// ~2 KB an agent instead of ~15 KB parsed.
     pub fn stats(&self) -> Option<Map<String, Value>> {
@@ -382,14 +389,12 @@ impl Hub {
         }
         // Only the containers the agent manages count as nodes (the kept
         // text is filtered the same way when shown: see `announced_nodes`).
-        let announced: BTreeSet<String> = announced(live);
         if let Some(Value::Object(nodes)) = data.get("nodes") {
-            let nodes: Map<String, Value> = nodes
+            let managed: Vec<(&String, &Value)> = nodes
                 .iter()
-                .filter(|(name, _)| announced.contains(name.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter(|(name, _)| live.announced(name))
                 .collect();
-            self.guard_keystores(agent, &nodes);
+            self.guard_keystores(agent, managed.into_iter());
         }
         if let Some(live) = self.live.get_mut(agent) {
             live.last_stats = raw;
@@ -556,20 +561,10 @@ impl Hub {
     }
 }
 
-/// The containers an agent announced (in `hello`, or its last `stats`).
-pub(super) fn announced(live: &Live) -> BTreeSet<String> {
-    live.containers
-        .iter()
-        .chain(live.session.hello.containers.iter())
-        .cloned()
-        .collect()
-}
-
 /// `stats.nodes` without the nodes the agent never announced.
 pub(super) fn announced_nodes(live: &Live, mut stats: Map<String, Value>) -> Map<String, Value> {
-    let announced = announced(live);
     if let Some(Value::Object(nodes)) = stats.get_mut("nodes") {
-        nodes.retain(|name, _| announced.contains(name.as_str()));
+        nodes.retain(|name, _| live.announced(name));
     }
     stats
 }

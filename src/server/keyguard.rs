@@ -125,6 +125,10 @@ impl KeyGuard {
     /// `holder`'s keystore holds exactly these keys now (a full listing).
     pub fn replace(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
         let now: BTreeSet<String> = keys.iter().map(|(_, k)| normalise(k)).collect();
+        // The common case, every stats interval: nothing changed.
+        if self.reported.get(holder) == Some(&now) {
+            return Vec::new();
+        }
         let gone: Vec<String> = self
             .reported
             .get(holder)

@@ -350,6 +350,16 @@ impl Connection {
         })
     }
 
+    /// The reading thread's own sends (replies, acks): in queued mode the
+    /// frame is written on this thread when no writer owns the connection,
+    /// saving a writer's wake-up; otherwise as [`Connection::send_text`].
+    pub fn reply_text(&self, text: &str) -> io::Result<()> {
+        match self.queue.get() {
+            Some(queue) => queue.push_and_flush(writer::Item::Text(text.to_string())),
+            None => self.send_text(text),
+        }
+    }
+
     /// Send a close frame with `code` and shut the socket down (queued
     /// mode: once the frames queued before it are out).
     pub fn close(&self, code: u16, reason: &str) {

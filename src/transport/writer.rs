@@ -111,10 +111,7 @@ impl Queue {
 
     /// Queue one frame; never blocks on I/O.
     pub(super) fn push(&self, item: Item) -> io::Result<()> {
-        let len = match &item {
-            Item::Text(t) => t.len(),
-            Item::Close(_, r) => r.len() + 2,
-        };
+        let len = item_len(&item);
         let mut state = self.lock();
         if state.dead || state.closing {
             return Err(io::Error::new(
@@ -135,6 +132,37 @@ impl Queue {
         state.item_bytes += len;
         state.items.push_back(item);
         self.schedule(state);
+        Ok(())
+    }
+
+    /// Queue one frame and, if no writer owns the connection, write it on
+    /// the calling thread: for the connection's own reader (pongs, acks,
+    /// errors), which saves waking a writer for each. A full socket hands
+    /// the rest to the pool; the reader never waits on it.
+    pub(super) fn push_and_flush(&self, item: Item) -> io::Result<()> {
+        let mut state = self.lock();
+        let len = item_len(&item);
+        if state.dead || state.closing {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closing",
+            ));
+        }
+        if state.scheduled || state.queued_bytes() + len > QUEUE_MAX_BYTES {
+            drop(state);
+            return self.push(item);
+        }
+        state.closing = matches!(item, Item::Close(..));
+        state.item_bytes += len;
+        state.items.push_back(item);
+        state.scheduled = true;
+        drop(state);
+        let Some(conn) = self.me.upgrade() else {
+            return Ok(());
+        };
+        if flush(&conn) == Flush::Stalled {
+            let _ = self.worker.send(conn);
+        }
         Ok(())
     }
 
@@ -279,10 +307,7 @@ fn flush(conn: &Connection) -> Flush {
                 while taken < CHUNK_BYTES
                     && let Some(item) = state.items.pop_front()
                 {
-                    taken += match &item {
-                        Item::Text(t) => t.len(),
-                        Item::Close(_, r) => r.len() + 2,
-                    };
+                    taken += item_len(&item);
                     items.push(item);
                 }
                 state.item_bytes -= taken;
@@ -330,6 +355,13 @@ fn flush(conn: &Connection) -> Flush {
             let _ = conn.socket.shutdown(Shutdown::Both);
             return cut_off(conn, queue);
         }
+    }
+}
+
+fn item_len(item: &Item) -> usize {
+    match item {
+        Item::Text(t) => t.len(),
+        Item::Close(_, r) => r.len() + 2,
     }
 }
 
