@@ -26,5 +26,9 @@ pub mod transport;
 // src/server/ but are declared here until the hub's module list (in
 // src/server/mod.rs, being rebuilt) takes them: they refer to each other
 // only through `super::`, so moving these lines there changes nothing else.
+#[path = "server/admin.rs"]
+pub mod admin;
 #[path = "server/alerts/mod.rs"]
 pub mod alerts;
+#[path = "server/prom.rs"]
+pub mod prom;
