@@ -30,5 +30,8 @@ pub mod transport;
 pub mod admin;
 #[path = "server/alerts/mod.rs"]
 pub mod alerts;
+pub mod configcheck;
 #[path = "server/prom.rs"]
 pub mod prom;
+#[path = "server/schedule.rs"]
+pub mod schedule;
