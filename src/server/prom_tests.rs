@@ -257,3 +257,48 @@ fn label_values_are_escaped() {
     assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     assert_eq!(escape_label("plain"), "plain");
 }
+
+/// Every `warden_…` metric name in `text` (letters, digits, `_`).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("warden_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn the_docs_rules_and_dashboard_use_only_metrics_the_page_has() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = root.join("docs/prometheus-rules.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool is needed by this test: apt-get install -y prometheus (.ci/run does)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let families: std::collections::BTreeSet<String> = page()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let used = metric_names(&std::fs::read_to_string(&rules).unwrap());
+    for name in used.iter().chain(metric_names(&dashboard).iter()) {
+        assert!(
+            families.contains(name),
+            "{name} is not on the /metrics page"
+        );
+    }
+}
