@@ -31,6 +31,58 @@ mod tests_engine;
 mod tests_rules;
 
 pub use config::{AlertsConfig, ConfigError, RuleName, Severity};
+pub use delivery::{Backoff, Delivery, DeliveryObserver, DeliveryReport};
 pub use engine::{Engine, FiringAlert};
 pub use notice::Notice;
 pub use view::{AgentFacts, FleetView, fleet_view_from_stats};
+
+/// The engine and its delivery together, in the order that keeps the
+/// at-least-once promise: evaluate, queue every notice durably, then save
+/// the engine's state. What the hub holds.
+pub struct Alerts {
+    pub engine: Engine,
+    pub delivery: Delivery,
+}
+
+impl Alerts {
+    /// Restore the engine's state and start one delivery thread per sink
+    /// (which first sends what an earlier run left queued).
+    pub fn start(
+        data_dir: &std::path::Path,
+        config: AlertsConfig,
+        external_url: &str,
+        observer: std::sync::Arc<dyn DeliveryObserver>,
+    ) -> Result<Alerts, String> {
+        let delivery = Delivery::start(
+            data_dir,
+            &config.sinks,
+            external_url,
+            observer,
+            Backoff::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let engine = Engine::open(data_dir, config).map_err(|e| e.to_string())?;
+        Ok(Alerts { engine, delivery })
+    }
+
+    /// One evaluation: returns the notices (for the server's output and
+    /// history) after they are queued and the state saved.
+    pub fn step(&mut self, view: &FleetView) -> Result<Vec<Notice>, String> {
+        let notices = self.engine.evaluate(view);
+        for n in &notices {
+            self.delivery.enqueue(n, view.now_ms);
+        }
+        self.engine
+            .save()
+            .map_err(|e| format!("cannot save the alert state: {e}; check the data dir"))?;
+        Ok(notices)
+    }
+
+    /// A delivery report reached the hub: settle it in the engine.
+    pub fn on_report(&mut self, report: &DeliveryReport) {
+        if let Some(accepted) = report.settles() {
+            self.engine
+                .delivered(&report.fingerprint, &report.sink, accepted, report.at_ms);
+        }
+    }
+}

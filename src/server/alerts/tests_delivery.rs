@@ -456,3 +456,36 @@ fn backoff_doubles_up_to_its_bound() {
         .collect();
     assert_eq!(got, vec![2, 4, 8, 256, 300, 300]);
 }
+
+#[test]
+fn the_alerts_facade_queues_saves_and_settles() {
+    let rx = Receiver::start();
+    let dir = temp_dir("delivery-facade");
+    let config = AlertsConfig::from_json(
+        json!({"repeat_interval_s": 60, "sinks": [{"kind": "webhook", "name": "am", "url": rx.url("/")}]}).to_string().as_bytes(),
+    )
+    .unwrap();
+    let reports = Arc::new(Reports::default());
+    let mut alerts = super::Alerts::start(&dir, config, "", Arc::new(reports.clone())).unwrap();
+    assert!(alerts.step(&down_view(NOW)).unwrap().is_empty());
+    assert_eq!(alerts.step(&down_view(NOW + 60_000)).unwrap().len(), 1);
+    let d = reports.delivered(1);
+    assert!(
+        dir.join("alerts/state.json").exists(),
+        "saved after queueing"
+    );
+    assert_eq!(d[0].audit_entry()["outcome"], "delivered");
+    // Until the report is settled, no repeat however late it is.
+    assert!(alerts.step(&down_view(NOW + 600_000)).unwrap().is_empty());
+    alerts.on_report(&DeliveryReport {
+        at_ms: NOW + 600_000,
+        ..d[0].clone()
+    });
+    assert!(alerts.step(&down_view(NOW + 659_000)).unwrap().is_empty());
+    assert_eq!(
+        alerts.step(&down_view(NOW + 660_000)).unwrap()[0].kind,
+        NoticeKind::Repeat
+    );
+    rx.wait_for(2);
+    alerts.delivery.shutdown();
+}

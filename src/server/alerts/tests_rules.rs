@@ -475,3 +475,52 @@ fn view_from_the_agents_json() {
             .contains("h1")
     );
 }
+
+#[test]
+fn duplicate_keys_come_from_the_keystore_listings() {
+    let stats = |keys: serde_json::Value| {
+        json!({"timestamp": NOW, "containers": [{"name": "n0", "state": "running"}],
+               "nodes": {"n0": {"best": 1, "rpc_error": null, "keystore": keys}}})
+    };
+    let facts = |keys| {
+        let mut f = AgentFacts {
+            connected: true,
+            last_seen_ms: Some(NOW),
+            ..AgentFacts::default()
+        };
+        f.on_stats(&stats(keys));
+        f
+    };
+    let shared = json!([{"type": "babe", "public": "0xD435"}, {"type": "gran", "public": "0x01"}]);
+    let agents = BTreeMap::from([
+        ("h1".to_string(), facts(shared.clone())),
+        (
+            "h2".to_string(),
+            facts(
+                json!([{"type": "babe", "public": "0xd435"}, {"type": "gran", "public": "0x02"}]),
+            ),
+        ),
+    ]);
+    let view = fleet_view_from_stats(NOW, NOW, 15, &agents, &[]);
+    assert_eq!(
+        view.duplicate_keys,
+        vec![DuplicateKey {
+            key_type: "babe".into(),
+            public_key: "0xd435".into(),
+            holders: vec![("h1".into(), "n0".into()), ("h2".into(), "n0".into())],
+        }]
+    );
+    // h2's keystore no longer holds it: no duplicate, the alert resolves.
+    let agents = BTreeMap::from([
+        ("h1".to_string(), facts(shared)),
+        (
+            "h2".to_string(),
+            facts(json!([{"type": "babe", "public": "0xbeef"}])),
+        ),
+    ]);
+    assert!(
+        fleet_view_from_stats(NOW, NOW, 15, &agents, &[])
+            .duplicate_keys
+            .is_empty()
+    );
+}

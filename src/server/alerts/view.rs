@@ -348,10 +348,64 @@ fn escape_pointer(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// Keys held by two or more nodes, from every agent's last keystore
+/// listings (`stats.nodes.<c>.keystore`), merged with `known` (the key
+/// guard's, which also sees rotations). Sorted by public key.
+fn duplicates_from_listings(
+    agents: &BTreeMap<String, AgentFacts>,
+    known: &[Duplicate],
+) -> Vec<DuplicateKey> {
+    let mut by_key: BTreeMap<String, (String, std::collections::BTreeSet<(String, String)>)> =
+        BTreeMap::new();
+    for d in known {
+        let entry = by_key
+            .entry(d.public_key.to_ascii_lowercase())
+            .or_insert_with(|| (d.key_type.clone(), Default::default()));
+        entry.1.extend(d.holders.iter().cloned());
+    }
+    for (agent, facts) in agents {
+        let Some(nodes) = facts
+            .stats
+            .as_ref()
+            .and_then(|s| s.get("nodes"))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for (container, node) in nodes.iter().take(MAX_CONTAINERS) {
+            let keys = node.get("keystore").and_then(Value::as_array);
+            for key in keys.into_iter().flatten().take(64) {
+                let (Some(t), Some(public)) = (str_of(key, "type"), str_of(key, "public")) else {
+                    continue;
+                };
+                if public.len() > 130 {
+                    continue;
+                }
+                by_key
+                    .entry(public.to_ascii_lowercase())
+                    .or_insert_with(|| (t, Default::default()))
+                    .1
+                    .insert((agent.clone(), container.clone()));
+            }
+        }
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, (_, holders))| holders.len() >= 2)
+        .map(|(public_key, (key_type, holders))| DuplicateKey {
+            key_type,
+            public_key,
+            holders: holders.into_iter().collect(),
+        })
+        .collect()
+}
+
 /// The fleet as the hub knows it now. `agents` must hold every agent that
 /// has a token (those never seen since the server started with
 /// `last_seen_ms: None`), so `AgentDown` covers an agent that does not come
-/// back after a restart. `duplicates` is the key guard's standing list.
+/// back after a restart. Duplicate keys are found in the agents' keystore
+/// listings; `duplicates` adds what else the hub knows (the key guard's
+/// duplicates from rotations), or is empty.
 pub fn fleet_view_from_stats(
     now_ms: i64,
     started_ms: i64,
@@ -367,6 +421,6 @@ pub fn fleet_view_from_stats(
             .iter()
             .map(|(id, f)| (id.clone(), agent_view(f)))
             .collect(),
-        duplicate_keys: duplicates.iter().map(DuplicateKey::from).collect(),
+        duplicate_keys: duplicates_from_listings(agents, duplicates),
     }
 }

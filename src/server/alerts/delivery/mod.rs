@@ -44,6 +44,52 @@ pub struct DeliveryReport {
     pub at_ms: i64,
 }
 
+impl DeliveryReport {
+    /// The audit log entry for this report (no URL, no token: the sink is
+    /// named, the error already scrubbed).
+    pub fn audit_entry(&self) -> serde_json::Value {
+        let mut entry = serde_json::json!({
+            "type": "alert_delivery",
+            "sink": self.sink,
+            "alertname": self.alertname,
+            "fingerprint": self.fingerprint,
+            "notice": self.kind,
+            "timestamp": self.at_ms,
+        });
+        match &self.outcome {
+            Outcome::Delivered { attempts } => {
+                entry["outcome"] = "delivered".into();
+                entry["attempts"] = (*attempts).into();
+            }
+            Outcome::Failed {
+                attempt,
+                error,
+                retry_in,
+            } => {
+                entry["outcome"] = "failed".into();
+                entry["attempt"] = (*attempt).into();
+                entry["error"] = error.clone().into();
+                entry["retry_in_s"] = retry_in.as_secs().into();
+            }
+            Outcome::NotQueued { error } => {
+                entry["outcome"] = "not_queued".into();
+                entry["error"] = error.clone().into();
+            }
+        }
+        entry
+    }
+
+    /// Whether the engine must hear of it ([`super::Engine::delivered`]):
+    /// the notice left the queue, accepted or not.
+    pub fn settles(&self) -> Option<bool> {
+        match self.outcome {
+            Outcome::Delivered { .. } => Some(true),
+            Outcome::NotQueued { .. } => Some(false),
+            Outcome::Failed { .. } => None,
+        }
+    }
+}
+
 /// Implemented by the hub: audit every report; on `Delivered` (and on
 /// `NotQueued`) tell the engine through the hub's event channel.
 pub trait DeliveryObserver: Send + Sync + 'static {
