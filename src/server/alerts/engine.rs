@@ -395,3 +395,25 @@ pub fn render_firing(firing: &[FiringAlert], now_ms: i64) -> String {
     }
     out
 }
+
+/// The `alerts` verb's `--json` document: `{"firing": [...]}`, each with
+/// its labels, severity, since (RFC 3339 and ms) and summary.
+pub fn firing_json(firing: &[FiringAlert]) -> serde_json::Value {
+    let alerts: Vec<serde_json::Value> = firing
+        .iter()
+        .map(|a| {
+            let mut labels = serde_json::json!({"alertname": a.alertname, "severity": a.severity.as_str(), "agent": a.agent});
+            if let Some(c) = &a.container {
+                labels["container"] = c.clone().into();
+            }
+            serde_json::json!({
+                "fingerprint": a.fingerprint,
+                "labels": labels,
+                "since": crate::log::format_utc(a.since_ms / 1000),
+                "since_ms": a.since_ms,
+                "summary": a.summary,
+            })
+        })
+        .collect();
+    serde_json::json!({ "firing": alerts })
+}

@@ -134,6 +134,12 @@ fn min_severity_routes_critical_to_both_sinks() {
     );
     assert_eq!(e.firing()[0].severity, Severity::Critical);
     assert!(render_firing(&e.firing(), v.now_ms).contains("ContainerDown"));
+    let doc = super::engine::firing_json(&e.firing());
+    assert_eq!(
+        doc["firing"][0]["labels"],
+        json!({"alertname": "ContainerDown", "severity": "critical", "agent": "h1", "container": "n0"})
+    );
+    assert_eq!(doc["firing"][0]["since_ms"], v.now_ms);
 }
 
 #[test]

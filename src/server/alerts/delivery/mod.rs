@@ -303,6 +303,8 @@ fn run(shared: &Shared, poster: &Poster, observer: &dyn DeliveryObserver, backof
             }
             Err(e) => {
                 crate::log::error(&format!("alerts sink {}: {e}", poster.sink.name));
+                // A broken queue dir must not spin: wait as after a failure.
+                wait(shared, Instant::now() + backoff.initial, false);
                 continue;
             }
         };
