@@ -1,9 +1,9 @@
 //! The page parsed by a real Prometheus parser (`promtool check metrics`,
 //! from Debian's `prometheus` package; .ci/run installs it) and its values
 //! read back.
+use super::super::alerts::config::Severity;
+use super::super::alerts::view::*;
 use super::*;
-use crate::alerts::config::Severity;
-use crate::alerts::view::*;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 

@@ -1,7 +1,7 @@
 //! The planner over hand-built fleets and a moving clock: one at a time,
 //! once per slot, a missed slot caught up once, restarts mid-run.
+use super::super::alerts::view::{AgentView, ContainerView, FleetView, NodeView};
 use super::*;
-use crate::alerts::view::{AgentView, ContainerView, FleetView, NodeView};
 
 const DAY: i64 = 86_400_000;
 const MIN: i64 = 60_000;

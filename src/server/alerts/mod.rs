@@ -12,6 +12,17 @@
 //! - [`notice`]: what one notice says, and each sink's payload.
 //! - [`delivery`]: per-sink durable queues and the threads that post them.
 //!
+//! Driving it from the hub (the whole contract of this module with it):
+//! - keep an [`AgentFacts`] per agent that has a token (registered ones not
+//!   yet seen too): set `connected`/`last_seen_ms` on connect, any frame and
+//!   disconnect; call `on_stats`, `on_summary`, `on_event` (backup_complete,
+//!   validator_*; also for stored backups at start), `on_backup_failed` (a
+//!   failed `backup_keys`), `on_logs` (a `logs` result);
+//! - on every tick: `fleet_view_from_stats(now, started, heartbeat, &facts,
+//!   &[])`, then [`Alerts::step`]; print each notice's `line()` and record it;
+//! - on each [`DeliveryReport`] (sent by the [`DeliveryObserver`] into the
+//!   hub's channel): audit `report.audit_entry()`, then [`Alerts::on_report`].
+//!
 //! Invariants: nothing here blocks the hub except the engine's small state
 //! file write; secrets read from `url_file`/`bot_token_file` live only in
 //! [`config::Secret`] and in the request sent to the sink, never in a file
