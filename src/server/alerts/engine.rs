@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// More alerts than this at once: new ones are not tracked (and logged by
-/// the hub through [`Engine::overflowed`]); bounds the state file.
-pub const MAX_ALERTS: usize = 10_000;
+/// Alerts tracked at most (firing and pending): 5,000 agents × 4 nodes all
+/// low on peers and stalled is 40,000. Beyond, new alerts are not tracked
+/// (the hub logs [`Engine::overflowed`]) except `AgentDown`, at most one
+/// per agent, so a host going away is always told.
+pub const MAX_ALERTS: usize = 250_000;
 const STATE_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,15 +167,20 @@ impl Engine {
         let repeat_ms = self.config.repeat_interval_s as i64 * 1000;
         let mut notices = Vec::new();
         let mut present = BTreeSet::new();
+        let by_severity: BTreeMap<Severity, Vec<String>> =
+            [Severity::Info, Severity::Warning, Severity::Critical]
+                .into_iter()
+                .map(|s| (s, self.sinks_for(s)))
+                .collect();
         for cond in &eval.conditions {
             let fp = cond.key.fingerprint();
             present.insert(fp.clone());
             let settings = self.config.rule(cond.key.rule);
-            let sinks = self.sinks_for(settings.severity);
+            let sinks = by_severity[&settings.severity].clone();
             let record = match self.alerts.get_mut(&fp) {
                 Some(r) => r,
                 None => {
-                    if self.alerts.len() >= MAX_ALERTS {
+                    if self.alerts.len() >= MAX_ALERTS && cond.key.rule != RuleName::AgentDown {
                         self.overflowed = true;
                         continue;
                     }
@@ -241,7 +248,7 @@ impl Engine {
         }
         let mut gone = Vec::new();
         for (fp, record) in &self.alerts {
-            if present.contains(fp) || eval.is_held(&record.key) {
+            if present.contains(fp) || eval.is_held(view, &record.key) {
                 continue;
             }
             // ValidatorChanged is an event: once its window has passed it

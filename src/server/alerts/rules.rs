@@ -47,21 +47,53 @@ pub struct Condition {
 #[derive(Debug, Default, PartialEq)]
 pub struct Evaluation {
     pub conditions: Vec<Condition>,
-    /// Alerts that must not resolve now: their facts are unknown (a node that
-    /// cannot be read, an agent away, a restart not caught up). Whatever is
-    /// in `conditions` still fires; what is held and absent keeps its state.
-    pub held: BTreeSet<AlertKey>,
-    /// Agents away: every alert on their containers is held.
+    /// Agents away (disconnected, silent, no stats yet, Docker unusable):
+    /// every alert on their containers is held.
     pub away_agents: BTreeSet<String>,
-    /// Rules whose every alert is held (their facts are not all known yet).
-    pub held_rules: BTreeSet<RuleName>,
+    /// Some agent has not reported its keystore yet: a standing duplicate
+    /// may look gone.
+    pub duplicates_held: bool,
 }
 
 impl Evaluation {
-    pub fn is_held(&self, key: &AlertKey) -> bool {
-        self.held.contains(key)
-            || self.held_rules.contains(&key.rule)
-            || (key.container.is_some() && self.away_agents.contains(&key.agent))
+    /// Whether an alert absent from `conditions` must keep its state rather
+    /// than resolve: its facts are unknown now (a node that cannot be read,
+    /// an agent away, a restart not caught up). Computed on demand, for the
+    /// few alerts that are tracked and absent, so evaluation stays cheap.
+    pub fn is_held(&self, view: &FleetView, key: &AlertKey) -> bool {
+        let Some(agent) = view.agents.get(&key.agent) else {
+            return false; // no longer registered: nothing to wait for
+        };
+        let Some(name) = &key.container else {
+            // AgentDown: not back yet after a restart, within its grace.
+            let last = agent.last_seen_ms.unwrap_or(view.started_ms);
+            let limit_ms = 2 * view.heartbeat_s.max(1) as i64 * 1000;
+            return agent.last_seen_ms.is_none() && view.now_ms - last <= limit_ms;
+        };
+        if key.rule == RuleName::DuplicateSessionKeys && self.duplicates_held {
+            return true;
+        }
+        if self.away_agents.contains(&key.agent) {
+            return true;
+        }
+        let Some(c) = agent.containers.get(name) else {
+            return false; // no longer managed
+        };
+        match key.rule {
+            RuleName::NodeSyncing
+            | RuleName::NodeLowPeers
+            | RuleName::NodeStalled
+            | RuleName::NodeFinalityLag => !c.running() || !c.node.reachable(),
+            RuleName::NodeRpcUnreachable => !c.running(),
+            RuleName::ValidatorInactive => c.validator.active.is_none(),
+            RuleName::ValidatorChanged => c.validator.changed.is_none(),
+            RuleName::UnclaimedPayouts => c.validator.unclaimed_eras.is_none(),
+            RuleName::BackupFailed => {
+                c.backup.last_failure.is_none() && c.backup.newest_ms.is_none()
+            }
+            RuleName::BackupStale => c.backup.newest_ms.is_none() && c.is_validator(),
+            _ => false,
+        }
     }
 }
 
@@ -155,20 +187,15 @@ pub fn evaluate(view: &FleetView, config: &AlertsConfig, heights: &Heights) -> E
     let mut out = Evaluation::default();
     let enabled = |r: RuleName| config.rule(r).enabled;
     let limit_ms = 2 * view.heartbeat_s.max(1) as i64 * 1000;
+    let chains = chain_refs(view, config, heights);
     for (agent_id, agent) in &view.agents {
         let last = agent.last_seen_ms.unwrap_or(view.started_ms);
         let silent_ms = view.now_ms - last;
         if agent_away(view, agent) || !agent.stats_seen || agent.docker_error.is_some() {
             out.away_agents.insert(agent_id.clone());
         }
-        if agent.last_seen_ms.is_none() && silent_ms <= limit_ms {
-            // Not back yet after a server restart, within its grace: an
-            // AgentDown already firing neither resolves nor fires again.
-            out.held.insert(key(RuleName::AgentDown, agent_id, None));
-        }
         if !agent.stats_seen {
-            // Its keystore is not known yet: a standing duplicate may look gone.
-            out.held_rules.insert(RuleName::DuplicateSessionKeys);
+            out.duplicates_held = true;
         }
         if enabled(RuleName::AgentDown) && silent_ms > limit_ms {
             let host = agent.host.as_deref().unwrap_or(agent_id);
@@ -199,7 +226,7 @@ pub fn evaluate(view: &FleetView, config: &AlertsConfig, heights: &Heights) -> E
             continue;
         }
         for (name, c) in &agent.containers {
-            container_rules(view, config, heights, agent_id, name, c, &mut out);
+            container_rules(view, config, heights, &chains, agent_id, name, c, &mut out);
         }
     }
     duplicate_rule(view, config, &mut out);
@@ -211,6 +238,7 @@ fn container_rules(
     view: &FleetView,
     config: &AlertsConfig,
     heights: &Heights,
+    chains: &Chains,
     agent_id: &str,
     name: &str,
     c: &ContainerView,
@@ -242,21 +270,6 @@ fn container_rules(
             ),
             Some(format!("send {agent_id} start {name}   (then: {logs})")),
         );
-    }
-    // Node rules need a node that answered; otherwise they are held.
-    let node_rules = [
-        RuleName::NodeSyncing,
-        RuleName::NodeLowPeers,
-        RuleName::NodeStalled,
-        RuleName::NodeFinalityLag,
-    ];
-    if !c.running() || !c.node.reachable() {
-        for r in node_rules {
-            out.held.insert(k(r));
-        }
-        if !c.running() {
-            out.held.insert(k(RuleName::NodeRpcUnreachable));
-        }
     }
     if c.running()
         && let Some(error) = &c.node.rpc_error
@@ -309,7 +322,7 @@ fn container_rules(
                 Some(logs.clone()),
             );
         }
-        if let Some(cond) = stalled(view, config, heights, agent_id, name, c) {
+        if let Some(cond) = stalled(view, config, heights, chains, agent_id, name, c) {
             push(
                 RuleName::NodeStalled,
                 cond.0,
@@ -321,6 +334,64 @@ fn container_rules(
     validator_rules(view, config, agent_id, name, c, out);
 }
 
+/// Per chain (as nodes report it): the readable nodes of agents present,
+/// computed once per evaluation so `NodeStalled` stays linear in the fleet.
+#[derive(Debug, Default)]
+pub struct ChainRef {
+    nodes: usize,
+    /// Every readable node of the chain is stalled.
+    all_stalled: bool,
+    /// The heights the stalled nodes stopped at.
+    stalled_heights: BTreeSet<u64>,
+    /// A few nodes, for the notice: (agent, container, best).
+    sample: Vec<(String, String, u64)>,
+}
+
+pub type Chains = BTreeMap<Option<String>, ChainRef>;
+
+fn stalled_since(
+    view: &FleetView,
+    config: &AlertsConfig,
+    heights: &Heights,
+    a: &str,
+    n: &str,
+) -> Option<i64> {
+    let limit_ms = (config.rule(RuleName::NodeStalled).threshold * 1000.0) as i64;
+    heights
+        .get(&(a.to_string(), n.to_string()))
+        .filter(|m| view.now_ms - m.since_ms >= limit_ms)
+        .map(|m| m.since_ms)
+}
+
+pub fn chain_refs(view: &FleetView, config: &AlertsConfig, heights: &Heights) -> Chains {
+    let mut chains = Chains::new();
+    for (a, av) in view.agents.iter().filter(|(_, av)| !agent_away(view, av)) {
+        for (n, cv) in av
+            .containers
+            .iter()
+            .filter(|(_, cv)| cv.running() && cv.node.reachable())
+        {
+            let entry = chains
+                .entry(cv.node.chain.clone())
+                .or_insert_with(|| ChainRef {
+                    all_stalled: true,
+                    ..ChainRef::default()
+                });
+            let best = cv.node.best.unwrap_or(0);
+            entry.nodes += 1;
+            if stalled_since(view, config, heights, a, n).is_some() {
+                entry.stalled_heights.insert(best);
+            } else {
+                entry.all_stalled = false;
+            }
+            if entry.sample.len() < 6 {
+                entry.sample.push((a.clone(), n.clone(), best));
+            }
+        }
+    }
+    chains
+}
+
 /// `NodeStalled`: no new best block for `threshold` s. The rest of the fleet
 /// on the same chain is the reference: all stalled at one height is the
 /// chain, not this node.
@@ -328,38 +399,23 @@ fn stalled(
     view: &FleetView,
     config: &AlertsConfig,
     heights: &Heights,
+    chains: &Chains,
     agent_id: &str,
     name: &str,
     c: &ContainerView,
 ) -> Option<(String, Vec<String>, String)> {
-    let limit_ms = (config.rule(RuleName::NodeStalled).threshold * 1000.0) as i64;
-    let is_stalled = |a: &str, n: &str| {
-        heights
-            .get(&(a.to_string(), n.to_string()))
-            .is_some_and(|m| view.now_ms - m.since_ms >= limit_ms)
-    };
-    if !is_stalled(agent_id, name) {
-        return None;
-    }
-    let mark = heights.get(&(agent_id.to_string(), name.to_string()))?;
-    let chain = c.node.chain.clone();
-    let peers: Vec<(&str, &str, u64, bool)> = view
-        .agents
-        .iter()
-        .filter(|(a, av)| !agent_away(view, av) || a.as_str() == agent_id)
-        .flat_map(|(a, av)| {
-            av.containers
-                .iter()
-                .filter(|(_, cv)| cv.running() && cv.node.reachable() && cv.node.chain == chain)
-                .map(move |(n, cv)| (a.as_str(), n.as_str(), cv.node.best.unwrap_or(0), false))
-        })
-        .map(|(a, n, best, _)| (a, n, best, is_stalled(a, n)))
-        .collect();
-    let chain_name = chain.as_deref().unwrap_or("its chain");
-    let stuck_for = secs(view.now_ms - mark.since_ms);
-    let all_same = peers.len() >= 2 && peers.iter().all(|p| p.3 && p.2 == mark.best);
+    let since = stalled_since(view, config, heights, agent_id, name)?;
+    let best = heights.get(&(agent_id.to_string(), name.to_string()))?.best;
+    let chain = chains.get(&c.node.chain)?;
+    let chain_name = c.node.chain.as_deref().unwrap_or("its chain");
+    let stuck_for = secs(view.now_ms - since);
+    let all_same = chain.nodes >= 2
+        && chain.all_stalled
+        && chain.stalled_heights.len() == 1
+        && chain.stalled_heights.contains(&best);
     let mut facts = vec![node_facts(c), format!("no new block for {stuck_for} s")];
-    let others: Vec<String> = peers
+    let others: Vec<String> = chain
+        .sample
         .iter()
         .filter(|p| !(p.0 == agent_id && p.1 == name))
         .take(5)
@@ -374,19 +430,15 @@ fn stalled(
     if all_same {
         Some((
             format!(
-                "chain stalled: every node of {chain_name} stopped at #{} ({} nodes, {stuck_for} s)",
-                mark.best,
-                peers.len()
+                "chain stalled: every node of {chain_name} stopped at #{best} ({} nodes, {stuck_for} s)",
+                chain.nodes
             ),
             facts,
             "nothing to restart here: the chain itself is not producing blocks; check the network's status".to_string(),
         ))
     } else {
         Some((
-            format!(
-                "node {name} on {agent_id} is stuck at #{} for {stuck_for} s",
-                mark.best
-            ),
+            format!("node {name} on {agent_id} is stuck at #{best} for {stuck_for} s"),
             facts,
             format!("send {agent_id} restart {name}   (first: send {agent_id} logs {name} 100)"),
         ))
@@ -404,23 +456,6 @@ fn validator_rules(
     let on = |r: RuleName| config.rule(r).enabled;
     let k = |r: RuleName| key(r, agent_id, Some(name));
     let v = &c.validator;
-    // Facts not known (yet, e.g. after a restart, before the agent's next
-    // summary or event) hold their alerts rather than resolve them.
-    if v.active.is_none() {
-        out.held.insert(k(RuleName::ValidatorInactive));
-    }
-    if v.changed.is_none() {
-        out.held.insert(k(RuleName::ValidatorChanged));
-    }
-    if v.unclaimed_eras.is_none() {
-        out.held.insert(k(RuleName::UnclaimedPayouts));
-    }
-    if c.backup.last_failure.is_none() && c.backup.newest_ms.is_none() {
-        out.held.insert(k(RuleName::BackupFailed));
-    }
-    if c.backup.newest_ms.is_none() && c.is_validator() {
-        out.held.insert(k(RuleName::BackupStale));
-    }
     let account = v.account.as_deref().unwrap_or("unknown");
     let mut push = |rule: RuleName, summary: String, facts: Vec<String>, help: Option<String>| {
         if on(rule) {

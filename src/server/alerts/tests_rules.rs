@@ -156,7 +156,7 @@ fn after_a_restart_an_agent_not_back_is_down_after_twice_the_heartbeat() {
         container: None,
     };
     assert!(
-        eval.is_held(&down),
+        eval.is_held(&view, &down),
         "a firing AgentDown must not resolve during the grace"
     );
     view.started_ms = NOW - 31_000;
@@ -314,9 +314,9 @@ fn unknown_facts_hold_alerts_instead_of_resolving_them() {
         RuleName::BackupFailed,
         RuleName::BackupStale,
     ] {
-        assert!(eval.is_held(&k(rule)), "{rule:?}");
+        assert!(eval.is_held(&view, &k(rule)), "{rule:?}");
     }
-    assert!(!eval.is_held(&k(RuleName::ContainerDown)));
+    assert!(!eval.is_held(&view, &k(RuleName::ContainerDown)));
 }
 
 #[test]
