@@ -227,20 +227,19 @@ impl Engine {
                         .collect();
                     let console_due = now - record.printed_ms >= repeat_ms;
                     if !due.is_empty() || (self.config.sinks.is_empty() && console_due) {
-                        let fresh: Vec<String> = due
-                            .iter()
-                            .filter(|s| !record.notified.contains(*s))
-                            .cloned()
-                            .collect();
-                        let kind = if !due.is_empty() && fresh.len() == due.len() {
-                            NoticeKind::Firing
-                        } else {
-                            NoticeKind::Repeat
-                        };
-                        record.notified.extend(due.iter().cloned());
-                        record.queued.extend(due.iter().cloned());
+                        // A sink that never had this alert (added since it
+                        // fired) gets a firing; the others a repeat.
+                        let (fresh, again): (Vec<String>, Vec<String>) =
+                            due.into_iter().partition(|s| !record.notified.contains(s));
+                        record.notified.extend(fresh.iter().cloned());
+                        record.queued.extend(fresh.iter().chain(&again).cloned());
                         record.printed_ms = now;
-                        notices.push(notice(&fp, record, kind, now, due));
+                        if !fresh.is_empty() {
+                            notices.push(notice(&fp, record, NoticeKind::Firing, now, fresh));
+                        }
+                        if !again.is_empty() || self.config.sinks.is_empty() {
+                            notices.push(notice(&fp, record, NoticeKind::Repeat, now, again));
+                        }
                         self.dirty = true;
                     }
                 }
@@ -251,8 +250,6 @@ impl Engine {
             if present.contains(fp) || eval.is_held(view, &record.key) {
                 continue;
             }
-            // ValidatorChanged is an event: once its window has passed it
-            // resolves even if the change itself is no longer known.
             gone.push(fp.clone());
         }
         for fp in gone {

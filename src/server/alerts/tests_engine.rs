@@ -381,3 +381,32 @@ fn chat_payloads_carry_the_facts() {
             <= 4096
     );
 }
+
+#[test]
+fn a_sink_added_while_an_alert_fires_gets_the_firing_the_others_a_repeat() {
+    let dir = temp_dir("engine-new-sink");
+    let one = AlertsConfig::from_json(br#"{"repeat_interval_s": 600, "sinks": [{"kind": "webhook", "url": "http://127.0.0.1:1/a", "name": "old"}]}"#).unwrap();
+    let mut e = Engine::open(&dir, one).unwrap();
+    e.evaluate(&low_peers(NOW, 1));
+    let n = e.evaluate(&low_peers(NOW + 300 * S, 1));
+    e.delivered(&n[0].fingerprint, "old", true, NOW + 300 * S);
+    e.save().unwrap();
+    drop(e);
+    let two = AlertsConfig::from_json(
+        br#"{"repeat_interval_s": 600, "sinks": [
+        {"kind": "webhook", "url": "http://127.0.0.1:1/a", "name": "old"},
+        {"kind": "webhook", "url": "http://127.0.0.1:1/b", "name": "new"}]}"#,
+    )
+    .unwrap();
+    let mut e = Engine::open(&dir, two).unwrap();
+    let n = e.evaluate(&low_peers(NOW + 400 * S, 1));
+    assert_eq!(
+        kinds(&n),
+        vec![(NoticeKind::Firing, vec!["new".to_string()])]
+    );
+    let n = e.evaluate(&low_peers(NOW + 900 * S, 1));
+    assert_eq!(
+        kinds(&n),
+        vec![(NoticeKind::Repeat, vec!["old".to_string()])]
+    );
+}
