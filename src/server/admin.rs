@@ -47,6 +47,13 @@ pub struct AdminRequest {
 }
 
 impl AdminRequest {
+    /// A request and the receiver of its answer (what the listener does per
+    /// connection; for the hub's own tests).
+    pub fn new(query: AdminQuery) -> (AdminRequest, mpsc::Receiver<String>) {
+        let (reply, rx) = mpsc::sync_channel(1);
+        (AdminRequest { query, reply }, rx)
+    }
+
     pub fn answer(self, body: String) {
         // The connection may have given up waiting: nothing to do then.
         let _ = self.reply.try_send(body);
@@ -226,8 +233,8 @@ fn serve(stream: &TcpStream, submit: &Submit) {
         AdminQuery::Healthz => HEALTHZ_DEADLINE,
         AdminQuery::Metrics => METRICS_DEADLINE,
     };
-    let (tx, rx) = mpsc::sync_channel(1);
-    let answer = if submit(AdminRequest { query, reply: tx }) {
+    let (request, rx) = AdminRequest::new(query);
+    let answer = if submit(request) {
         rx.recv_timeout(deadline).ok()
     } else {
         None
