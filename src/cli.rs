@@ -23,6 +23,7 @@ USAGE:
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
     warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+    warden config check [--kind agent|alerts|schedules] FILE
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -174,6 +175,11 @@ pub enum Cli {
     },
     BackupKeys(crate::cron::BackupArgs),
     RestoreKeys(crate::cron::RestoreArgs),
+    /// `warden config check`: validate a file, print what it would do.
+    ConfigCheck {
+        file: PathBuf,
+        kind: Option<crate::configcheck::Kind>,
+    },
     Ctl(CtlArgs),
 }
 
@@ -237,7 +243,8 @@ where
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
             "ctl" => parse_ctl(&mut parser),
-            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys or restore-keys (see warden --help)")
+            "config" => parse_config(&mut parser),
+            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl or config (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
@@ -328,6 +335,28 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         return Err("--client-ca (mutual TLS) needs --tls-cert and --tls-key".into());
     }
     Ok(Cli::Server(config))
+}
+
+const CONFIG_USAGE: &str = "usage: warden config check [--kind agent|alerts|schedules] FILE";
+
+fn parse_config(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    match parser.next()? {
+        Some(Value(w)) if w == "check" => {}
+        _ => return Err(CONFIG_USAGE.into()),
+    }
+    let (mut file, mut kind) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("kind") => {
+                let word = parser.value()?.string()?;
+                kind = Some(crate::configcheck::Kind::parse(&word).ok_or(CONFIG_USAGE)?);
+            }
+            Value(path) if file.is_none() => file = Some(PathBuf::from(path)),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let file = file.ok_or(CONFIG_USAGE)?;
+    Ok(Cli::ConfigCheck { file, kind })
 }
 
 fn parse_agent(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {

@@ -22,3 +22,5 @@ pub mod server;
 pub mod session;
 pub mod signals;
 pub mod transport;
+
+pub mod configcheck;

@@ -54,6 +54,7 @@ fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Cli::BackupKeys(args) => warden::cron::backup_keys(args)?,
         Cli::RestoreKeys(args) => warden::cron::restore_keys(args)?,
         Cli::Ctl(_) => unreachable!("handled before run"),
+        Cli::ConfigCheck { file, kind } => print!("{}", warden::configcheck::check(&file, kind)?),
         Cli::Token { action, data_dir } => {
             let store = warden::server::tokens::TokenStore::new(&data_dir);
             match action {

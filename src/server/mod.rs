@@ -14,7 +14,9 @@
 //! - A command is recorded as issued (on disk) before it is sent.
 //! - A session is registered, and the old one for the same agent closed with
 //!   1000, only once the new one's `hello` is valid.
+pub mod admin;
 mod admission;
+pub mod alerts;
 mod budget;
 mod conn;
 pub mod console;
@@ -24,7 +26,9 @@ mod guard;
 mod hub;
 pub mod journal;
 pub mod keyguard;
+pub mod prom;
 mod render;
+pub mod schedule;
 pub mod store;
 pub mod tokens;
 

@@ -9,6 +9,7 @@ mod era;
 mod faults;
 mod fleet;
 mod hub_scale;
+mod packaging;
 mod readme;
 mod secrets;
 mod support;
