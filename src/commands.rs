@@ -110,15 +110,13 @@ const FIND_VALIDATOR_PARAMS: &[ParamSpec] = &[
 ];
 
 const LINES_EXPECTED: &str = "an integer from 1 to 10000";
-const COMMAND_EXPECTED: &str =
-    "a non-empty command line (split into words like a shell would, but never run by one)";
+const COMMAND_EXPECTED: &str = "a non-empty command line of at most 65536 bytes and 64 words (split into words like a shell would, but never run by one)";
 const BACKUP_FILE_EXPECTED: &str = "a backup file name without directories (no '/', '\\', '..', leading '.' or control characters)";
 const BOOL_EXPECTED: &str = "true or false";
-const PUBLIC_KEYS_EXPECTED: &str =
-    "a map from key type (4 lowercase letters or digits, e.g. babe) to a hex key 0x…";
-const HEX_EXPECTED: &str = "a hex string 0x… with an even number of hex digits";
-const SESSION_KEYS_OR_EMPTY_EXPECTED: &str =
-    "a hex string 0x… with an even number of hex digits, or empty for the last known keys";
+const PUBLIC_KEYS_EXPECTED: &str = "a map from key type (4 lowercase letters or digits, e.g. babe) to a hex key 0x…, with 1 to 8 entries";
+const HEX_EXPECTED: &str =
+    "a hex string 0x… with an even number of hex digits, at most 1024 of them";
+const SESSION_KEYS_OR_EMPTY_EXPECTED: &str = "a hex string 0x… with an even number of hex digits (at most 1024), or empty for the last known keys";
 const KEY_TYPE_EXPECTED: &str = "4 lowercase ASCII letters or digits, e.g. aura";
 
 /// Default of `logs`' `lines`.
@@ -129,6 +127,23 @@ pub const MAX_LOG_LINES: u32 = 10_000;
 pub const DEFAULT_KEY_TYPE: &str = "aura";
 /// Longest `backup_file` accepted: the usual file-name limit (NAME_MAX).
 pub const MAX_BACKUP_FILE_BYTES: usize = 255;
+
+// Caps on every param that could otherwise grow without bound. The wire
+// frame is at most 1 MiB, but one frame must not buy unbounded work: each
+// entry of `public_keys` costs the agent RPC calls, each word of an exec
+// command a policy check. docs/agent-config.md ("Limits") lists them.
+
+/// Longest `exec` command line, in bytes: the operator's own line limit
+/// (`operator::MAX_LINE_BYTES`), well under Linux's 128 KiB per argument.
+pub const MAX_EXEC_COMMAND_BYTES: usize = 64 * 1024;
+/// Most words an `exec` command line may split into.
+pub const MAX_EXEC_ARGS: usize = 64;
+/// Most hex digits in a key param (`public_key`, `session_keys`, each value
+/// of `public_keys`): 512 bytes, five times Creditcoin's 96-byte session keys.
+pub const MAX_HEX_DIGITS: usize = 1024;
+/// Most entries in `check_keys`' `public_keys`: one per key type, and no
+/// Substrate chain has more than a handful (Creditcoin 3 has three).
+pub const MAX_PUBLIC_KEYS: usize = 8;
 
 impl CommandName {
     /// Every command, in the order of the protocol's table.
@@ -297,8 +312,11 @@ pub enum Params {
     },
     Status,
     Exec {
-        /// The command line as typed; split with [`split_command`].
+        /// The command line as typed.
         command: String,
+        /// `command` split into words by [`split_command`], the only split:
+        /// the agent's policy checks and runs exactly these words.
+        argv: Vec<String>,
     },
     BackupKeys,
     RestoreKeys {
@@ -374,7 +392,7 @@ impl Params {
             Params::Logs { lines } => {
                 map.insert("lines".into(), Value::from(*lines));
             }
-            Params::Exec { command } => {
+            Params::Exec { command, .. } => {
                 map.insert("command".into(), Value::from(command.as_str()));
             }
             Params::RestoreKeys { backup_file } => {
@@ -520,9 +538,8 @@ pub fn validate_params(
         },
         CommandName::Exec => {
             let value = required(command, EXEC_PARAMS[0], get("command"))?;
-            Params::Exec {
-                command: validate_command_line(value)?,
-            }
+            let (command, argv) = validate_command_line(value)?;
+            Params::Exec { command, argv }
         }
         CommandName::RestoreKeys => {
             let value = required(command, RESTORE_KEYS_PARAMS[0], get("backup_file"))?;
@@ -573,7 +590,7 @@ pub fn split_command(command: &str) -> Result<Vec<String>, ParamError> {
         return Err(invalid());
     }
     match shlex::split(command) {
-        Some(argv) if !argv.is_empty() => Ok(argv),
+        Some(argv) if !argv.is_empty() && argv.len() <= MAX_EXEC_ARGS => Ok(argv),
         _ => Err(invalid()),
     }
 }
@@ -628,12 +645,13 @@ fn optional_bool(key: &str, value: Option<&Value>, default: bool) -> Result<bool
     }
 }
 
-fn validate_command_line(value: &Value) -> Result<String, ParamError> {
+fn validate_command_line(value: &Value) -> Result<(String, Vec<String>), ParamError> {
     let command = value
         .as_str()
+        .filter(|command| command.len() <= MAX_EXEC_COMMAND_BYTES)
         .ok_or_else(|| invalid("command", COMMAND_EXPECTED, value))?;
-    split_command(command)?;
-    Ok(command.to_owned())
+    let argv = split_command(command)?;
+    Ok((command.to_owned(), argv))
 }
 
 fn validate_backup_file(value: &Value) -> Result<String, ParamError> {
@@ -654,6 +672,7 @@ fn validate_hex(key: &str, expected: &'static str, value: &Value) -> Result<Stri
     let ok = value.as_str().and_then(|text| {
         let digits = text.strip_prefix("0x")?;
         let well_formed = !digits.is_empty()
+            && digits.len() <= MAX_HEX_DIGITS
             && digits.len() % 2 == 0
             && digits.bytes().all(|b| b.is_ascii_hexdigit());
         well_formed.then(|| text.to_ascii_lowercase())
@@ -687,7 +706,7 @@ fn validate_key_type(key: &str, value: &Value) -> Result<String, ParamError> {
 fn validate_public_keys(value: &Value) -> Result<BTreeMap<String, String>, ParamError> {
     let map = value
         .as_object()
-        .filter(|map| !map.is_empty())
+        .filter(|map| !map.is_empty() && map.len() <= MAX_PUBLIC_KEYS)
         .ok_or_else(|| invalid("public_keys", PUBLIC_KEYS_EXPECTED, value))?;
     let mut keys = BTreeMap::new();
     for (key_type, key) in map {
@@ -808,7 +827,8 @@ mod tests {
         assert!(!check(false).is_mutating());
         assert!(
             Params::Exec {
-                command: "ls".into()
+                command: "ls".into(),
+                argv: vec!["ls".into()],
             }
             .is_mutating()
         );
@@ -891,78 +911,449 @@ mod tests {
 
     /// (command, params, the key the error names, a fragment of its message).
     #[rustfmt::skip]
+    fn many_public_keys(n: usize) -> Value {
+        let map: Map<String, Value> = (0..n)
+            .map(|i| (format!("k{i:03}"), Value::from("0xab")))
+            .collect();
+        Value::Object(map)
+    }
+
+    #[test]
+    fn params_at_their_caps_pass() {
+        let at_cap = [
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": many_public_keys(MAX_PUBLIC_KEYS)}),
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": format!("0x{}", "ab".repeat(MAX_HEX_DIGITS / 2))}),
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "x ".repeat(MAX_EXEC_ARGS)}),
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "x".repeat(MAX_EXEC_COMMAND_BYTES)}),
+            ),
+        ];
+        for (command, input) in at_cap {
+            assert!(
+                validate_params(command, &object(input.clone())).is_ok(),
+                "{command} {input}"
+            );
+        }
+    }
+
     #[test]
     fn refused_params_table() {
         let table: Vec<(CommandName, Value, &str, &str)> = vec![
             // Unknown keys, also on commands without params.
-            (CommandName::Start, json!({"force": true}), "force", "start takes no params, got \"force\""),
-            (CommandName::Status, json!({"lines": 5}), "lines", "status takes no params"),
-            (CommandName::Logs, json!({"line": 100}), "line", "logs has no param \"line\"; it takes lines"),
-            (CommandName::Logs, json!({"lines": 5, "follow": true}), "follow", "it takes lines"),
-            (CommandName::CheckKeys, json!({"rotate_to_chek": true}), "rotate_to_chek", "it takes rotate_to_check, public_keys"),
+            (
+                CommandName::Start,
+                json!({"force": true}),
+                "force",
+                "start takes no params, got \"force\"",
+            ),
+            (
+                CommandName::Status,
+                json!({"lines": 5}),
+                "lines",
+                "status takes no params",
+            ),
+            (
+                CommandName::Logs,
+                json!({"line": 100}),
+                "line",
+                "logs has no param \"line\"; it takes lines",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": 5, "follow": true}),
+                "follow",
+                "it takes lines",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"rotate_to_chek": true}),
+                "rotate_to_chek",
+                "it takes rotate_to_check, public_keys",
+            ),
             // lines: type and range.
-            (CommandName::Logs, json!({"lines": 0}), "lines", "lines must be an integer from 1 to 10000, got 0"),
+            (
+                CommandName::Logs,
+                json!({"lines": 0}),
+                "lines",
+                "lines must be an integer from 1 to 10000, got 0",
+            ),
             (CommandName::Logs, json!({"lines": -5}), "lines", "got -5"),
-            (CommandName::Logs, json!({"lines": 10001}), "lines", "got 10001"),
-            (CommandName::Logs, json!({"lines": 20000}), "lines", "got 20000"),
-            (CommandName::Logs, json!({"lines": u64::MAX}), "lines", "got 18446744073709551615"),
-            (CommandName::Logs, json!({"lines": 50.0}), "lines", "got 50.0"),
-            (CommandName::Logs, json!({"lines": "50"}), "lines", "got \"50\""),
-            (CommandName::Logs, json!({"lines": "010"}), "lines", "got \"010\""),
-            (CommandName::Logs, json!({"lines": null}), "lines", "got null"),
-            (CommandName::Logs, json!({"lines": true}), "lines", "got true"),
+            (
+                CommandName::Logs,
+                json!({"lines": 10001}),
+                "lines",
+                "got 10001",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": 20000}),
+                "lines",
+                "got 20000",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": u64::MAX}),
+                "lines",
+                "got 18446744073709551615",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": 50.0}),
+                "lines",
+                "got 50.0",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": "50"}),
+                "lines",
+                "got \"50\"",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": "010"}),
+                "lines",
+                "got \"010\"",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": null}),
+                "lines",
+                "got null",
+            ),
+            (
+                CommandName::Logs,
+                json!({"lines": true}),
+                "lines",
+                "got true",
+            ),
             // exec command.
-            (CommandName::Exec, json!({}), "command", "exec needs command"),
-            (CommandName::Exec, json!({"command": ""}), "command", "command must be a non-empty"),
-            (CommandName::Exec, json!({"command": "   "}), "command", "command must be"),
-            (CommandName::Exec, json!({"command": "echo 'unbalanced"}), "command", "command must be"),
-            (CommandName::Exec, json!({"command": "echo a\u{0}b"}), "command", "command must be"),
-            (CommandName::Exec, json!({"command": ["ls", "-la"]}), "command", "got [\"ls\",\"-la\"]"),
+            (
+                CommandName::Exec,
+                json!({}),
+                "command",
+                "exec needs command",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": ""}),
+                "command",
+                "command must be a non-empty",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "   "}),
+                "command",
+                "command must be",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "echo 'unbalanced"}),
+                "command",
+                "command must be",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "echo a\u{0}b"}),
+                "command",
+                "command must be",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": ["ls", "-la"]}),
+                "command",
+                "got [\"ls\",\"-la\"]",
+            ),
             (CommandName::Exec, json!({"command": 5}), "command", "got 5"),
             // restore_keys backup_file: a plain file name.
-            (CommandName::RestoreKeys, json!({}), "backup_file", "restore_keys needs backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": ""}), "backup_file", "backup_file must be"),
-            (CommandName::RestoreKeys, json!({"backup_file": "../etc/passwd"}), "backup_file", "no '/'"),
-            (CommandName::RestoreKeys, json!({"backup_file": "a/b.tar.gz"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "/abs.tar.gz"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "a\\b.tar.gz"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": ".."}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "x..tar.gz"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": ".hidden"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "a\u{0}b"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "a\nb"}), "backup_file", "backup_file"),
-            (CommandName::RestoreKeys, json!({"backup_file": "x".repeat(256)}), "backup_file", "…"),
-            (CommandName::RestoreKeys, json!({"backup_file": 20250108}), "backup_file", "got 20250108"),
+            (
+                CommandName::RestoreKeys,
+                json!({}),
+                "backup_file",
+                "restore_keys needs backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": ""}),
+                "backup_file",
+                "backup_file must be",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "../etc/passwd"}),
+                "backup_file",
+                "no '/'",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "a/b.tar.gz"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "/abs.tar.gz"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "a\\b.tar.gz"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": ".."}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "x..tar.gz"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": ".hidden"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "a\u{0}b"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "a\nb"}),
+                "backup_file",
+                "backup_file",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": "x".repeat(256)}),
+                "backup_file",
+                "…",
+            ),
+            (
+                CommandName::RestoreKeys,
+                json!({"backup_file": 20250108}),
+                "backup_file",
+                "got 20250108",
+            ),
             // check_keys.
-            (CommandName::CheckKeys, json!({"rotate_to_check": "true"}), "rotate_to_check", "must be true or false, got \"true\""),
-            (CommandName::CheckKeys, json!({"rotate_to_check": 1}), "rotate_to_check", "got 1"),
-            (CommandName::CheckKeys, json!({"public_keys": "0xab"}), "public_keys", "public_keys must be a map"),
-            (CommandName::CheckKeys, json!({"public_keys": {}}), "public_keys", "public_keys must be a map"),
-            (CommandName::CheckKeys, json!({"public_keys": {"babe": "ab"}}), "public_keys.babe", "public_keys.babe must be a hex string"),
-            (CommandName::CheckKeys, json!({"public_keys": {"babe": 12}}), "public_keys.babe", "got 12"),
-            (CommandName::CheckKeys, json!({"public_keys": {"BABE": "0xab"}}), "public_keys.BABE", "4 lowercase"),
-            (CommandName::CheckKeys, json!({"public_keys": {"bab": "0xab"}}), "public_keys.bab", "4 lowercase"),
-            (CommandName::CheckKeys, json!({"public_keys": {"babes": "0xab"}}), "public_keys.babes", "4 lowercase"),
-            (CommandName::CheckKeys, json!({"public_keys": {"bäb": "0xab"}}), "public_keys.bäb", "4 lowercase"),
+            (
+                CommandName::CheckKeys,
+                json!({"rotate_to_check": "true"}),
+                "rotate_to_check",
+                "must be true or false, got \"true\"",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"rotate_to_check": 1}),
+                "rotate_to_check",
+                "got 1",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": "0xab"}),
+                "public_keys",
+                "public_keys must be a map",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {}}),
+                "public_keys",
+                "public_keys must be a map",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"babe": "ab"}}),
+                "public_keys.babe",
+                "public_keys.babe must be a hex string",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"babe": 12}}),
+                "public_keys.babe",
+                "got 12",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"BABE": "0xab"}}),
+                "public_keys.BABE",
+                "4 lowercase",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"bab": "0xab"}}),
+                "public_keys.bab",
+                "4 lowercase",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"babes": "0xab"}}),
+                "public_keys.babes",
+                "4 lowercase",
+            ),
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": {"bäb": "0xab"}}),
+                "public_keys.bäb",
+                "4 lowercase",
+            ),
             // Hex strings.
-            (CommandName::HasSessionKeys, json!({"session_keys": "0x"}), "session_keys", "or empty for the last known keys"),
-            (CommandName::HasSessionKeys, json!({"session_keys": "0xabc"}), "session_keys", "got \"0xabc\""),
-            (CommandName::HasSessionKeys, json!({"session_keys": "abcd"}), "session_keys", "session_keys must be"),
-            (CommandName::HasSessionKeys, json!({"session_keys": "0Xabcd"}), "session_keys", "session_keys must be"),
-            (CommandName::HasSessionKeys, json!({"session_keys": "0xzz"}), "session_keys", "session_keys must be"),
-            (CommandName::HasSessionKeys, json!({"session_keys": "0x ab"}), "session_keys", "session_keys must be"),
-            (CommandName::HasSessionKeys, json!({"session_keys": null}), "session_keys", "got null"),
-            (CommandName::HasKey, json!({}), "public_key", "has_key needs public_key: a hex string"),
-            (CommandName::HasKey, json!({"key_type": "aura"}), "public_key", "has_key needs public_key"),
-            (CommandName::HasKey, json!({"public_key": ""}), "public_key", "public_key must be a hex string"),
-            (CommandName::HasKey, json!({"public_key": "0x"}), "public_key", "public_key must be"),
-            (CommandName::HasKey, json!({"public_key": "0x1"}), "public_key", "public_key must be"),
-            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": "Aura"}), "key_type", "key_type must be 4 lowercase"),
-            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": "auras"}), "key_type", "key_type"),
-            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": ""}), "key_type", "key_type"),
-            (CommandName::HasKey, json!({"public_key": "0xab", "key_type": 1234}), "key_type", "got 1234"),
-            (CommandName::FindValidator, json!({"session_keys": "0x1"}), "session_keys", "session_keys must be"),
-            (CommandName::FindValidator, json!({"deep_search": "yes"}), "deep_search", "deep_search must be true or false"),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "0x"}),
+                "session_keys",
+                "or empty for the last known keys",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "0xabc"}),
+                "session_keys",
+                "got \"0xabc\"",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "abcd"}),
+                "session_keys",
+                "session_keys must be",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "0Xabcd"}),
+                "session_keys",
+                "session_keys must be",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "0xzz"}),
+                "session_keys",
+                "session_keys must be",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": "0x ab"}),
+                "session_keys",
+                "session_keys must be",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": null}),
+                "session_keys",
+                "got null",
+            ),
+            (
+                CommandName::HasKey,
+                json!({}),
+                "public_key",
+                "has_key needs public_key: a hex string",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"key_type": "aura"}),
+                "public_key",
+                "has_key needs public_key",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": ""}),
+                "public_key",
+                "public_key must be a hex string",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0x"}),
+                "public_key",
+                "public_key must be",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0x1"}),
+                "public_key",
+                "public_key must be",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0xab", "key_type": "Aura"}),
+                "key_type",
+                "key_type must be 4 lowercase",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0xab", "key_type": "auras"}),
+                "key_type",
+                "key_type",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0xab", "key_type": ""}),
+                "key_type",
+                "key_type",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": "0xab", "key_type": 1234}),
+                "key_type",
+                "got 1234",
+            ),
+            (
+                CommandName::FindValidator,
+                json!({"session_keys": "0x1"}),
+                "session_keys",
+                "session_keys must be",
+            ),
+            (
+                CommandName::FindValidator,
+                json!({"deep_search": "yes"}),
+                "deep_search",
+                "deep_search must be true or false",
+            ),
+            // Caps: one frame must not buy unbounded work.
+            (
+                CommandName::CheckKeys,
+                json!({"public_keys": many_public_keys(MAX_PUBLIC_KEYS + 1)}),
+                "public_keys",
+                "with 1 to 8 entries",
+            ),
+            (
+                CommandName::HasKey,
+                json!({"public_key": format!("0x{}", "ab".repeat(MAX_HEX_DIGITS / 2 + 1))}),
+                "public_key",
+                "at most 1024",
+            ),
+            (
+                CommandName::HasSessionKeys,
+                json!({"session_keys": format!("0x{}", "ab".repeat(MAX_HEX_DIGITS / 2 + 1))}),
+                "session_keys",
+                "at most 1024",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "x".repeat(MAX_EXEC_COMMAND_BYTES + 1)}),
+                "command",
+                "at most 65536 bytes",
+            ),
+            (
+                CommandName::Exec,
+                json!({"command": "x ".repeat(MAX_EXEC_ARGS + 1)}),
+                "command",
+                "64 words",
+            ),
         ];
         for (command, input, key, fragment) in table {
             let err = validate_params(command, &object(input.clone()))

@@ -13,7 +13,6 @@ pub mod fsutil;
 pub mod log;
 pub mod metrics;
 pub mod operator;
-pub mod policy;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

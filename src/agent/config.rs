@@ -11,7 +11,7 @@
 //! Every key is optional; unknown keys are refused so a typo never silently
 //! widens or narrows what the agent does. `policy` is described in
 //! docs/policy.md.
-use crate::policy::Policy;
+use super::policy::Policy;
 use crate::server::tokens::Token;
 use serde::Deserialize;
 use serde_json::Value;

@@ -7,14 +7,15 @@
 //!
 //! Invariants:
 //! - The agent's policy, not the server, decides what runs.
-//! - A command id runs at most once, ever (see [`outbox::Ledger`]).
+//! - A command id runs at most once, ever (see [`ledger::Ledger`]).
 //! - Mutating commands on one container never overlap; the later one fails
 //!   with `busy`.
 pub mod backups;
 pub mod config;
 mod keys;
+pub mod ledger;
 mod node;
-pub mod outbox;
+pub mod policy;
 mod runner;
 mod stats;
 mod summary;
@@ -23,7 +24,7 @@ use crate::protocol::{self, CommandRequest, CommandResponse, ErrorCode, Hello, M
 use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use config::AgentConfig;
-use outbox::{Ledger, Seen};
+use ledger::{Ledger, Seen};
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,9 +2,9 @@
 //! claims its containers if it mutates them, does the work through
 //! `docker.rs`, and audits the decision and the outcome.
 use super::Agent;
+use super::policy::Decision;
 use crate::commands::{self, CommandName, Params};
 use crate::docker::DockerError;
-use crate::policy::Decision;
 use crate::process::{Keep, Limits, RunError};
 use crate::protocol::{CommandRequest, CommandResponse, ErrorCode, now_ms};
 use serde_json::{Value, json};
@@ -125,16 +125,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
     let params = commands::validate_params(command, &request.params)
         .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
     let exec_argv = match &params {
-        Params::Exec { command } => Some(
-            shlex::split(command)
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| {
-                    Failure::new(
-                        ErrorCode::InvalidParams,
-                        "command: unbalanced quotes or empty; write it as you would in a shell",
-                    )
-                })?,
-        ),
+        Params::Exec { argv, .. } => Some(argv.as_slice()),
         _ => None,
     };
     let targets = resolve_targets(agent, command, &request.target)?;
@@ -144,7 +135,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         let decision = agent
             .config
             .policy
-            .decide_all(command.as_str(), targets.iter().map(String::as_str));
+            .decide_all(command, targets.iter().map(String::as_str));
         if decision.allowed.is_empty() {
             let reason = decision
                 .denied
@@ -155,11 +146,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         }
         decision.allowed.iter().map(|c| c.to_string()).collect()
     } else {
-        match agent
-            .config
-            .policy
-            .decide(command.as_str(), &targets[0], exec_argv.as_deref())
-        {
+        match agent.config.policy.decide(command, &targets[0], exec_argv) {
             Decision::Allowed => targets,
             Decision::NotManaged { reason } => {
                 return Err(Failure::new(ErrorCode::UnknownTarget, reason));
@@ -176,8 +163,10 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             rotate_to_check: true,
             ..
         }
-    ) && let Decision::Denied { reason } | Decision::NotManaged { reason } =
-        agent.config.policy.decide("rotate_keys", &targets[0], None)
+    ) && let Decision::Denied { reason } | Decision::NotManaged { reason } = agent
+        .config
+        .policy
+        .decide(CommandName::RotateKeys, &targets[0], None)
     {
         return Err(Failure::new(
             ErrorCode::NotPermitted,
@@ -225,8 +214,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             Ok(Value::String(keep_tail(&text, MAX_RESULT_TEXT)))
         }
         Params::Status => status(agent, &targets),
-        Params::Exec { .. } => {
-            let argv = exec_argv.unwrap_or_default();
+        Params::Exec { argv, .. } => {
             let output = docker.exec(&targets[0], &argv, agent.config.docker.timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
