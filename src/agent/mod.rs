@@ -3,7 +3,8 @@
 //!
 //! Threads: the caller's thread connects (and reconnects forever, with
 //! exponential backoff and jitter) and reads frames; `stats` sends a report
-//! every interval; each command runs on its own `cmd-<id>` thread.
+//! every interval; each command runs on its own `cmd-<n>` thread (a
+//! counter: no thread name comes from the wire).
 //!
 //! Invariants:
 //! - The agent's policy, not the server, decides what runs.
@@ -76,6 +77,8 @@ pub struct Agent {
     known_keys_lock: Mutex<()>,
     /// Makes event ids unique within this process (with the time).
     event_seq: std::sync::atomic::AtomicU64,
+    /// Numbers command threads (`cmd-<n>`).
+    command_seq: std::sync::atomic::AtomicU64,
     /// Set on SIGTERM: new commands are refused while the running ones finish.
     shutting_down: std::sync::atomic::AtomicBool,
     running: std::sync::atomic::AtomicUsize,
@@ -245,6 +248,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         keystores: Mutex::new(Default::default()),
         known_keys_lock: Mutex::new(()),
         event_seq: std::sync::atomic::AtomicU64::new(0),
+        command_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
         running: AtomicUsize::new(0),
     });
@@ -343,9 +347,23 @@ fn connect_and_serve(
     Ok(read_loop(
         agent,
         &conn,
-        Duration::from_secs(heartbeat_s.max(1)),
+        Duration::from_secs(clamp_heartbeat(heartbeat_s)),
         behind_welcome,
     ))
+}
+
+/// `welcome.heartbeat_s` within [`protocol::HEARTBEAT_S_RANGE`]: a server's
+/// number is not trusted (a huge one overflowed the silence timer, zero
+/// would spin).
+fn clamp_heartbeat(heartbeat_s: u64) -> u64 {
+    let (low, high) = protocol::HEARTBEAT_S_RANGE.into_inner();
+    let clamped = heartbeat_s.clamp(low, high);
+    if clamped != heartbeat_s {
+        crate::log::warn(&format!(
+            "the server asked for a heartbeat of {heartbeat_s} s; using {clamped} s (the protocol allows {low} to {high})"
+        ));
+    }
+    clamped
 }
 
 /// Wait for `welcome`; returns its heartbeat and any frames that arrived
@@ -521,7 +539,9 @@ fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
     }
     let agent = agent.clone();
     agent.running.fetch_add(1, Ordering::SeqCst);
-    let name = format!("cmd-{}", request.id);
+    // A counter, never the id: a thread name with a NUL panics, and wire
+    // data has no business in thread names.
+    let name = format!("cmd-{}", agent.command_seq.fetch_add(1, Ordering::Relaxed));
     let spawned = thread::Builder::new().name(name).spawn({
         let agent = agent.clone();
         let request = request.clone();

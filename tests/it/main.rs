@@ -1,5 +1,6 @@
 //! Integration tests: one binary, driving the real `warden` executable
 //! against real containers under the real Docker Engine.
+mod agent_limits;
 mod agent_wire;
 mod backups;
 mod chain_cmds;

@@ -4,7 +4,7 @@
 //! deadline and says what it was waiting for when it gives up.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -542,4 +542,133 @@ impl Fleet {
             agent_id,
         }
     }
+}
+
+/// A server played by the test: raw WebSocket frames to and from a real agent.
+pub struct RawServer {
+    pub listener: std::net::TcpListener,
+    pub token: String,
+}
+
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+impl RawServer {
+    pub fn new() -> RawServer {
+        RawServer {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            token: unique("tok"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/agent", self.listener.local_addr().unwrap())
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Accept the agent's next connection, check its token, read its hello
+    /// and welcome it.
+    pub fn accept(&self) -> (Ws, Value) {
+        self.accept_with_heartbeat(json!(30))
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Like [`RawServer::accept`], with `heartbeat_s` (any JSON) in the welcome.
+    pub fn accept_with_heartbeat(&self, heartbeat_s: Value) -> (Ws, Value) {
+        self.listener.set_nonblocking(false).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let (stream, _) = loop {
+            self.listener.set_nonblocking(true).unwrap();
+            match self.listener.accept() {
+                Ok(s) => break s,
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "the agent never connected");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let expected = format!("Bearer {}", self.token);
+        let mut ws = tungstenite::accept_hdr(
+            stream,
+            |req: &tungstenite::handshake::server::Request, resp| {
+                assert_eq!(req.uri().path(), "/agent");
+                assert_eq!(
+                    req.headers()
+                        .get("authorization")
+                        .unwrap()
+                        .to_str()
+                        .unwrap(),
+                    expected
+                );
+                Ok(resp)
+            },
+        )
+        .unwrap();
+        let hello = recv(&mut ws);
+        assert_eq!(hello["type"], "hello", "{hello}");
+        let agent_id = hello["data"]["agent_id"].clone();
+        send(
+            &mut ws,
+            json!({"type": "welcome", "data": {"agent_id": agent_id, "server_version": "test", "protocol": 1, "heartbeat_s": heartbeat_s}}),
+        );
+        (ws, hello["data"].clone())
+    }
+}
+
+pub fn send(ws: &mut Ws, v: Value) {
+    ws.send(tungstenite::Message::text(v.to_string())).unwrap();
+}
+
+pub fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame from the agent") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            tungstenite::Message::Close(f) => panic!("agent closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The next frame of type `kind`, skipping others (stats, pings).
+pub fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = recv(ws);
+        if v["type"] == kind {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {kind} frame");
+    }
+}
+
+pub fn response_to(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let v = recv_type(ws, "command_response");
+        if v["data"]["id"] == id
+            && matches!(v["data"]["status"].as_str(), Some("completed" | "failed"))
+        {
+            return v["data"].clone();
+        }
+    }
+}
+
+pub fn command(id: &str, command: &str, target: &str, params: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    json!({"type": "command", "data": {"id": id, "command": command, "target": target, "params": params, "timestamp": now}})
+}
+
+pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Value) -> AgentProc {
+    let config = config_for(names, policy);
+    AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    )
 }
