@@ -218,6 +218,41 @@ impl CommandName {
         !self.is_mutating() && self != CommandName::CheckKeys
     }
 
+    /// How long the agent lets the command run, all its steps together,
+    /// before it fails it with `timeout` and kills its processes. The agent
+    /// stretches two of them by its own settings: `stop` and `restart` by
+    /// the stop grace (`docker.stop_grace_s`), `payout` to the script's
+    /// timeout (`policy.payout.timeout_s`) plus a minute. docs/agent-config.md
+    /// ("Limits") lists them.
+    ///
+    /// `backup_keys` and `restore_keys` are reported at their deadline but
+    /// their processes are not cut short: the flow must always get to start
+    /// the node again, and each of its docker calls has its own timeout.
+    pub fn deadline(self) -> std::time::Duration {
+        let minutes = |m: u64| std::time::Duration::from_secs(m * 60);
+        match self {
+            CommandName::Status
+            | CommandName::Logs
+            | CommandName::HasKey
+            | CommandName::HasSessionKeys => minutes(2),
+            CommandName::Start
+            | CommandName::Stop
+            | CommandName::Restart
+            | CommandName::Exec
+            | CommandName::RotateKeys
+            | CommandName::CheckKeys
+            | CommandName::FindValidator
+            | CommandName::Payout => minutes(5),
+            CommandName::BackupKeys | CommandName::RestoreKeys => minutes(30),
+        }
+    }
+
+    /// Whether the command's processes are killed at its deadline (see
+    /// [`CommandName::deadline`]).
+    pub fn deadline_kills_processes(self) -> bool {
+        !matches!(self, CommandName::BackupKeys | CommandName::RestoreKeys)
+    }
+
     /// The params the command accepts, in documentation order.
     pub fn params(self) -> &'static [ParamSpec] {
         match self {

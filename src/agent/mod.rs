@@ -13,19 +13,21 @@
 //!   with `busy`.
 pub mod backups;
 pub mod config;
+mod dispatch;
 mod keys;
 pub mod ledger;
+pub mod limits;
 mod node;
 pub mod policy;
 mod runner;
 mod stats;
 mod summary;
 
-use crate::protocol::{self, CommandRequest, CommandResponse, ErrorCode, Hello, Message};
+use crate::protocol::{self, CommandResponse, ErrorCode, Hello, Message};
 use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use config::AgentConfig;
-use ledger::{Ledger, Seen};
+use ledger::Ledger;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,9 +41,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long SIGTERM waits for running commands. A command cut off here is
 /// reported after the next start as failed with an unknown outcome.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
-/// Commands running at once; more are refused with `busy`, so a flood of
-/// commands cannot exhaust the host's threads or Docker.
-const MAX_RUNNING: usize = 16;
 
 #[derive(Debug)]
 pub enum AgentError {
@@ -82,6 +81,10 @@ pub struct Agent {
     /// Set on SIGTERM: new commands are refused while the running ones finish.
     shutting_down: std::sync::atomic::AtomicBool,
     running: std::sync::atomic::AtomicUsize,
+    /// Commands per second (see `limits.rs`).
+    rate: Mutex<limits::TokenBucket>,
+    /// Free space of the state dir (see `limits.rs`).
+    disk: limits::DiskGuard,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,6 +240,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         .map_err(AgentError::State)?;
     let docker = config.docker();
     let rpc = node::base_client(Duration::from_secs(config.rpc.timeout_s), docker.clone());
+    let disk = limits::DiskGuard::new(&config.state_dir, config.limits.min_free_mb);
     let agent = Arc::new(Agent {
         config,
         docker,
@@ -251,6 +255,12 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         command_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
         running: AtomicUsize::new(0),
+        rate: Mutex::new(limits::TokenBucket::new(
+            limits::COMMAND_BURST,
+            limits::COMMANDS_PER_S,
+            Instant::now(),
+        )),
+        disk,
     });
     let for_signals = agent.clone();
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
@@ -442,7 +452,7 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
             let _ = conn.send_text(&Message::Pong(t).to_json());
         }
         Message::Pong(_) | Message::StatsAck(_) | Message::SummaryAck(_) | Message::Welcome(_) => {}
-        Message::Command(request) => dispatch(agent, request),
+        Message::Command(request) => dispatch::on_command(agent, request),
         Message::CommandAck(r) => {
             let _ = lock(&agent.ledger).ack_command(&r.id);
         }
@@ -466,105 +476,5 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
             format!("servers do not send {}", other.type_name()),
             other.reference(),
         ),
-    }
-}
-
-/// Decide what to do with a command, then run it on its own thread.
-/// Audit a command refused before it could run.
-fn audit_refusal(agent: &Agent, request: &CommandRequest, response: &CommandResponse) {
-    agent.audit(&serde_json::json!({
-        "ts": protocol::now_ms(), "id": request.id, "command": request.command, "target": request.target,
-        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
-    }));
-}
-
-fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
-    let refused =
-        |code: ErrorCode, message: String| CommandResponse::failed(&request.id, code, message);
-    {
-        let mut ledger = lock(&agent.ledger);
-        match ledger.seen(&request.id) {
-            Seen::Done(response) => {
-                // Seen before: never run twice, resend the stored outcome.
-                let response = response.clone();
-                drop(ledger);
-                agent.send(&Message::CommandResponse(response));
-                return;
-            }
-            Seen::Running => {
-                let progress =
-                    CommandResponse::progress(&request.id, protocol::CommandStatus::Running);
-                drop(ledger);
-                agent.send(&Message::CommandResponse(progress));
-                return;
-            }
-            Seen::New => {
-                // Refusals are terminal responses like any other: kept in the
-                // ledger (the id is never run later) and audited.
-                let refusal = if agent.shutting_down.load(Ordering::SeqCst) {
-                    Some(refused(
-                        ErrorCode::Unavailable,
-                        "the agent is shutting down; send the command again once it is back".into(),
-                    ))
-                } else if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING {
-                    Some(refused(
-                        ErrorCode::Busy,
-                        format!(
-                            "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
-                        ),
-                    ))
-                } else {
-                    None
-                };
-                if let Some(response) = refusal {
-                    drop(ledger);
-                    audit_refusal(agent, &request, &response);
-                    agent.finish(response);
-                    return;
-                }
-                if let Err(e) = ledger.start(&request.id) {
-                    // Cannot promise at-most-once without the ledger: refuse.
-                    let response = refused(
-                        ErrorCode::Internal,
-                        format!("the agent cannot write its ledger ({e}); command not run"),
-                    );
-                    ledger.remember_unsaved(response.clone());
-                    drop(ledger);
-                    audit_refusal(agent, &request, &response);
-                    agent.send(&Message::CommandResponse(response));
-                    return;
-                }
-            }
-        }
-    }
-    let agent = agent.clone();
-    agent.running.fetch_add(1, Ordering::SeqCst);
-    // A counter, never the id: a thread name with a NUL panics, and wire
-    // data has no business in thread names.
-    let name = format!("cmd-{}", agent.command_seq.fetch_add(1, Ordering::Relaxed));
-    let spawned = thread::Builder::new().name(name).spawn({
-        let agent = agent.clone();
-        let request = request.clone();
-        move || {
-            // A panic in one command must still give it an outcome.
-            let run = std::panic::AssertUnwindSafe(|| runner::run(&agent, &request));
-            let response = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                CommandResponse::failed(
-                    &request.id,
-                    ErrorCode::Internal,
-                    "the agent hit a bug running this command (see its log)",
-                )
-            });
-            agent.finish(response);
-            agent.running.fetch_sub(1, Ordering::SeqCst);
-        }
-    });
-    if let Err(e) = spawned {
-        agent.running.fetch_sub(1, Ordering::SeqCst);
-        agent.finish(CommandResponse::failed(
-            &request.id,
-            ErrorCode::Internal,
-            format!("cannot start a thread for the command: {e}"),
-        ));
     }
 }

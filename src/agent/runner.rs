@@ -95,11 +95,16 @@ pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
         Err(failure) => CommandResponse::failed(&request.id, failure.code, failure.message),
     };
     let response = within_frame_limit(response);
-    agent.audit(&json!({
+    agent.audit(&audit_record(request, &response));
+    response
+}
+
+/// One line of the audit log: the command as received and its outcome.
+pub fn audit_record(request: &CommandRequest, response: &CommandResponse) -> Value {
+    json!({
         "ts": now_ms(), "id": request.id, "command": request.command, "target": request.target,
         "params": request.params, "status": response.status, "code": response.code, "error": response.error,
-    }));
-    response
+    })
 }
 
 fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {

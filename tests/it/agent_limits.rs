@@ -104,3 +104,149 @@ fn a_huge_heartbeat_is_clamped_not_trusted() {
         "{log}"
     );
 }
+
+#[test]
+fn oversized_params_are_invalid_before_any_work() {
+    let dir = TempDir::new("ah-params");
+    let server = RawServer::new();
+    let name = nobody();
+    let _agent = start_agent(&dir, &server, &[&name], json!({}));
+    let (mut ws, _) = server.accept();
+    let many: serde_json::Map<String, Value> = (0..75_000)
+        .map(|i| (format!("k{i:03}"), json!("0xab")))
+        .take(9)
+        .collect();
+    let huge_hex = format!("0x{}", "ab".repeat(100_000));
+    let cases = [
+        ("p1", "check_keys", json!({"public_keys": many})),
+        ("p2", "has_key", json!({"public_key": huge_hex})),
+        ("p3", "has_session_keys", json!({"session_keys": huge_hex})),
+        ("p4", "find_validator", json!({"session_keys": huge_hex})),
+    ];
+    for (id, command_name, params) in cases {
+        send(&mut ws, command(id, command_name, &name, params));
+        let r = response_to(&mut ws, id);
+        assert_eq!(
+            (r["status"].as_str(), r["code"].as_str()),
+            (Some("failed"), Some("invalid_params")),
+            "{id}: {r}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_commands_is_refused_busy_without_a_trace() {
+    let dir = TempDir::new("ah-rate");
+    let server = RawServer::new();
+    let name = nobody();
+    let agent = start_agent(&dir, &server, &[&name], json!({}));
+    let (mut ws, _) = server.accept();
+    // Invalid params: each accepted one fails at once, without Docker.
+    let n = 100;
+    for i in 0..n {
+        send(
+            &mut ws,
+            command(&format!("f{i}"), "logs", &name, json!({"lines": 0})),
+        );
+    }
+    // Responses come in any order: gather them all.
+    let mut outcomes = std::collections::HashMap::new();
+    while outcomes.len() < n {
+        let r = recv_type(&mut ws, "command_response")["data"].clone();
+        if r["status"] == "failed" {
+            outcomes.insert(r["id"].as_str().unwrap().to_string(), r);
+        }
+    }
+    let mut rate_limited = Vec::new();
+    for (id, r) in &outcomes {
+        if r["error"].as_str().unwrap().contains("a second after that") {
+            assert_eq!(r["code"], "busy", "{r}");
+            rate_limited.push(id.clone());
+        }
+    }
+    // The burst is 60; a few tokens come back while the frames arrive.
+    assert!(rate_limited.len() >= 20, "{rate_limited:?}");
+    let ledger = std::fs::read_to_string(agent.state_dir.join("ledger.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(agent.state_dir.join("audit.jsonl")).unwrap();
+    for id in &rate_limited {
+        let quoted = format!("\"{id}\"");
+        assert!(!ledger.contains(&quoted), "{id} in the ledger");
+        assert!(!audit.contains(&quoted), "{id} in the audit log");
+    }
+}
+
+#[test]
+fn a_nearly_full_disk_stops_commands_and_stats_say_so() {
+    let dir = TempDir::new("ah-disk");
+    let server = RawServer::new();
+    let name = nobody();
+    let mut config = config_for(&[&name], json!({}));
+    config["limits"] = json!({"min_free_mb": 1u64 << 40});
+    let agent = AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    );
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("d1", "status", &name, json!({})));
+    let r = response_to(&mut ws, "d1");
+    assert_eq!(r["code"], "unavailable", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("disk is nearly full"),
+        "{r}"
+    );
+    let stats = recv_type(&mut ws, "stats");
+    let state_dir = &stats["data"]["host"]["state_dir"];
+    assert_eq!(state_dir["accepting_commands"], false, "{stats}");
+    assert!(state_dir["free_bytes"].as_u64().is_some(), "{stats}");
+    let ledger = agent.state_dir.join("ledger.jsonl");
+    assert!(
+        !std::fs::read_to_string(ledger)
+            .unwrap_or_default()
+            .contains("d1")
+    );
+}
+
+#[test]
+fn a_payout_script_past_its_timeout_is_killed_with_its_children() {
+    let dir = TempDir::new("ah-pg");
+    let pid_file = dir.join("child.pid");
+    let script = dir.join("payout.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsleep 300 </dev/null >/dev/null 2>&1 &\necho $! > {}\nwait\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let server = RawServer::new();
+    let name = nobody();
+    let policy = json!({"allow": ["payout"], "payout": {"script": script.display().to_string(), "timeout_s": 1}});
+    let _agent = start_agent(&dir, &server, &[&name], policy);
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("po1", "payout", &name, json!({})));
+    let r = response_to(&mut ws, "po1");
+    assert_eq!(r["code"], "timeout", "{r}");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let deadline = std::time::Instant::now() + WAIT;
+    // Gone, or a zombie waiting for whoever inherited it.
+    while std::fs::read_to_string(&stat)
+        .map(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script's child outlived the timeout"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,258 @@
+//! From a `command` frame to its one terminal response: the ledger check
+//! (never run an id twice), the agent's own limits (rate, disk, running
+//! count, shutdown), then the command on its own thread under its deadline.
+//!
+//! Threads: each accepted command gets a `cmd-<n>` thread that waits at most
+//! the command's deadline for a `cmd-<n>-run` thread doing the work. Names
+//! are counters, never wire data.
+//!
+//! Invariants:
+//! - Every accepted command gets exactly one terminal response, also when
+//!   its work panics, overstays its deadline (`timeout`, its processes
+//!   killed) or no thread can be started for it.
+//! - A command refused by the rate limit or for lack of disk has written
+//!   nothing (see `limits.rs`); every other refusal is a terminal response
+//!   stored in the ledger and audited like any outcome.
+use super::{Agent, lock, runner};
+use crate::commands::CommandName;
+use crate::protocol::{CommandRequest, CommandResponse, CommandStatus, ErrorCode, Message};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Commands running at once; more are refused with `busy`, so a flood of
+/// commands cannot exhaust the host's threads or Docker.
+pub const MAX_RUNNING: usize = 16;
+/// Past a command's deadline, how long its work may take to notice (its
+/// processes are killed at the deadline) before the timeout is reported
+/// without it.
+const REPORT_GRACE: Duration = Duration::from_secs(5);
+
+/// Audit a command refused before it could run.
+fn audit_refusal(agent: &Agent, request: &CommandRequest, response: &CommandResponse) {
+    agent.audit(&runner::audit_record(request, response));
+}
+
+/// The overall deadline of `request` on this agent (see
+/// [`CommandName::deadline`]); an unknown command is refused at once, so
+/// any bound does for it.
+pub fn deadline_of(agent: &Agent, request: &CommandRequest) -> Duration {
+    let Ok(command) = CommandName::from_str(&request.command) else {
+        return Duration::from_secs(60);
+    };
+    let base = command.deadline();
+    match command {
+        CommandName::Stop | CommandName::Restart => base + agent.config.stop_grace(),
+        CommandName::Payout => agent
+            .config
+            .policy
+            .payout()
+            .map(|p| base.max(p.timeout() + Duration::from_secs(60)))
+            .unwrap_or(base),
+        _ => base,
+    }
+}
+
+/// Decide what to do with a command, then run it on its own thread. Runs on
+/// the connection's thread: it never waits for the command.
+pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
+    let refused =
+        |code: ErrorCode, message: String| CommandResponse::failed(&request.id, code, message);
+    {
+        let mut ledger = lock(&agent.ledger);
+        match ledger.seen(&request.id) {
+            super::ledger::Seen::Done(response) => {
+                // Seen before: never run twice, resend the stored outcome.
+                let response = response.clone();
+                drop(ledger);
+                agent.send(&Message::CommandResponse(response));
+                return;
+            }
+            super::ledger::Seen::Running => {
+                let progress = CommandResponse::progress(&request.id, CommandStatus::Running);
+                drop(ledger);
+                agent.send(&Message::CommandResponse(progress));
+                return;
+            }
+            super::ledger::Seen::New => {}
+        }
+        // Refusals that write nothing: a flood, or a full disk, must not
+        // cost the host disk or memory.
+        let unstored = if !lock(&agent.rate).take(Instant::now()) {
+            Some(refused(
+                ErrorCode::Busy,
+                format!(
+                    "the agent takes at most {} commands at once and {} a second after that; this one was not run, send it again in a moment",
+                    super::limits::COMMAND_BURST,
+                    super::limits::COMMANDS_PER_S
+                ),
+            ))
+        } else {
+            agent
+                .disk
+                .refusal()
+                .map(|message| refused(ErrorCode::Unavailable, message))
+        };
+        if let Some(response) = unstored {
+            drop(ledger);
+            agent.send(&Message::CommandResponse(response));
+            return;
+        }
+        // Refusals are terminal responses like any other: kept in the
+        // ledger (the id is never run later) and audited.
+        let refusal = if agent.shutting_down.load(Ordering::SeqCst) {
+            Some(refused(
+                ErrorCode::Unavailable,
+                "the agent is shutting down; send the command again once it is back".into(),
+            ))
+        } else if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING {
+            Some(refused(
+                ErrorCode::Busy,
+                format!(
+                    "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(response) = refusal {
+            drop(ledger);
+            audit_refusal(agent, &request, &response);
+            agent.finish(response);
+            return;
+        }
+        if let Err(e) = ledger.start(&request.id) {
+            // Cannot promise at-most-once without the ledger: refuse.
+            let response = refused(
+                ErrorCode::Internal,
+                format!("the agent cannot write its ledger ({e}); command not run"),
+            );
+            ledger.remember_unsaved(response.clone());
+            drop(ledger);
+            audit_refusal(agent, &request, &response);
+            agent.send(&Message::CommandResponse(response));
+            return;
+        }
+    }
+    agent.running.fetch_add(1, Ordering::SeqCst);
+    let seq = agent.command_seq.fetch_add(1, Ordering::Relaxed);
+    let spawned = thread::Builder::new().name(format!("cmd-{seq}")).spawn({
+        let agent = agent.clone();
+        let request = request.clone();
+        move || {
+            let response = supervise(&agent, &request, seq);
+            agent.finish(response);
+        }
+    });
+    if let Err(e) = spawned {
+        agent.running.fetch_sub(1, Ordering::SeqCst);
+        agent.finish(CommandResponse::failed(
+            &request.id,
+            ErrorCode::Internal,
+            format!("cannot start a thread for the command: {e}"),
+        ));
+    }
+}
+
+/// Gives `running` back when the work ends, however it ends.
+struct RunningGuard(Arc<Agent>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the command on a worker thread and waits for it until its deadline.
+/// The worker keeps counting as running (and keeps its containers claimed)
+/// until it really ends, so a late worker never overlaps a new command.
+fn supervise(agent: &Arc<Agent>, request: &CommandRequest, seq: u64) -> CommandResponse {
+    let limit = deadline_of(agent, request);
+    let deadline = Instant::now() + limit;
+    let kills = CommandName::from_str(&request.command)
+        .map(CommandName::deadline_kills_processes)
+        .unwrap_or(true);
+    let (done, outcome) = mpsc::sync_channel::<CommandResponse>(1);
+    let guard = RunningGuard(agent.clone());
+    let worker = thread::Builder::new()
+        .name(format!("cmd-{seq}-run"))
+        .spawn({
+            let agent = agent.clone();
+            let request = request.clone();
+            move || {
+                let _guard = guard;
+                let work = || runner::run(&agent, &request);
+                // A panic in one command must still give it an outcome.
+                let run = std::panic::AssertUnwindSafe(|| {
+                    if kills {
+                        crate::process::with_deadline(deadline, work)
+                    } else {
+                        work()
+                    }
+                });
+                let response = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                    let response = CommandResponse::failed(
+                        &request.id,
+                        ErrorCode::Internal,
+                        "the agent hit a bug running this command (see its log)",
+                    );
+                    agent.audit(&runner::audit_record(&request, &response));
+                    response
+                });
+                let _ = done.send(response);
+            }
+        });
+    if let Err(e) = worker {
+        // The guard went down with the closure: `running` is given back.
+        return CommandResponse::failed(
+            &request.id,
+            ErrorCode::Internal,
+            format!("cannot start a thread for the command: {e}"),
+        );
+    }
+    match outcome.recv_timeout(limit + REPORT_GRACE) {
+        Ok(response) => response,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let what = if kills {
+                "its processes were killed"
+            } else {
+                "it may still be finishing (each of its steps has its own timeout)"
+            };
+            let response = CommandResponse::failed(
+                &request.id,
+                ErrorCode::Timeout,
+                format!(
+                    "{} did not finish within its deadline of {} s; {what}: check the container (status, logs) before running it again",
+                    request.command,
+                    limit.as_secs()
+                ),
+            );
+            agent.audit(&runner::audit_record(request, &response));
+            response
+        }
+        // The worker ended without a word: it cannot, since it catches panics.
+        Err(mpsc::RecvTimeoutError::Disconnected) => CommandResponse::failed(
+            &request.id,
+            ErrorCode::Internal,
+            "the agent lost track of this command (see its log)",
+        ),
+    }
+}
+
+/// `Message::Command` from the connection thread: a panic anywhere in the
+/// dispatch is logged and answered, never the end of the agent.
+pub fn on_command(agent: &Arc<Agent>, request: CommandRequest) {
+    let id = request.id.clone();
+    let run = std::panic::AssertUnwindSafe(|| dispatch(agent, request));
+    if std::panic::catch_unwind(run).is_err() {
+        crate::log::error(&format!("the agent hit a bug dispatching command {id}"));
+        agent.send(&Message::CommandResponse(CommandResponse::failed(
+            &id,
+            ErrorCode::Internal,
+            "the agent hit a bug accepting this command (see its log)",
+        )));
+    }
+}
