@@ -124,14 +124,17 @@ pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
             agent.finish(response);
             return;
         }
-        if let Err(e) = ledger.start(&request.id) {
+        // Marked running in memory at once (a resend meanwhile is answered
+        // `running`); on disk before it runs, the fsync outside the lock.
+        let started = ledger.start(&request.id);
+        drop(ledger);
+        if let Err(e) = started.and_then(|ticket| ticket.wait()) {
             // Cannot promise at-most-once without the ledger: refuse.
             let response = refused(
                 ErrorCode::Internal,
                 format!("the agent cannot write its ledger ({e}); command not run"),
             );
-            ledger.remember_unsaved(response.clone());
-            drop(ledger);
+            lock(&agent.ledger).remember_unsaved(response.clone());
             audit_refusal(agent, &request, &response);
             agent.send(&Message::CommandResponse(response));
             return;

@@ -1,7 +1,7 @@
 //! The agent's durable ledger: which command ids it has seen, their terminal
 //! responses, the durable events it has raised, and which of those the
-//! server has acknowledged. One append-only JSON Lines file,
-//! `<state dir>/ledger.jsonl`, replayed on start.
+//! server has acknowledged. One JSON Lines file, `<state dir>/ledger.jsonl`,
+//! appended to, replayed on start, and compacted.
 //!
 //! Invariants:
 //! - A command is recorded as started (on disk) before it runs: after a crash
@@ -9,13 +9,34 @@
 //!   unknown, so no command is left without an outcome.
 //! - A terminal response or event is on disk before it is first sent, and is
 //!   resent after every `welcome` until acknowledged.
+//! - Compaction keeps everything unacknowledged and every id still inside the
+//!   command age window ([`Ledger::open`]'s `window`): an id older than that
+//!   would be refused by the age check anyway, so forgetting it cannot run a
+//!   command twice. It runs at start and whenever the file has doubled
+//!   (at least [`COMPACT_MIN_BYTES`]), as an atomic rewrite.
+//! - Group commit: records are written under the ledger's lock but synced
+//!   outside it through a [`Ticket`]; threads finishing together share one
+//!   fsync ([`Syncer`]).
+//! - Once acknowledged, a response larger than [`KEEP_ACKED_BYTES`] is kept
+//!   as a stub (its result replaced by a note): the server already has it,
+//!   and a resend of a seen id only needs its status.
 use crate::fsutil::{self, JsonLog};
-use crate::protocol::{CommandResponse, ErrorCode, Event, EventKind, Message};
+use crate::protocol::{CommandResponse, ErrorCode, Event, EventKind, Message, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The file is compacted once it is at least this big and twice its size
+/// after the last compaction.
+pub const COMPACT_MIN_BYTES: u64 = 4 * 1024 * 1024;
+/// Acknowledged responses larger than this (encoded) are kept as stubs.
+pub const KEEP_ACKED_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "rec", rename_all = "snake_case")]
@@ -52,11 +73,72 @@ struct Pending {
     message: Message,
 }
 
+/// Shares fsyncs between the threads waiting for their records.
+pub struct Syncer {
+    /// Records written so far (a sequence number).
+    written: AtomicU64,
+    state: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+struct SyncState {
+    /// A handle on the ledger file: fsync of any descriptor syncs the file.
+    file: Arc<File>,
+    synced: u64,
+    syncing: bool,
+}
+
+/// A record written but perhaps not yet on disk; [`Ticket::wait`] returns
+/// once it is.
+#[must_use]
+pub struct Ticket {
+    seq: u64,
+    syncer: Arc<Syncer>,
+}
+
+impl Ticket {
+    /// Block until the record is on disk. The first waiter syncs everything
+    /// written so far; the others wait for that sync instead of their own.
+    pub fn wait(self) -> io::Result<()> {
+        let syncer = &self.syncer;
+        let mut state = syncer.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.synced >= self.seq {
+                return Ok(());
+            }
+            if state.syncing {
+                state = syncer.synced.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            // Everything written before this load is covered by the sync.
+            let target = syncer.written.load(Ordering::SeqCst);
+            let file = state.file.clone();
+            drop(state);
+            let result = file.sync_data();
+            state = syncer.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.syncing = false;
+            if result.is_ok() {
+                state.synced = state.synced.max(target);
+            }
+            syncer.synced.notify_all();
+            result?;
+        }
+    }
+}
+
 pub struct Ledger {
     log: JsonLog,
-    started: HashSet<String>,
+    path: PathBuf,
+    syncer: Arc<Syncer>,
+    /// Ids recorded as started that have no response yet.
+    running: HashSet<String>,
     responses: HashMap<String, CommandResponse>,
     pending: Vec<Pending>,
+    /// Ids kept only inside this window (see the module's invariants).
+    window: Duration,
+    /// The file's size after the last compaction.
+    compacted_len: u64,
     pub skipped_lines: usize,
 }
 
@@ -64,16 +146,42 @@ fn event_kind(name: &str) -> Option<EventKind> {
     EventKind::ALL.into_iter().find(|k| k.as_str() == name)
 }
 
+fn cmd_key(id: &str) -> String {
+    format!("cmd:{id}")
+}
+
+/// A response as kept once acknowledged: itself, or a stub if large.
+fn kept_after_ack(response: CommandResponse) -> CommandResponse {
+    let size = serde_json::to_vec(&response).map(|v| v.len()).unwrap_or(0);
+    if size <= KEEP_ACKED_BYTES {
+        return response;
+    }
+    CommandResponse {
+        result: response.result.as_ref().map(|_| {
+            Value::from(format!(
+                "[a result of {size} bytes, delivered and acknowledged; the agent keeps no copy]"
+            ))
+        }),
+        error: response
+            .error
+            .map(|e| e.chars().take(KEEP_ACKED_BYTES / 4).collect()),
+        ..response
+    }
+}
+
 impl Ledger {
-    /// Replay the ledger. Commands that were started but never finished (the
-    /// agent died while they ran) get a terminal `failed` response now.
-    pub fn open(state_dir: &Path) -> io::Result<(Ledger, Vec<String>)> {
+    /// Replay the ledger and compact it. Commands that were started but
+    /// never finished (the agent died while they ran) get a terminal
+    /// `failed` response now. `window` is how long a seen id must be
+    /// remembered: the policy's command age limit plus the clock skew it
+    /// tolerates.
+    pub fn open(state_dir: &Path, window: Duration) -> io::Result<(Ledger, Vec<String>)> {
         fsutil::ensure_private_dir(state_dir)?;
         let path = state_dir.join("ledger.jsonl");
         let (records, skipped_lines) = fsutil::read_json_lines::<Record>(&path)?;
-        let mut started = HashSet::new();
         let mut started_order = Vec::new();
-        let mut responses = HashMap::new();
+        let mut started = HashSet::new();
+        let mut responses: HashMap<String, CommandResponse> = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut acked = HashSet::new();
         for record in records {
@@ -84,9 +192,8 @@ impl Ledger {
                     }
                 }
                 Record::Response { response } => {
-                    started.insert(response.id.clone());
                     pending.push(Pending {
-                        key: format!("cmd:{}", response.id),
+                        key: cmd_key(&response.id),
                         message: Message::CommandResponse(response.clone()),
                     });
                     responses.entry(response.id.clone()).or_insert(response);
@@ -117,11 +224,30 @@ impl Ledger {
         pending.retain(|p| !acked.contains(&p.key));
         let mut seen_keys = HashSet::new();
         pending.retain(|p| seen_keys.insert(p.key.clone()));
+        for (id, response) in responses.iter_mut() {
+            if acked.contains(&cmd_key(id)) {
+                *response = kept_after_ack(response.clone());
+            }
+        }
+        let log = JsonLog::open(&path)?;
+        let syncer = Arc::new(Syncer {
+            written: AtomicU64::new(0),
+            state: Mutex::new(SyncState {
+                file: Arc::new(File::open(&path)?),
+                synced: 0,
+                syncing: false,
+            }),
+            synced: Condvar::new(),
+        });
         let mut ledger = Ledger {
-            log: JsonLog::open(&path)?,
-            started,
+            log,
+            path,
+            syncer,
+            running: HashSet::new(),
             responses,
             pending,
+            window,
+            compacted_len: 0,
             skipped_lines,
         };
         let interrupted: Vec<String> = started_order
@@ -129,85 +255,97 @@ impl Ledger {
             .filter(|id| !ledger.responses.contains_key(id))
             .collect();
         for id in &interrupted {
-            ledger.finish(CommandResponse::failed(
+            // Made durable by the compaction just below.
+            let _synced_by_compaction = ledger.store_response(CommandResponse::failed(
                 id,
                 ErrorCode::Internal,
                 "the agent stopped while this command was running; its outcome is unknown: \
                  check the container (status, logs) before running it again",
             ))?;
         }
+        ledger.compact(now_ms())?;
         Ok((ledger, interrupted))
     }
 
     pub fn seen(&self, id: &str) -> Seen<'_> {
         match self.responses.get(id) {
             Some(r) => Seen::Done(r),
-            None if self.started.contains(id) => Seen::Running,
+            None if self.running.contains(id) => Seen::Running,
             None => Seen::New,
         }
     }
 
-    /// Durably mark `id` as started; call before running it.
-    pub fn start(&mut self, id: &str) -> io::Result<()> {
-        self.log.append(
-            &Record::Started {
-                id: id.to_string(),
-                ts: crate::protocol::now_ms(),
-            },
-            true,
-        )?;
-        self.started.insert(id.to_string());
-        Ok(())
+    /// Write a record; it is on disk once the returned ticket's wait returns.
+    fn append(&mut self, record: &Record) -> io::Result<Ticket> {
+        self.log.append(record, false)?;
+        let seq = self.syncer.written.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Ticket {
+            seq,
+            syncer: self.syncer.clone(),
+        })
     }
 
-    /// Durably store a terminal response; it stays pending until acked.
-    /// Returns false (and stores nothing) if `id` already has one.
-    pub fn finish(&mut self, response: CommandResponse) -> io::Result<bool> {
+    /// Mark `id` as started; wait for the ticket before running it.
+    pub fn start(&mut self, id: &str) -> io::Result<Ticket> {
+        let ticket = self.append(&Record::Started {
+            id: id.to_string(),
+            ts: now_ms(),
+        })?;
+        self.running.insert(id.to_string());
+        Ok(ticket)
+    }
+
+    /// Store a terminal response; it stays pending until acked. `None` (and
+    /// nothing stored) if `id` already has one. Wait for the ticket before
+    /// sending the response.
+    pub fn finish(&mut self, response: CommandResponse) -> io::Result<Option<Ticket>> {
         if self.responses.contains_key(&response.id) {
-            return Ok(false);
+            return Ok(None);
         }
-        self.log.append(
-            &Record::Response {
-                response: response.clone(),
-            },
-            true,
-        )?;
-        self.started.insert(response.id.clone());
+        let ticket = self.store_response(response)?;
+        self.compact_if_grown()?;
+        Ok(Some(ticket))
+    }
+
+    fn store_response(&mut self, response: CommandResponse) -> io::Result<Ticket> {
+        let ticket = self.append(&Record::Response {
+            response: response.clone(),
+        })?;
+        self.running.remove(&response.id);
         self.pending.push(Pending {
-            key: format!("cmd:{}", response.id),
+            key: cmd_key(&response.id),
             message: Message::CommandResponse(response.clone()),
         });
         self.responses.insert(response.id.clone(), response);
-        Ok(true)
+        Ok(ticket)
     }
 
     /// Remember a response in memory only, when the ledger cannot be
     /// written: the id is still never run again by this process.
     pub fn remember_unsaved(&mut self, response: CommandResponse) {
-        self.started.insert(response.id.clone());
+        self.running.remove(&response.id);
         self.responses
             .entry(response.id.clone())
             .or_insert(response);
     }
 
-    /// Durably queue an event until the server acks it.
-    pub fn raise(&mut self, event: Event) -> io::Result<()> {
+    /// Queue an event until the server acks it; `None` if it already is.
+    /// Wait for the ticket before sending it.
+    pub fn raise(&mut self, event: Event) -> io::Result<Option<Ticket>> {
         let key = format!("evt:{}", event.event_id);
         if self.pending.iter().any(|p| p.key == key) {
-            return Ok(());
+            return Ok(None);
         }
-        self.log.append(
-            &Record::Event {
-                kind: event.kind.as_str().to_string(),
-                data: event.data.clone(),
-            },
-            true,
-        )?;
+        let ticket = self.append(&Record::Event {
+            kind: event.kind.as_str().to_string(),
+            data: event.data.clone(),
+        })?;
         self.pending.push(Pending {
             key,
             message: Message::Event(event),
         });
-        Ok(())
+        self.compact_if_grown()?;
+        Ok(Some(ticket))
     }
 
     fn ack(&mut self, key: String) -> io::Result<()> {
@@ -215,14 +353,19 @@ impl Ledger {
             return Ok(());
         }
         // Not synced: losing an ack record only causes a harmless resend.
-        self.log
-            .append(&Record::Acked { key: key.clone() }, false)?;
+        let _unsynced = self.append(&Record::Acked { key: key.clone() })?;
         self.pending.retain(|p| p.key != key);
+        if let Some(id) = key.strip_prefix("cmd:")
+            && let Some(response) = self.responses.remove(id)
+        {
+            self.responses
+                .insert(id.to_string(), kept_after_ack(response));
+        }
         Ok(())
     }
 
     pub fn ack_command(&mut self, id: &str) -> io::Result<()> {
-        self.ack(format!("cmd:{id}"))
+        self.ack(cmd_key(id))
     }
 
     pub fn ack_event(&mut self, event_id: &str) -> io::Result<()> {
@@ -233,87 +376,69 @@ impl Ledger {
     pub fn pending(&self) -> Vec<Message> {
         self.pending.iter().map(|p| p.message.clone()).collect()
     }
+
+    /// How many command ids the ledger remembers (for tests and logs).
+    pub fn remembered(&self) -> usize {
+        self.responses.len() + self.running.len()
+    }
+
+    fn compact_if_grown(&mut self) -> io::Result<()> {
+        let len = std::fs::metadata(&self.path)?.len();
+        if len >= COMPACT_MIN_BYTES.max(self.compacted_len.saturating_mul(2)) {
+            self.compact(now_ms())?;
+        }
+        Ok(())
+    }
+
+    /// Forget acknowledged ids older than the window, then rewrite the file
+    /// with what is left (atomically: temp file, fsync, rename).
+    pub fn compact(&mut self, now_ms: i64) -> io::Result<()> {
+        let window_ms = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms.saturating_sub(window_ms);
+        let pending_keys: HashSet<&str> = self.pending.iter().map(|p| p.key.as_str()).collect();
+        self.responses.retain(|id, response| {
+            response.timestamp >= cutoff || pending_keys.contains(cmd_key(id).as_str())
+        });
+        let mut bytes = Vec::new();
+        let mut push = |record: &Record| -> io::Result<()> {
+            serde_json::to_writer(&mut bytes, record).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            Ok(())
+        };
+        let ts = now_ms;
+        for id in &self.running {
+            push(&Record::Started { id: id.clone(), ts })?;
+        }
+        for (id, response) in &self.responses {
+            push(&Record::Response {
+                response: response.clone(),
+            })?;
+            if !pending_keys.contains(cmd_key(id).as_str()) {
+                push(&Record::Acked { key: cmd_key(id) })?;
+            }
+        }
+        for p in &self.pending {
+            if let Message::Event(e) = &p.message {
+                push(&Record::Event {
+                    kind: e.kind.as_str().to_string(),
+                    data: e.data.clone(),
+                })?;
+            }
+        }
+        fsutil::write_atomic(&self.path, &bytes)?;
+        self.log = JsonLog::open(&self.path)?;
+        // The rewrite was fsynced whole: everything written is durable, and
+        // later syncs must go to the new file.
+        let mut state = self.syncer.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.file = Arc::new(File::open(&self.path)?);
+        state.synced = self.syncer.written.load(Ordering::SeqCst);
+        drop(state);
+        self.syncer.synced.notify_all();
+        self.compacted_len = bytes.len() as u64;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("warden-ledger-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
-    #[test]
-    fn responses_survive_restart_until_acked() {
-        let d = dir("ack");
-        let (mut ledger, interrupted) = Ledger::open(&d).unwrap();
-        assert!(interrupted.is_empty());
-        ledger.start("c1").unwrap();
-        assert_eq!(ledger.seen("c1"), Seen::Running);
-        assert!(
-            ledger
-                .finish(CommandResponse::completed("c1", Value::from("ok")))
-                .unwrap()
-        );
-        assert!(
-            !ledger
-                .finish(CommandResponse::completed("c1", Value::from("again")))
-                .unwrap()
-        );
-        drop(ledger);
-        let (mut ledger, _) = Ledger::open(&d).unwrap();
-        assert_eq!(ledger.pending().len(), 1);
-        assert!(matches!(ledger.seen("c1"), Seen::Done(r) if r.result == Some(Value::from("ok"))));
-        ledger.ack_command("c1").unwrap();
-        drop(ledger);
-        let (ledger, _) = Ledger::open(&d).unwrap();
-        assert!(ledger.pending().is_empty());
-        assert!(
-            matches!(ledger.seen("c1"), Seen::Done(_)),
-            "seen ids outlive the ack"
-        );
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn a_command_interrupted_by_a_crash_gets_a_failed_outcome_once() {
-        let d = dir("crash");
-        let (mut ledger, _) = Ledger::open(&d).unwrap();
-        ledger.start("c7").unwrap();
-        drop(ledger);
-        let (ledger, interrupted) = Ledger::open(&d).unwrap();
-        assert_eq!(interrupted, vec!["c7".to_string()]);
-        let Seen::Done(r) = ledger.seen("c7") else {
-            panic!("no outcome")
-        };
-        assert_eq!(r.code, Some(ErrorCode::Internal));
-        drop(ledger);
-        let (ledger, interrupted) = Ledger::open(&d).unwrap();
-        assert!(interrupted.is_empty());
-        assert_eq!(ledger.pending().len(), 1);
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn events_are_pending_until_acked() {
-        let d = dir("events");
-        let (mut ledger, _) = Ledger::open(&d).unwrap();
-        let mut data = Map::new();
-        data.insert("event_id".into(), Value::from("e1"));
-        ledger
-            .raise(Event {
-                kind: EventKind::BackupComplete,
-                event_id: "e1".into(),
-                data,
-            })
-            .unwrap();
-        drop(ledger);
-        let (mut ledger, _) = Ledger::open(&d).unwrap();
-        assert_eq!(ledger.pending().len(), 1);
-        ledger.ack_event("e1").unwrap();
-        assert!(ledger.pending().is_empty());
-        std::fs::remove_dir_all(d).unwrap();
-    }
-}
+#[path = "ledger_tests.rs"]
+mod tests;

@@ -102,8 +102,15 @@ impl Agent {
     }
 
     /// Store a terminal response durably, then send it.
+    /// The fsync happens outside the ledger's lock, shared with whoever
+    /// finishes at the same time (group commit).
     fn finish(&self, response: CommandResponse) {
         let stored = lock(&self.ledger).finish(response.clone());
+        let stored = match stored {
+            Ok(Some(ticket)) => ticket.wait().map(|()| true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
         match stored {
             Ok(true) => self.send(&Message::CommandResponse(response)),
             Ok(false) => {}
@@ -121,7 +128,13 @@ impl Agent {
     /// Raise a durable event (key update, backup, validator change).
     pub fn raise(&self, event: protocol::Event) {
         let message = Message::Event(event.clone());
-        if let Err(e) = lock(&self.ledger).raise(event) {
+        let stored = lock(&self.ledger).raise(event);
+        let stored = match stored {
+            Ok(Some(ticket)) => ticket.wait(),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             crate::log::error(&format!("cannot store an event on disk: {e}"));
         }
         self.send(&message);
@@ -223,7 +236,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         server_fingerprint: config.server_fingerprint.as_deref(),
     })
     .map_err(|e| AgentError::Config(e.to_string()))?;
-    let (ledger, interrupted) = Ledger::open(&config.state_dir).map_err(AgentError::State)?;
+    // A seen id must be remembered as long as a command carrying it could
+    // still pass the age check: its age limit, plus how far ahead of our
+    // clock a command may be stamped, plus a minute for clock steps.
+    let id_window = config.policy.max_command_age()
+        + Duration::from_millis(policy::MAX_CLOCK_SKEW_AHEAD_MS.unsigned_abs())
+        + Duration::from_secs(60);
+    let (ledger, interrupted) =
+        Ledger::open(&config.state_dir, id_window).map_err(AgentError::State)?;
     if ledger.skipped_lines > 0 {
         crate::log::warn(&format!(
             "skipped {} torn or unreadable lines in {}/ledger.jsonl",

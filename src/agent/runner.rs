@@ -99,11 +99,27 @@ pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
     response
 }
 
+/// Params whose JSON is longer than this are audited as a digest.
+pub const AUDIT_PARAMS_MAX_BYTES: usize = 1024;
+/// Longest command name and target kept whole in the audit log (the wire
+/// bounds neither; a valid one is far shorter).
+const AUDIT_WORD_MAX_CHARS: usize = 160;
+
 /// One line of the audit log: the command as received and its outcome.
+/// Large params are kept as `{"sha256", "bytes"}` (hex digest of their
+/// JSON), so a refused command cannot make the log grow by its size.
 pub fn audit_record(request: &CommandRequest, response: &CommandResponse) -> Value {
+    let params_json = serde_json::to_vec(&request.params).unwrap_or_default();
+    let params = if params_json.len() <= AUDIT_PARAMS_MAX_BYTES {
+        Value::Object(request.params.clone())
+    } else {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &params_json);
+        json!({"sha256": hex::encode(digest.as_ref()), "bytes": params_json.len()})
+    };
+    let short = |text: &str| -> String { text.chars().take(AUDIT_WORD_MAX_CHARS).collect() };
     json!({
-        "ts": now_ms(), "id": request.id, "command": request.command, "target": request.target,
-        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
+        "ts": now_ms(), "id": request.id, "command": short(&request.command), "target": short(&request.target),
+        "params": params, "status": response.status, "code": response.code, "error": response.error,
     })
 }
 
@@ -384,6 +400,29 @@ fn merge_log_streams(stdout: &str, stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_params_are_audited_as_a_digest() {
+        let request = |params: Value| CommandRequest {
+            id: "c1".into(),
+            command: "exec".into(),
+            target: "t".repeat(10_000),
+            params: params.as_object().unwrap().clone(),
+            timestamp: 1,
+        };
+        let response = CommandResponse::failed("c1", ErrorCode::NotPermitted, "no");
+        let small = audit_record(&request(json!({"command": "ls"})), &response);
+        assert_eq!(small["params"], json!({"command": "ls"}));
+        let big = request(json!({"command": "x".repeat(100_000)}));
+        let record = audit_record(&big, &response);
+        let expected = ring::digest::digest(
+            &ring::digest::SHA256,
+            &serde_json::to_vec(&big.params).unwrap(),
+        );
+        assert_eq!(record["params"]["sha256"], hex::encode(expected.as_ref()));
+        assert_eq!(record["params"]["bytes"], 100_000 + 14);
+        assert!(record.to_string().len() < 1024, "{record}");
+    }
 
     #[test]
     fn long_text_is_cut_at_char_boundaries_with_a_marker() {

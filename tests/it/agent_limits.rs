@@ -250,3 +250,58 @@ fn a_payout_script_past_its_timeout_is_killed_with_its_children() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn refused_commands_with_big_params_leave_the_ledger_and_audit_small() {
+    let dir = TempDir::new("ah-big");
+    let server = RawServer::new();
+    let name = nobody();
+    let mut agent = start_agent(&dir, &server, &[&name], json!({}));
+    let (mut ws, _) = server.accept();
+    let big = "y".repeat(60 * 1024);
+    for i in 0..8 {
+        let id = format!("big{i}");
+        // exec is not allowed by default; a stop with an unknown param is
+        // invalid: both are refused, with their params as received.
+        let frame = if i % 2 == 0 {
+            command(
+                &id,
+                "exec",
+                &name,
+                json!({"command": format!("echo {big}")}),
+            )
+        } else {
+            command(&id, "stop", &name, json!({"junk": big}))
+        };
+        send(&mut ws, frame);
+        let r = response_to(&mut ws, &id);
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(
+            r.to_string().len() < 2048,
+            "the response echoes no params: {r}"
+        );
+    }
+    let ledger = agent.state_dir.join("ledger.jsonl");
+    let audit = agent.state_dir.join("audit.jsonl");
+    assert!(
+        file_len(&ledger) < 16 * 1024,
+        "ledger: {} bytes",
+        file_len(&ledger)
+    );
+    assert!(
+        file_len(&audit) < 16 * 1024,
+        "audit: {} bytes",
+        file_len(&audit)
+    );
+    let audited = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(audited.matches("\"sha256\"").count(), 8, "{audited}");
+    // A restart replays them (inside the window) and still refuses to rerun.
+    agent.restart();
+    let (mut ws, _) = server.accept();
+    send(
+        &mut ws,
+        command("big0", "exec", &name, json!({"command": "true"})),
+    );
+    let again = response_to(&mut ws, "big0");
+    assert_eq!(again["code"], "not_permitted", "{again}");
+}
