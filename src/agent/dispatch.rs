@@ -2,9 +2,9 @@
 //! (never run an id twice), the agent's own limits (rate, disk, running
 //! count, shutdown), then the command on its own thread under its deadline.
 //!
-//! Threads: each accepted command gets a `cmd-<n>` thread that waits at most
-//! the command's deadline for a `cmd-<n>-run` thread doing the work. Names
-//! are counters, never wire data.
+//! Threads: each accepted command runs on a `cmd-<n>` thread, watched by a
+//! `cmd-<n>-deadline` thread that fails it with `timeout` if it overstays.
+//! Names are counters, never wire data.
 //!
 //! Invariants:
 //! - Every accepted command gets exactly one terminal response, also when
@@ -61,7 +61,7 @@ pub fn deadline_of(agent: &Agent, request: &CommandRequest) -> Duration {
 pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
     let refused =
         |code: ErrorCode, message: String| CommandResponse::failed(&request.id, code, message);
-    {
+    let claimed = {
         let mut ledger = lock(&agent.ledger);
         match ledger.seen(&request.id) {
             super::ledger::Seen::Done(response) => {
@@ -118,6 +118,20 @@ pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
         } else {
             None
         };
+        // A mutating command on one container claims it here, in the order
+        // commands arrive, not when its thread gets round to it.
+        let claimed = match refusal {
+            Some(_) => None,
+            None => match claim_early(agent, &request) {
+                Ok(claimed) => claimed,
+                Err(busy) => {
+                    drop(ledger);
+                    audit_refusal(agent, &request, &busy);
+                    agent.finish(busy);
+                    return;
+                }
+            },
+        };
         if let Some(response) = refusal {
             drop(ledger);
             audit_refusal(agent, &request, &response);
@@ -139,14 +153,24 @@ pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
             agent.send(&Message::CommandResponse(response));
             return;
         }
-    }
+        claimed
+    };
     agent.running.fetch_add(1, Ordering::SeqCst);
     let seq = agent.command_seq.fetch_add(1, Ordering::Relaxed);
+    let limit = deadline_of(agent, &request);
+    let deadline = Instant::now() + limit;
+    let kills = CommandName::from_str(&request.command)
+        .map(CommandName::deadline_kills_processes)
+        .unwrap_or(true);
+    // The worker holds `alive` until it is done; the watchdog waits on it.
+    let (alive, watched) = mpsc::channel::<()>();
     let spawned = thread::Builder::new().name(format!("cmd-{seq}")).spawn({
         let agent = agent.clone();
         let request = request.clone();
         move || {
-            let response = supervise(&agent, &request, seq);
+            let _alive = alive;
+            let _running = RunningGuard(agent.clone());
+            let response = run_caught(&agent, &request, claimed, kills.then_some(deadline));
             agent.finish(response);
         }
     });
@@ -157,7 +181,51 @@ pub fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
             ErrorCode::Internal,
             format!("cannot start a thread for the command: {e}"),
         ));
+        return;
     }
+    let watchdog = thread::Builder::new()
+        .name(format!("cmd-{seq}-deadline"))
+        .spawn({
+            let agent = agent.clone();
+            move || watch(&agent, &request, limit, kills, &watched)
+        });
+    if let Err(e) = watchdog {
+        // The command still runs, its processes bounded by the deadline.
+        crate::log::warn(&format!(
+            "cannot start the deadline thread of a command: {e}; it runs without one"
+        ));
+    }
+}
+
+/// Claims the one container of a mutating command (`Ok(None)` for any other
+/// command, or one the runner will refuse anyway); `Err` is the `busy`
+/// refusal.
+fn claim_early(
+    agent: &Agent,
+    request: &CommandRequest,
+) -> Result<Option<super::BusyGuard>, CommandResponse> {
+    let Ok(command) = CommandName::from_str(&request.command) else {
+        return Ok(None);
+    };
+    let mutating = crate::commands::validate_params(command, &request.params)
+        .is_ok_and(|params| params.is_mutating());
+    if !mutating
+        || request.target == "all"
+        || crate::docker::validate_container_name(&request.target).is_err()
+    {
+        return Ok(None);
+    }
+    let target = [request.target.clone()];
+    agent.claim(&target).map(Some).ok_or_else(|| {
+        CommandResponse::failed(
+            &request.id,
+            ErrorCode::Busy,
+            format!(
+                "another command is changing {} right now; try again when it is done",
+                request.target
+            ),
+        )
+    })
 }
 
 /// Gives `running` back when the work ends, however it ends.
@@ -169,79 +237,61 @@ impl Drop for RunningGuard {
     }
 }
 
-/// Runs the command on a worker thread and waits for it until its deadline.
-/// The worker keeps counting as running (and keeps its containers claimed)
-/// until it really ends, so a late worker never overlaps a new command.
-fn supervise(agent: &Arc<Agent>, request: &CommandRequest, seq: u64) -> CommandResponse {
-    let limit = deadline_of(agent, request);
-    let deadline = Instant::now() + limit;
-    let kills = CommandName::from_str(&request.command)
-        .map(CommandName::deadline_kills_processes)
-        .unwrap_or(true);
-    let (done, outcome) = mpsc::sync_channel::<CommandResponse>(1);
-    let guard = RunningGuard(agent.clone());
-    let worker = thread::Builder::new()
-        .name(format!("cmd-{seq}-run"))
-        .spawn({
-            let agent = agent.clone();
-            let request = request.clone();
-            move || {
-                let _guard = guard;
-                let work = || runner::run(&agent, &request);
-                // A panic in one command must still give it an outcome.
-                let run = std::panic::AssertUnwindSafe(|| {
-                    if kills {
-                        crate::process::with_deadline(deadline, work)
-                    } else {
-                        work()
-                    }
-                });
-                let response = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                    let response = CommandResponse::failed(
-                        &request.id,
-                        ErrorCode::Internal,
-                        "the agent hit a bug running this command (see its log)",
-                    );
-                    agent.audit(&runner::audit_record(&request, &response));
-                    response
-                });
-                let _ = done.send(response);
-            }
-        });
-    if let Err(e) = worker {
-        // The guard went down with the closure: `running` is given back.
-        return CommandResponse::failed(
+/// Runs the command, its processes bounded by `deadline` when given; a
+/// panic in it becomes an `internal` failure.
+fn run_caught(
+    agent: &Agent,
+    request: &CommandRequest,
+    claimed: Option<super::BusyGuard>,
+    deadline: Option<Instant>,
+) -> CommandResponse {
+    let work = || runner::run(agent, request, claimed);
+    let run = std::panic::AssertUnwindSafe(|| match deadline {
+        Some(deadline) => crate::process::with_deadline(deadline, work),
+        None => work(),
+    });
+    std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        let response = CommandResponse::failed(
             &request.id,
             ErrorCode::Internal,
-            format!("cannot start a thread for the command: {e}"),
+            "the agent hit a bug running this command (see its log)",
         );
+        agent.audit(&runner::audit_record(request, &response));
+        response
+    })
+}
+
+/// Waits for the worker until the command's deadline; past it, the command
+/// fails with `timeout` at once, whatever the worker is doing. The worker
+/// keeps counting as running (and keeps its containers claimed) until it
+/// really ends, so a late worker never overlaps a new command; its own
+/// outcome is then dropped (the ledger keeps the first).
+fn watch(
+    agent: &Agent,
+    request: &CommandRequest,
+    limit: Duration,
+    kills: bool,
+    watched: &mpsc::Receiver<()>,
+) {
+    if watched.recv_timeout(limit + REPORT_GRACE) != Err(mpsc::RecvTimeoutError::Timeout) {
+        return;
     }
-    match outcome.recv_timeout(limit + REPORT_GRACE) {
-        Ok(response) => response,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            let what = if kills {
-                "its processes were killed"
-            } else {
-                "it may still be finishing (each of its steps has its own timeout)"
-            };
-            let response = CommandResponse::failed(
-                &request.id,
-                ErrorCode::Timeout,
-                format!(
-                    "{} did not finish within its deadline of {} s; {what}: check the container (status, logs) before running it again",
-                    request.command,
-                    limit.as_secs()
-                ),
-            );
-            agent.audit(&runner::audit_record(request, &response));
-            response
-        }
-        // The worker ended without a word: it cannot, since it catches panics.
-        Err(mpsc::RecvTimeoutError::Disconnected) => CommandResponse::failed(
-            &request.id,
-            ErrorCode::Internal,
-            "the agent lost track of this command (see its log)",
+    let what = if kills {
+        "its processes were killed"
+    } else {
+        "it may still be finishing (each of its steps has its own timeout)"
+    };
+    let response = CommandResponse::failed(
+        &request.id,
+        ErrorCode::Timeout,
+        format!(
+            "{} did not finish within its deadline of {} s; {what}: check the container (status, logs) before running it again",
+            request.command,
+            limit.as_secs()
         ),
+    );
+    if agent.finish(response.clone()) {
+        agent.audit(&runner::audit_record(request, &response));
     }
 }
 

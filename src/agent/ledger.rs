@@ -177,6 +177,7 @@ impl Ledger {
     /// tolerates.
     pub fn open(state_dir: &Path, window: Duration) -> io::Result<(Ledger, Vec<String>)> {
         fsutil::ensure_private_dir(state_dir)?;
+        check_state_dir(state_dir)?;
         let path = state_dir.join("ledger.jsonl");
         let (records, skipped_lines) = fsutil::read_json_lines::<Record>(&path)?;
         let mut started_order = Vec::new();
@@ -437,6 +438,59 @@ impl Ledger {
         self.compacted_len = bytes.len() as u64;
         Ok(())
     }
+}
+
+/// The files of the state dir that are opened (and chmod-ed) by name.
+pub const STATE_FILES: [&str; 2] = ["ledger.jsonl", "audit.jsonl"];
+
+/// Refuse a state dir someone else could have prepared: it must belong to
+/// this user and be writable by nobody else, and its ledger and audit log
+/// must not be symbolic links (opening one, and setting its mode, would
+/// follow the link: a planted `ledger.jsonl -> /etc/shadow` made 0600).
+pub fn check_state_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    // The dir itself may be a link (e.g. to a bigger disk): its target is
+    // what gets checked.
+    let meta = std::fs::metadata(dir)?;
+    let uid = rustix::process::getuid().as_raw();
+    if meta.uid() != uid {
+        return refuse(format!(
+            "{} belongs to uid {}, not to this user (uid {uid}); give the agent a state dir of its own",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "{} is writable by group or others (mode {mode:o}); run `chmod go-w {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    for name in STATE_FILES {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return refuse(format!(
+                    "{} is a symbolic link; the agent does not follow links in its state dir: remove it",
+                    path.display()
+                ));
+            }
+            Ok(meta) if meta.uid() != uid => {
+                return refuse(format!(
+                    "{} belongs to uid {}, not to this user (uid {uid})",
+                    path.display(),
+                    meta.uid()
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -207,3 +207,34 @@ fn threads_finishing_together_share_fsyncs_and_all_land_on_disk() {
     assert_eq!(ledger.pending().len(), 200);
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_state_dir_others_could_have_prepared_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("state");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    check_state_dir(&d).unwrap();
+
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = Ledger::open(&d, WINDOW).err().unwrap().to_string();
+    assert!(error.contains("chmod go-w"), "{error}");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let target = d.join("elsewhere");
+    std::fs::write(&target, "x").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, d.join("ledger.jsonl")).unwrap();
+    let error = Ledger::open(&d, WINDOW).err().unwrap().to_string();
+    assert!(error.contains("symbolic link"), "{error}");
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "never chmod through the link");
+    std::fs::remove_file(d.join("ledger.jsonl")).unwrap();
+
+    // Owned by someone else (the tests run as root, which may give it away).
+    std::os::unix::fs::chown(&d, Some(12345), None).unwrap();
+    let error = Ledger::open(&d, WINDOW).err().unwrap().to_string();
+    assert!(error.contains("belongs to uid 12345"), "{error}");
+    std::os::unix::fs::chown(&d, Some(rustix::process::getuid().as_raw()), None).unwrap();
+    std::fs::remove_dir_all(d).unwrap();
+}

@@ -66,7 +66,7 @@ pub struct Agent {
     /// Shared by every node's RPC client (one connection pool).
     rpc: crate::rpc::RpcClient,
     ledger: Mutex<Ledger>,
-    busy: Mutex<HashSet<String>>,
+    busy: Arc<Mutex<HashSet<String>>>,
     audit: Mutex<crate::fsutil::JsonLog>,
     connection: Mutex<Option<Arc<Connection>>>,
     /// Each node's keystore public keys as last listed (by the summary
@@ -104,7 +104,8 @@ impl Agent {
     /// Store a terminal response durably, then send it.
     /// The fsync happens outside the ledger's lock, shared with whoever
     /// finishes at the same time (group commit).
-    fn finish(&self, response: CommandResponse) {
+    /// Returns whether this was the id's first terminal response.
+    fn finish(&self, response: CommandResponse) -> bool {
         let stored = lock(&self.ledger).finish(response.clone());
         let stored = match stored {
             Ok(Some(ticket)) => ticket.wait().map(|()| true),
@@ -112,8 +113,11 @@ impl Agent {
             Err(e) => Err(e),
         };
         match stored {
-            Ok(true) => self.send(&Message::CommandResponse(response)),
-            Ok(false) => {}
+            Ok(true) => {
+                self.send(&Message::CommandResponse(response));
+                true
+            }
+            Ok(false) => false,
             Err(e) => {
                 // Still send it: better delivered once than never.
                 crate::log::error(&format!(
@@ -121,6 +125,7 @@ impl Agent {
                     response.id
                 ));
                 self.send(&Message::CommandResponse(response));
+                true
             }
         }
     }
@@ -187,14 +192,14 @@ impl Agent {
     }
 
     /// Claim containers for a mutating command; `None` if one is busy.
-    fn claim(&self, containers: &[String]) -> Option<BusyGuard<'_>> {
+    fn claim(&self, containers: &[String]) -> Option<BusyGuard> {
         let mut busy = lock(&self.busy);
         if containers.iter().any(|c| busy.contains(c)) {
             return None;
         }
         busy.extend(containers.iter().cloned());
         Some(BusyGuard {
-            agent: self,
+            busy: self.busy.clone(),
             containers: containers.to_vec(),
         })
     }
@@ -212,14 +217,15 @@ impl Agent {
     }
 }
 
-struct BusyGuard<'a> {
-    agent: &'a Agent,
+/// Containers claimed by one command, given back on drop.
+struct BusyGuard {
+    busy: Arc<Mutex<HashSet<String>>>,
     containers: Vec<String>,
 }
 
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
-        let mut busy = lock(&self.agent.busy);
+        let mut busy = lock(&self.busy);
         for c in &self.containers {
             busy.remove(c);
         }
@@ -266,7 +272,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         docker,
         rpc,
         ledger: Mutex::new(ledger),
-        busy: Mutex::new(HashSet::new()),
+        busy: Arc::new(Mutex::new(HashSet::new())),
         audit: Mutex::new(audit),
         connection: Mutex::new(None),
         keystores: Mutex::new(Default::default()),

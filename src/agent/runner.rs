@@ -88,8 +88,14 @@ fn within_frame_limit(response: CommandResponse) -> CommandResponse {
     )
 }
 
-pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
-    let outcome = execute(agent, request);
+/// Runs `request`; `claimed` holds its container if the dispatcher claimed
+/// it already (see `dispatch.rs`).
+pub fn run(
+    agent: &Agent,
+    request: &CommandRequest,
+    claimed: Option<super::BusyGuard>,
+) -> CommandResponse {
+    let outcome = execute(agent, request, claimed);
     let response = match outcome {
         Ok(result) => CommandResponse::completed(&request.id, result),
         Err(failure) => CommandResponse::failed(&request.id, failure.code, failure.message),
@@ -123,7 +129,11 @@ pub fn audit_record(request: &CommandRequest, response: &CommandResponse) -> Val
     })
 }
 
-fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
+fn execute(
+    agent: &Agent,
+    request: &CommandRequest,
+    claimed: Option<super::BusyGuard>,
+) -> Result<Value, Failure> {
     let command = CommandName::from_str(&request.command).map_err(|_| {
         Failure::new(
             ErrorCode::UnknownCommand,
@@ -194,7 +204,9 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             format!("rotate_to_check=true rotates keys: {reason}"),
         ));
     }
-    let _claim = if params.is_mutating() {
+    let _claim = if claimed.is_some() {
+        claimed
+    } else if params.is_mutating() {
         Some(agent.claim(&targets).ok_or_else(|| {
             Failure::new(
                 ErrorCode::Busy,
@@ -207,6 +219,23 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
     } else {
         None
     };
+    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
+    // stops whichever container's id starts with 3a. Only an exact name
+    // from `docker ps` is a target. Checked after the claim, so that claims
+    // keep the order commands arrive in.
+    if request.target != "all" {
+        let target = &targets[0];
+        if !agent
+            .managed_containers()?
+            .iter()
+            .any(|name| name == target)
+        {
+            return Err(Failure::new(
+                ErrorCode::UnknownTarget,
+                format!("there is no container named {target} on this host (docker ps -a)"),
+            ));
+        }
+    }
     let docker = &agent.docker;
     let grace = agent.config.stop_grace();
     match params {
@@ -296,6 +325,19 @@ fn resolve_targets(
         return Err(Failure::new(
             ErrorCode::UnknownTarget,
             format!("{target} is not a container this agent manages (policy.containers)"),
+        ));
+    }
+    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
+    // stops whichever container's id starts with 3a. Only an exact name
+    // from `docker ps` is a target.
+    if !agent
+        .managed_containers()?
+        .iter()
+        .any(|name| name == target)
+    {
+        return Err(Failure::new(
+            ErrorCode::UnknownTarget,
+            format!("there is no container named {target} on this host (docker ps -a)"),
         ));
     }
     Ok(vec![target.to_string()])

@@ -228,7 +228,8 @@ fn a_payout_script_past_its_timeout_is_killed_with_its_children() {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let server = RawServer::new();
-    let name = nobody();
+    let node = Node::start("agent-hardening-3node0");
+    let name = node.name.clone();
     let policy = json!({"allow": ["payout"], "payout": {"script": script.display().to_string(), "timeout_s": 1}});
     let _agent = start_agent(&dir, &server, &[&name], policy);
     let (mut ws, _) = server.accept();
@@ -259,6 +260,7 @@ fn refused_commands_with_big_params_leave_the_ledger_and_audit_small() {
     let mut agent = start_agent(&dir, &server, &[&name], json!({}));
     let (mut ws, _) = server.accept();
     let big = "y".repeat(60 * 1024);
+    let mut first = None;
     for i in 0..8 {
         let id = format!("big{i}");
         // exec is not allowed by default; a stop with an unknown param is
@@ -280,6 +282,7 @@ fn refused_commands_with_big_params_leave_the_ledger_and_audit_small() {
             r.to_string().len() < 2048,
             "the response echoes no params: {r}"
         );
+        first.get_or_insert(r);
     }
     let ledger = agent.state_dir.join("ledger.jsonl");
     let audit = agent.state_dir.join("audit.jsonl");
@@ -303,5 +306,29 @@ fn refused_commands_with_big_params_leave_the_ledger_and_audit_small() {
         command("big0", "exec", &name, json!({"command": "true"})),
     );
     let again = response_to(&mut ws, "big0");
-    assert_eq!(again["code"], "not_permitted", "{again}");
+    assert_eq!(Some(again), first);
+}
+
+#[test]
+fn a_container_id_prefix_is_not_a_target() {
+    let n0 = Node::start("agent-hardening-3node0");
+    let dir = TempDir::new("ah-idprefix");
+    let server = RawServer::new();
+    let id = docker(&["inspect", "-f", "{{.Id}}", &n0.name]);
+    let prefix = String::from_utf8_lossy(&id.stdout)[..12].to_string();
+    // A policy that manages any name, so only the exact-name rule stands
+    // between the id prefix and `docker stop`.
+    let policy = json!({"containers": ["*"], "allow": ["stop", "status"]});
+    let _agent = start_agent(&dir, &server, &[&n0.name], policy);
+    let (mut ws, _) = server.accept();
+    send(&mut ws, command("ip1", "stop", &prefix, json!({})));
+    let r = response_to(&mut ws, "ip1");
+    assert_eq!(r["code"], "unknown_target", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("no container named"),
+        "{r}"
+    );
+    assert_eq!(n0.state(), "running");
+    send(&mut ws, command("ip2", "status", &n0.name, json!({})));
+    assert_eq!(response_to(&mut ws, "ip2")["status"], "completed");
 }

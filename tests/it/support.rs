@@ -240,13 +240,17 @@ impl ServerProc {
     }
 
     /// Wait for the terminal line of command `id` and return it.
+    /// The line may already have gone by (read while waiting for another,
+    /// e.g. a fast `busy` before the next command's `sent` line).
     pub fn outcome(&mut self, id: &str, timeout: Duration) -> String {
         let tag = format!(" {id}] ");
-        self.out.wait_until(
-            |l| l.contains(&tag) && (l.contains(" completed") || l.contains(" failed (")),
-            timeout,
-            &format!("outcome of {id}"),
-        )
+        let is_outcome =
+            |l: &str| l.contains(&tag) && (l.contains(" completed") || l.contains(" failed ("));
+        if let Some(line) = self.out.seen.iter().find(|l| is_outcome(l)) {
+            return line.clone();
+        }
+        self.out
+            .wait_until(is_outcome, timeout, &format!("outcome of {id}"))
     }
 
     pub fn stderr(&self) -> String {
@@ -671,4 +675,14 @@ pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Va
         &config,
         &[],
     )
+}
+
+/// A policy allowing what agents allowed by default before `start`,
+/// `restore_keys` and `rotate_keys` left the default: every command but
+/// `exec` and `payout`. For tests that start, restore or rotate.
+pub fn lifecycle_policy() -> Value {
+    json!({"allow": [
+        "start", "stop", "restart", "logs", "status", "backup_keys", "restore_keys",
+        "rotate_keys", "check_keys", "has_session_keys", "has_key", "find_validator",
+    ]})
 }

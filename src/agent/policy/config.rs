@@ -137,9 +137,12 @@ pub struct ExecConfig {
 pub struct ExecProgramConfig {
     /// `program`: `argv[0]`, matched exactly.
     pub program: String,
-    /// `args`: one glob per argument (the last may be `"**"`); absent means
+    /// `args`: the fixed arguments, one per word; absent means none. With
+    /// `unsafe_any_args`, globs (the last may be `"**"`), and absent means
     /// any arguments at all.
     pub args: Option<Vec<String>>,
+    /// `unsafe_any_args`: whether `args` may hold patterns (default false).
+    pub unsafe_any_args: bool,
 }
 
 /// `policy.payout`.
@@ -227,16 +230,27 @@ pub(super) fn read_exec(value: &Value, path: &str) -> Result<ExecConfig, PolicyE
         for (index, entry) in expect_array(programs, &path)?.iter().enumerate() {
             let path = format!("{path}[{index}]");
             let entry = expect_object(entry, &path)?;
-            check_keys(entry, &path, &["program", "args"])?;
+            check_keys(entry, &path, &["program", "args", "unsafe_any_args"])?;
             let program = required(entry, &path, "program")?;
             let program = expect_string(program, &format!("{path}.program"))?;
             let args = match entry.get("args") {
                 Some(args) => Some(expect_string_list(args, &format!("{path}.args"))?),
                 None => None,
             };
+            let unsafe_any_args = match entry.get("unsafe_any_args") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(PolicyError::invalid(
+                        &format!("{path}.unsafe_any_args"),
+                        format!("expected true or false, found {}", describe(other)),
+                    ));
+                }
+            };
             exec.programs.push(ExecProgramConfig {
                 program: program.to_string(),
                 args,
+                unsafe_any_args,
             });
         }
     }

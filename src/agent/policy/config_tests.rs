@@ -23,7 +23,7 @@ fn load_errors() {
         ),
         (
             json!({"exec": {"programs": [{"program": "ls"}, {"program": "ls", "arg": []}]}}),
-            "policy.exec.programs[1]: unknown key \"arg\" (known: program, args)".into(),
+            "policy.exec.programs[1]: unknown key \"arg\" (known: program, args, unsafe_any_args)".into(),
         ),
         (
             json!({"payout": {"script": "/p", "timeout": 5}}),
@@ -166,7 +166,7 @@ fn load_errors() {
             "policy.exec.programs[0].program: \"l*\" contains a wildcard; programs are matched by exact name".into(),
         ),
         (
-            json!({"exec": {"programs": [{"program": "du", "args": ["**", "-sh"]}]}}),
+            json!({"exec": {"programs": [{"program": "du", "args": ["**", "-sh"], "unsafe_any_args": true}]}}),
             "policy.exec.programs[0].args[0]: \"**\" (any further arguments) may only be the last entry of args".into(),
         ),
         (
@@ -259,9 +259,9 @@ fn policy_config_deserializes_inside_a_larger_config() {
     .err()
     .unwrap();
     assert!(
-        error
-            .to_string()
-            .starts_with("policy.exec.programs[0]: unknown key \"arg\" (known: program, args)"),
+        error.to_string().starts_with(
+            "policy.exec.programs[0]: unknown key \"arg\" (known: program, args, unsafe_any_args)"
+        ),
         "{error}"
     );
 }
@@ -364,10 +364,29 @@ fn documented_example() {
         p.decide(
             c("exec"),
             "3node0",
-            Some(&argv(&["du", "-sh", "/root/data", "/tmp"]))
+            Some(&argv(&["du", "-sh", "/root/data"]))
         )
         .is_allowed()
     );
+    // The example that leaked keys: du reading a keystore file as its list
+    // of names, and printing it in its error.
+    for words in [
+        &["du", "-sh", "/root/data", "/tmp"][..],
+        &[
+            "du",
+            "-sh",
+            "--files0-from=/root/data/chains/cc3/keystore/6772616e00",
+        ],
+        &["du", "--files0-from=/etc/shadow"],
+        &["df", "-h", "/"],
+        &["uptime", "-p"],
+    ] {
+        assert!(
+            !p.decide(c("exec"), "3node0", Some(&argv(words)))
+                .is_allowed(),
+            "{words:?}"
+        );
+    }
     assert_eq!(p.payout().unwrap().timeout(), Duration::from_secs(900));
     assert_eq!(p.max_command_age(), Duration::from_secs(120));
 }

@@ -13,7 +13,7 @@ pub(super) struct ExecRule {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ArgRule {
-    /// No `args` key: any arguments at all.
+    /// `unsafe_any_args` without an `args` key: any arguments at all.
     Any,
     /// One glob per argument; with `rest`, the list ended in `"**"` and any
     /// further arguments (none included) are accepted as they are.
@@ -107,6 +107,32 @@ pub(super) fn parse_exec_rule(
             &program_path,
             format!("{program:?} contains a wildcard; programs are matched by exact name"),
         ));
+    }
+    if !entry.unsafe_any_args {
+        // Fixed argv: every argument written out, none a pattern. GNU tools
+        // read files named in options (`du --files0-from=F` prints what it
+        // read in its error message), so a wildcard lets the server read
+        // any file the program can, keystore seeds included.
+        let fixed = entry.args.clone().unwrap_or_default();
+        if let Some((index, word)) = fixed
+            .iter()
+            .enumerate()
+            .find(|(_, word)| word.contains(['*', '?']))
+        {
+            return Err(PolicyError::invalid(
+                &format!("{path}.args[{index}]"),
+                format!(
+                    "{word:?} is a pattern; an exec entry accepts only its fixed arguments unless it says \"unsafe_any_args\": true (read docs/policy.md first: options such as --files0-from make a program read any file)"
+                ),
+            ));
+        }
+        return Ok(ExecRule {
+            program: program.to_string(),
+            args: ArgRule::Patterns {
+                each: fixed.iter().map(|word| Glob::new(word)).collect(),
+                rest: false,
+            },
+        });
     }
     let args = match &entry.args {
         None => ArgRule::Any,

@@ -76,7 +76,7 @@ pub const KNOWN_COMMANDS: [&str; CommandName::ALL.len()] = {
 
 /// The commands permitted when the policy has no `allow` key: everything
 /// except the two that run programs the node software does not define.
-const DEFAULT_DENIED: [&str; 2] = ["exec", "payout"];
+const DEFAULT_DENIED: [&str; 5] = ["start", "exec", "restore_keys", "payout", "rotate_keys"];
 
 /// Container patterns used when the policy has no `containers` key: the
 /// original design's naming (`3node0`, `3node1`, …, `node0`, …).

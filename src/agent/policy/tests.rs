@@ -168,14 +168,11 @@ fn defaults() {
     assert_eq!(
         default.permitted_commands(),
         vec![
-            "start",
             "stop",
             "restart",
             "logs",
             "status",
             "backup_keys",
-            "restore_keys",
-            "rotate_keys",
             "check_keys",
             "has_session_keys",
             "has_key",
@@ -191,6 +188,15 @@ fn defaults() {
             .is_allowed()
     );
     assert!(!default.decide(c("payout"), "3node0", None).is_allowed());
+    // A node started, restored or rotated in the wrong place signs twice:
+    // only a policy that names them allows them.
+    for command in ["start", "restore_keys", "rotate_keys"] {
+        let decision = default.decide(c(command), "3node0", None);
+        assert!(
+            decision.reason().unwrap().contains("add \""),
+            "{command}: {decision:?}"
+        );
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +218,7 @@ fn decisions() {
             {"command": "exec", "containers": ["3node0"]},
             "payout",
         ],
-        "exec": {"programs": [{"program": "df"}]},
+        "exec": {"programs": [{"program": "df", "args": ["-h"]}]},
         "payout": {"script": "/opt/payout.sh"},
     }));
     use Outcome::*;
@@ -233,6 +239,8 @@ fn decisions() {
         ("rotate_keys", "3node0", None, Denied),
         ("exec", "3node0", Some(&["df", "-h"]), Allowed),
         ("exec", "3node1", Some(&["df", "-h"]), Denied),
+        ("exec", "3node0", Some(&["df"]), Denied),
+        ("exec", "3node0", Some(&["df", "-h", "/"]), Denied),
         ("exec", "3node0", None, Denied),
         ("exec", "3node0", Some(&[]), Denied),
         ("payout", "3node0", None, Allowed),
@@ -259,7 +267,7 @@ fn decisions() {
 fn denial_reasons_name_the_key_to_change() {
     let p = policy(json!({
         "allow": ["status", {"command": "stop", "containers": ["3node1"]}, "exec"],
-        "exec": {"programs": [{"program": "ls", "args": ["-la", "/root/data/*"]}, {"program": "df"}]},
+        "exec": {"programs": [{"program": "ls", "args": ["-la", "/root/data/*"], "unsafe_any_args": true}, {"program": "df"}]},
     }));
     let table: &[(&str, &str, &[&str], &str)] = &[
         (
@@ -327,15 +335,15 @@ fn exec_argv_matching() {
     let p = policy(json!({
         "allow": ["exec"],
         "exec": {"programs": [
-            {"program": "ls", "args": ["-la", "/root/data/*"]},
+            {"program": "ls", "args": ["-la", "/root/data/*"], "unsafe_any_args": true},
             {"program": "ls", "args": []},
-            {"program": "df"},
-            {"program": "du", "args": ["-sh", "**"]},
-            {"program": "cat", "args": ["../shared/*.log"]},
-            {"program": "stat", "args": ["**"]},
+            {"program": "df", "unsafe_any_args": true},
+            {"program": "du", "args": ["-sh", "**"], "unsafe_any_args": true},
+            {"program": "cat", "args": ["../shared/*.log"], "unsafe_any_args": true},
+            {"program": "stat", "args": ["**"], "unsafe_any_args": true},
             {"program": "/usr/bin/uptime"},
-            {"program": "echo", "args": ["a?c", "*.txt"]},
-            {"program": "tail", "args": ["/var/log/??"]},
+            {"program": "echo", "args": ["a?c", "*.txt"], "unsafe_any_args": true},
+            {"program": "tail", "args": ["/var/log/??"], "unsafe_any_args": true},
         ]},
     }));
     let table: &[(&[&str], bool)] = &[
@@ -372,7 +380,7 @@ fn exec_argv_matching() {
         // a literal `..` in the pattern is the operator's own choice
         (&["cat", "../shared/node.log"], true),
         (&["cat", "../shared/../../x.log"], false),
-        // no args key: anything goes (wide)
+        // no args key, unsafe_any_args: anything goes (wide)
         (&["df"], true),
         (&["df", "-h", "/", "--output=source"], true),
         (&["df", "../../.."], true),
@@ -398,6 +406,53 @@ fn exec_argv_matching() {
         let words = argv(words);
         let decision = p.decide(c("exec"), "3node0", Some(&words));
         assert_eq!(decision.is_allowed(), *expected, "{words:?}: {decision:?}");
+    }
+}
+
+#[test]
+fn exec_entries_accept_only_their_fixed_argv_by_default() {
+    let p = policy(json!({
+        "allow": ["exec"],
+        "exec": {"programs": [
+            {"program": "df", "args": ["-h"]},
+            {"program": "uptime"},
+            {"program": "du", "args": ["-sh", "/root/data"]},
+        ]},
+    }));
+    let table: &[(&[&str], bool)] = &[
+        (&["df", "-h"], true),
+        (&["df"], false),
+        (&["df", "-h", "/"], false),
+        (&["uptime"], true),
+        (&["uptime", "-p"], false),
+        (&["du", "-sh", "/root/data"], true),
+        // GNU du prints the contents of a file it cannot use as a name
+        // list in its error message: a keystore file's secret seed.
+        (
+            &[
+                "du",
+                "-sh",
+                "--files0-from=/root/data/chains/x/keystore/6772616e",
+            ],
+            false,
+        ),
+        (&["du", "--files0-from=/etc/shadow"], false),
+        (
+            &["du", "-sh", "/root/data", "--exclude-from=/etc/shadow"],
+            false,
+        ),
+    ];
+    for (words, expected) in table {
+        let words = argv(words);
+        let decision = p.decide(c("exec"), "3node0", Some(&words));
+        assert_eq!(decision.is_allowed(), *expected, "{words:?}: {decision:?}");
+    }
+    for args in [json!(["-sh", "**"]), json!(["/root/*"]), json!(["a?"])] {
+        let error = load_error(json!({
+            "allow": ["exec"],
+            "exec": {"programs": [{"program": "du", "args": args}]},
+        }));
+        assert!(error.contains("unsafe_any_args"), "{error}");
     }
 }
 
