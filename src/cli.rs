@@ -22,6 +22,7 @@ USAGE:
     warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
+    warden operator-key new --out FILE
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -142,6 +143,10 @@ pub enum Cli {
     },
     BackupKeys(crate::cron::BackupArgs),
     RestoreKeys(crate::cron::RestoreArgs),
+    /// `operator-key new --out FILE`.
+    OperatorKeyNew {
+        out: PathBuf,
+    },
 }
 
 pub fn default_home() -> PathBuf {
@@ -192,11 +197,30 @@ where
             "token" => parse_token(&mut parser),
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
+            "operator-key" => parse_operator_key(&mut parser),
             other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys or restore-keys (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
     }
+}
+
+/// `operator-key new --out FILE`: an Ed25519 key for signing commands
+/// (`operator_keys`).
+fn parse_operator_key(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    match parser.next()? {
+        Some(Value(word)) if word == "new" => {}
+        _ => return Err("usage: warden operator-key new --out FILE".into()),
+    }
+    let mut out = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("out") => out = Some(parser.value()?.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let out = out.ok_or("operator-key new needs --out FILE (the private key goes there)")?;
+    Ok(Cli::OperatorKeyNew { out })
 }
 
 fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {

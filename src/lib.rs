@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod log;
 pub mod metrics;
 pub mod operator;
+pub mod operator_keys;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

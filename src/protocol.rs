@@ -148,6 +148,10 @@ pub struct CommandRequest {
     #[serde(default)]
     pub params: Map<String, Value>,
     pub timestamp: i64,
+    /// Operator signatures (`operator_keys`): an extra key the contract
+    /// allows; absent on the wire when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::operator_keys::CommandSignature>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

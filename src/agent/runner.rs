@@ -155,6 +155,7 @@ fn execute(
     }
     let params = commands::validate_params(command, &request.params)
         .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
+    check_signatures(agent, request, command, &params)?;
     let exec_argv = match &params {
         Params::Exec { argv, .. } => Some(argv.as_slice()),
         _ => None,
@@ -295,6 +296,50 @@ fn execute(
             deep_search,
         } => super::keys::find_validator(agent, &targets[0], session_keys.as_deref(), deep_search),
     }
+}
+
+/// The operator signatures `policy.require_signatures` asks of this command
+/// (`check_keys rotate_to_check=true` also needs those of `rotate_keys`).
+fn check_signatures(
+    agent: &Agent,
+    request: &CommandRequest,
+    command: CommandName,
+    params: &Params,
+) -> Result<(), Failure> {
+    let policy = &agent.config.policy;
+    let mut required = policy.required_signatures(command);
+    if params.is_mutating() && command == CommandName::CheckKeys {
+        required = required.max(policy.required_signatures(CommandName::RotateKeys));
+    }
+    if required == 0 {
+        return Ok(());
+    }
+    let payload = crate::operator_keys::signing_payload(
+        &agent.config.agent_id,
+        &request.id,
+        &request.command,
+        &request.target,
+        &request.params,
+        request.timestamp,
+    );
+    let signers = policy
+        .operators()
+        .valid_signers(&payload, &request.signatures);
+    if signers.len() >= required {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ErrorCode::NotPermitted,
+        format!(
+            "{command} needs {required} operator signature(s) on this agent (policy.require_signatures) and has {} valid{}; a signature counts only by a key in policy.operators and over this very command (agent, id, command, target, params, timestamp)",
+            signers.len(),
+            if signers.is_empty() {
+                String::new()
+            } else {
+                format!(" (by {})", signers.join(", "))
+            }
+        ),
+    ))
 }
 
 /// The containers a command acts on: `all` means every managed container.
@@ -451,6 +496,7 @@ mod tests {
             target: "t".repeat(10_000),
             params: params.as_object().unwrap().clone(),
             timestamp: 1,
+            signatures: Vec::new(),
         };
         let response = CommandResponse::failed("c1", ErrorCode::NotPermitted, "no");
         let small = audit_record(&request(json!({"command": "ls"})), &response);

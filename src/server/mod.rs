@@ -524,6 +524,7 @@ impl Hub {
                 target: record.target.clone(),
                 params: record.params.clone(),
                 timestamp: record.issued_ms,
+                signatures: Vec::new(),
             };
             let _ = session.send(&Message::Command(request));
         }
@@ -928,6 +929,7 @@ impl Hub {
                 target: resolved.target.as_str().to_string(),
                 params: resolved.params.to_json(),
                 timestamp: now_ms(),
+                signatures: Vec::new(),
             };
             requests.push((agent, request));
         }

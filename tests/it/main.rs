@@ -10,6 +10,7 @@ mod faults;
 mod fleet;
 mod readme;
 mod secrets;
+mod signed;
 mod support;
 mod tls;
 mod wire;

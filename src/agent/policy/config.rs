@@ -110,6 +110,10 @@ pub struct PolicyConfig {
     pub payout: Option<PayoutConfig>,
     /// `max_command_age_s`: commands older than this are refused.
     pub max_command_age_s: Option<u64>,
+    /// `operators`: operator name → Ed25519 public key (`0x` + 64 hex).
+    pub operators: Option<Vec<(String, String)>>,
+    /// `require_signatures`: command → how many operators must sign it.
+    pub require_signatures: Option<Vec<(String, u64)>>,
 }
 
 /// One entry of `policy.allow`.
@@ -162,7 +166,15 @@ impl PolicyConfig {
         check_keys(
             object,
             path,
-            &["containers", "allow", "exec", "payout", "max_command_age_s"],
+            &[
+                "containers",
+                "allow",
+                "exec",
+                "payout",
+                "max_command_age_s",
+                "operators",
+                "require_signatures",
+            ],
         )?;
         let mut config = PolicyConfig::default();
         if let Some(value) = object.get("containers") {
@@ -182,6 +194,29 @@ impl PolicyConfig {
         }
         if let Some(value) = object.get("payout") {
             config.payout = Some(read_payout(value, "policy.payout")?);
+        }
+        if let Some(value) = object.get("operators") {
+            let path = "policy.operators";
+            let mut operators = Vec::new();
+            for (name, key) in expect_object(value, path)? {
+                let key = expect_string(key, &format!("{path}.{name}"))?;
+                operators.push((name.clone(), key.to_string()));
+            }
+            config.operators = Some(operators);
+        }
+        if let Some(value) = object.get("require_signatures") {
+            let path = "policy.require_signatures";
+            let mut required = Vec::new();
+            for (command, count) in expect_object(value, path)? {
+                let count = count.as_u64().ok_or_else(|| {
+                    PolicyError::invalid(
+                        &format!("{path}.{command}"),
+                        format!("expected a whole number, found {}", describe(count)),
+                    )
+                })?;
+                required.push((command.clone(), count));
+            }
+            config.require_signatures = Some(required);
         }
         if let Some(value) = object.get("max_command_age_s") {
             config.max_command_age_s = Some(expect_seconds(value, "policy.max_command_age_s")?);

@@ -11,7 +11,7 @@ fn load_errors() {
         // unknown keys, at every level
         (
             json!({"alow": ["stop"]}),
-            "policy: unknown key \"alow\" (known: containers, allow, exec, payout, max_command_age_s)".into(),
+            "policy: unknown key \"alow\" (known: containers, allow, exec, payout, max_command_age_s, operators, require_signatures)".into(),
         ),
         (
             json!({"allow": [{"command": "stop", "containers": ["3node1"], "except": []}]}),
@@ -389,4 +389,56 @@ fn documented_example() {
     }
     assert_eq!(p.payout().unwrap().timeout(), Duration::from_secs(900));
     assert_eq!(p.max_command_age(), Duration::from_secs(120));
+}
+
+#[test]
+fn operators_and_required_signatures() {
+    let key = |b: u8| format!("0x{}", hex::encode([b; 32]));
+    let p = policy(json!({
+        "operators": {"alice": key(1), "bob": key(2), "carol": key(3)},
+        "require_signatures": {"restore_keys": 2, "stop": 1},
+    }));
+    assert_eq!(p.required_signatures(c("restore_keys")), 2);
+    assert_eq!(p.required_signatures(c("stop")), 1);
+    assert_eq!(p.required_signatures(c("status")), 0);
+    assert_eq!(p.operators().operators.len(), 3);
+    assert_eq!(Policy::default().required_signatures(c("stop")), 0);
+    let table = [
+        (
+            json!({"operators": {"alice": "0x12"}}),
+            "policy.operators.alice: expected an Ed25519 public key",
+        ),
+        (
+            json!({"operators": {"a b": key(1)}}),
+            "is not an operator name",
+        ),
+        (
+            json!({"operators": {"alice": key(1), "bob": key(1)}}),
+            "the same key as policy.operators.alice",
+        ),
+        (
+            json!({"operators": {"alice": key(1)}, "require_signatures": {"stop": 2}}),
+            "policy.require_signatures.stop: 2 signatures cannot be met by the 1 operator(s)",
+        ),
+        (
+            json!({"require_signatures": {"stop": 1}}),
+            "cannot be met by the 0 operator(s)",
+        ),
+        (
+            json!({"operators": {"alice": key(1)}, "require_signatures": {"stop": 0}}),
+            "0 signatures cannot be met",
+        ),
+        (
+            json!({"operators": {"alice": key(1)}, "require_signatures": {"stopp": 1}}),
+            "unknown command \"stopp\"",
+        ),
+        (
+            json!({"operators": {"alice": key(1)}, "require_signatures": {"stop": "2"}}),
+            "policy.require_signatures.stop: expected a whole number",
+        ),
+    ];
+    for (policy, expected) in table {
+        let error = load_error(policy.clone());
+        assert!(error.contains(expected), "{policy}: {error}");
+    }
 }

@@ -45,6 +45,7 @@ mod config;
 mod config_tests;
 mod exec;
 mod glob;
+mod signers;
 #[cfg(test)]
 mod tests;
 
@@ -277,6 +278,7 @@ pub struct Policy {
     /// Only kept when `payout` is allowed.
     payout: Option<PayoutPolicy>,
     max_command_age_s: u64,
+    signers: signers::Signers,
 }
 
 /// Where `command` sits in [`KNOWN_COMMANDS`] (the same order as
@@ -396,12 +398,15 @@ impl Policy {
             "policy.max_command_age_s",
         )?;
 
+        let signers = signers::parse_signers(config)?;
+
         Ok(Policy {
             containers,
             allowed,
             exec,
             payout,
             max_command_age_s,
+            signers,
         })
     }
 
@@ -427,6 +432,16 @@ impl Policy {
     /// The payout script and its timeout, if `payout` is allowed.
     pub fn payout(&self) -> Option<&PayoutPolicy> {
         self.payout.as_ref()
+    }
+
+    /// How many trusted operators must sign `command` (0: none).
+    pub fn required_signatures(&self, command: CommandName) -> usize {
+        self.signers.required_at(command_position(command))
+    }
+
+    /// The operator keys this agent trusts (`policy.operators`).
+    pub fn operators(&self) -> &crate::operator_keys::Requirement {
+        self.signers.requirement()
     }
 
     /// `policy.max_command_age_s`.
