@@ -246,18 +246,30 @@ fn run_caught(
     deadline: Option<Instant>,
 ) -> CommandResponse {
     let work = || runner::run(agent, request, claimed);
+    caught(&request.id, deadline, work).unwrap_or_else(|response| {
+        agent.audit(&runner::audit_record(request, &response));
+        response
+    })
+}
+
+/// `work` under `deadline`; a panic in it is `Err` with the `internal`
+/// failure that stands for it.
+fn caught(
+    id: &str,
+    deadline: Option<Instant>,
+    work: impl FnOnce() -> CommandResponse,
+) -> Result<CommandResponse, CommandResponse> {
     let run = std::panic::AssertUnwindSafe(|| match deadline {
         Some(deadline) => crate::process::with_deadline(deadline, work),
         None => work(),
     });
-    std::panic::catch_unwind(run).unwrap_or_else(|_| {
-        let response = CommandResponse::failed(
-            &request.id,
+    std::panic::catch_unwind(run).map_err(|_| {
+        crate::log::error(&format!("command {id} panicked; it is reported as failed"));
+        CommandResponse::failed(
+            id,
             ErrorCode::Internal,
             "the agent hit a bug running this command (see its log)",
-        );
-        agent.audit(&runner::audit_record(request, &response));
-        response
+        )
     })
 }
 
@@ -307,5 +319,33 @@ pub fn on_command(agent: &Arc<Agent>, request: CommandRequest) {
             ErrorCode::Internal,
             "the agent hit a bug accepting this command (see its log)",
         )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_command_becomes_an_internal_failure() {
+        let ok = caught("c1", None, || {
+            CommandResponse::completed("c1", serde_json::Value::from(1))
+        });
+        assert_eq!(ok.unwrap().status, CommandStatus::Completed);
+        // A deadline already past: had it outlived the panic, the process
+        // below could not start.
+        let deadline = Some(Instant::now());
+        let panicked = caught("c2", deadline, || panic!("a bug")).unwrap_err();
+        assert_eq!(
+            (panicked.status, panicked.code),
+            (CommandStatus::Failed, Some(ErrorCode::Internal))
+        );
+        // The thread's deadline is gone after the panic, too.
+        let limits = crate::process::Limits {
+            timeout: Duration::from_secs(10),
+            cap: 16,
+            keep: crate::process::Keep::Head,
+        };
+        assert!(crate::process::run("true".as_ref(), &[], &limits).is_ok());
     }
 }
