@@ -21,7 +21,7 @@
 //!   as a stub (its result replaced by a note): the server already has it,
 //!   and a resend of a seen id only needs its status.
 use crate::fsutil::{self, JsonLog};
-use crate::protocol::{CommandResponse, ErrorCode, Event, EventKind, Message, now_ms};
+use crate::protocol::{CommandResponse, ErrorCode, Event, EventKind, Message, is_valid_id, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -179,7 +179,20 @@ impl Ledger {
         fsutil::ensure_private_dir(state_dir)?;
         check_state_dir(state_dir)?;
         let path = state_dir.join("ledger.jsonl");
-        let (records, skipped_lines) = fsutil::read_json_lines::<Record>(&path)?;
+        let (mut records, mut skipped_lines) = fsutil::read_json_lines::<Record>(&path)?;
+        // Ids written before ids were checked on the wire (a 400 KB id, a
+        // NUL) would be resent and refused forever: they are dropped here.
+        let before = records.len();
+        records.retain(|record| match record {
+            Record::Started { id, .. } => is_valid_id(id),
+            Record::Response { response } => is_valid_id(&response.id),
+            Record::Event { data, .. } => data
+                .get("event_id")
+                .and_then(Value::as_str)
+                .is_some_and(is_valid_id),
+            Record::Acked { .. } => true,
+        });
+        skipped_lines += before - records.len();
         let mut started_order = Vec::new();
         let mut started = HashSet::new();
         let mut responses: HashMap<String, CommandResponse> = HashMap::new();

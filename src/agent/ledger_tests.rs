@@ -1,4 +1,5 @@
 use super::*;
+use serde_json::json;
 
 const WINDOW: Duration = Duration::from_secs(360);
 
@@ -236,5 +237,26 @@ fn a_state_dir_others_could_have_prepared_is_refused() {
     let error = Ledger::open(&d, WINDOW).err().unwrap().to_string();
     assert!(error.contains("belongs to uid 12345"), "{error}");
     std::os::unix::fs::chown(&d, Some(rustix::process::getuid().as_raw()), None).unwrap();
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn records_with_ids_the_wire_refuses_are_dropped_at_replay() {
+    let d = dir("badids");
+    std::fs::create_dir_all(&d).unwrap();
+    let huge = "x".repeat(1000);
+    let lines = [
+        json!({"rec": "response", "response": CommandResponse::completed(&huge, Value::from(1))}),
+        json!({"rec": "started", "id": "a\u{0}b", "ts": 1}),
+        json!({"rec": "event", "type": "backup_complete", "data": {"event_id": "e 1"}}),
+        json!({"rec": "response", "response": CommandResponse::completed("good", Value::from(1))}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.join("ledger.jsonl"), text).unwrap();
+    let (ledger, interrupted) = open(&d);
+    assert!(interrupted.is_empty());
+    assert_eq!(ledger.skipped_lines, 3);
+    assert_eq!(ledger.pending().len(), 1);
+    assert!(matches!(ledger.seen("good"), Seen::Done(_)));
     std::fs::remove_dir_all(d).unwrap();
 }

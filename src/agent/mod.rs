@@ -132,6 +132,7 @@ impl Agent {
 
     /// Raise a durable event (key update, backup, validator change).
     pub fn raise(&self, event: protocol::Event) {
+        let event = with_wire_id(event);
         let message = Message::Event(event.clone());
         let stored = lock(&self.ledger).raise(event);
         let stored = match stored {
@@ -388,6 +389,24 @@ fn connect_and_serve(
     ))
 }
 
+/// `event` with an id the wire accepts: an id the server would refuse (e.g.
+/// made from a very long container name) would be resent forever, so it is
+/// replaced by a digest of itself, the same every time.
+fn with_wire_id(mut event: protocol::Event) -> protocol::Event {
+    if protocol::is_valid_id(&event.event_id) {
+        return event;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, event.event_id.as_bytes());
+    let id = format!("evt-{}", &hex::encode(digest.as_ref())[..40]);
+    crate::log::warn(&format!(
+        "event id {:?} is not a valid wire id; sending it as {id}",
+        event.event_id.chars().take(80).collect::<String>()
+    ));
+    event.data.insert("event_id".into(), id.clone().into());
+    event.event_id = id;
+    event
+}
+
 /// `welcome.heartbeat_s` within [`protocol::HEARTBEAT_S_RANGE`]: a server's
 /// number is not trusted (a huge one overflowed the silence timer, zero
 /// would spin).
@@ -502,5 +521,37 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
             format!("servers do not send {}", other.type_name()),
             other.reference(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_are_clamped() {
+        assert_eq!(clamp_heartbeat(0), 1);
+        assert_eq!(clamp_heartbeat(30), 30);
+        assert_eq!(clamp_heartbeat(u64::MAX), 3600);
+    }
+
+    #[test]
+    fn an_event_id_the_wire_refuses_is_replaced_by_its_digest() {
+        let event = |id: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("event_id".into(), id.into());
+            protocol::Event {
+                kind: protocol::EventKind::BackupComplete,
+                event_id: id.into(),
+                data,
+            }
+        };
+        let good = with_wire_id(event("backup-3node0-1-2"));
+        assert_eq!(good.event_id, "backup-3node0-1-2");
+        let long = format!("backup-{}-1733312345678-7", "n".repeat(128));
+        let fixed = with_wire_id(event(&long));
+        assert!(protocol::is_valid_id(&fixed.event_id), "{}", fixed.event_id);
+        assert_eq!(fixed.data["event_id"], fixed.event_id.as_str());
+        assert_eq!(with_wire_id(event(&long)).event_id, fixed.event_id);
     }
 }
