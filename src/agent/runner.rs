@@ -101,8 +101,33 @@ pub fn run(
         Err(failure) => CommandResponse::failed(&request.id, failure.code, failure.message),
     };
     let response = within_frame_limit(response);
-    agent.audit(&audit_record(request, &response));
+    let mut record = audit_record(request, &response);
+    if !request.signatures.is_empty() {
+        // Who vouched for it, by the names in policy.operators.
+        record["signed_by"] = json!(signers_of(agent, request));
+    }
+    agent.audit(&record);
     response
+}
+
+/// The trusted operators whose signatures on `request` are valid.
+fn signers_of(agent: &Agent, request: &CommandRequest) -> Vec<String> {
+    let payload = crate::operator_keys::signing_payload(
+        &agent.config.agent_id,
+        &request.id,
+        &request.command,
+        &request.target,
+        &request.params,
+        request.timestamp,
+    );
+    agent
+        .config
+        .policy
+        .operators()
+        .valid_signers(&payload, &request.signatures)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Params whose JSON is longer than this are audited as a digest.
@@ -314,17 +339,7 @@ fn check_signatures(
     if required == 0 {
         return Ok(());
     }
-    let payload = crate::operator_keys::signing_payload(
-        &agent.config.agent_id,
-        &request.id,
-        &request.command,
-        &request.target,
-        &request.params,
-        request.timestamp,
-    );
-    let signers = policy
-        .operators()
-        .valid_signers(&payload, &request.signatures);
+    let signers = signers_of(agent, request);
     if signers.len() >= required {
         return Ok(());
     }

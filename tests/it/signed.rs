@@ -58,7 +58,7 @@ fn two_of_three_operators_must_sign_and_nothing_else_will_do() {
         "operators": {"alice": alice_pub, "bob": bob_pub, "carol": carol_pub},
         "require_signatures": {"stop": 2},
     });
-    let _agent = start_agent(&dir, &server, &[&n0.name, &n1.name], policy);
+    let agent = start_agent(&dir, &server, &[&n0.name, &n1.name], policy);
     let (mut ws, hello) = server.accept();
     let agent_id = hello["agent_id"].as_str().unwrap().to_string();
     let expect_refused = |ws: &mut Ws, id: &str| {
@@ -131,6 +131,13 @@ fn two_of_three_operators_must_sign_and_nothing_else_will_do() {
     send(&mut ws, same_id);
     assert_eq!(response_to(&mut ws, "s1"), first);
     assert_eq!(n1.state(), "running");
+    let audit = std::fs::read_to_string(agent.state_dir.join("audit.jsonl")).unwrap();
+    let s1 = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["id"] == "s1")
+        .unwrap();
+    assert_eq!(s1["signed_by"], json!(["alice", "bob"]), "{s1}");
     // Commands the policy does not ask signatures of run as before.
     send(&mut ws, command("st", "status", &n1.name, json!({})));
     assert_eq!(response_to(&mut ws, "st")["status"], "completed");
