@@ -24,6 +24,7 @@ USAGE:
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
     warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
     warden config check [--kind agent|alerts|schedules] FILE
+    warden operator-key new --out FILE
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -180,6 +181,10 @@ pub enum Cli {
         file: PathBuf,
         kind: Option<crate::configcheck::Kind>,
     },
+    /// `operator-key new --out FILE`.
+    OperatorKeyNew {
+        out: PathBuf,
+    },
     Ctl(CtlArgs),
 }
 
@@ -244,7 +249,8 @@ where
             "restore-keys" => parse_restore(&mut parser),
             "ctl" => parse_ctl(&mut parser),
             "config" => parse_config(&mut parser),
-            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl or config (see warden --help)")
+            "operator-key" => parse_operator_key(&mut parser),
+            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl, config or operator-key (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
@@ -293,6 +299,24 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     args.line =
         shlex::try_join(words.iter().map(String::as_str)).map_err(|e| format!("ctl: {e}"))?;
     Ok(Cli::Ctl(args))
+}
+
+/// `operator-key new --out FILE`: an Ed25519 key for signing commands
+/// (`operator_keys`).
+fn parse_operator_key(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    match parser.next()? {
+        Some(Value(word)) if word == "new" => {}
+        _ => return Err("usage: warden operator-key new --out FILE".into()),
+    }
+    let mut out = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("out") => out = Some(parser.value()?.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let out = out.ok_or("operator-key new needs --out FILE (the private key goes there)")?;
+    Ok(Cli::OperatorKeyNew { out })
 }
 
 fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {

@@ -14,7 +14,7 @@ pub mod glob;
 pub mod log;
 pub mod metrics;
 pub mod operator;
-pub mod policy;
+pub mod operator_keys;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

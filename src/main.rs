@@ -55,6 +55,13 @@ fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Cli::RestoreKeys(args) => warden::cron::restore_keys(args)?,
         Cli::Ctl(_) => unreachable!("handled before run"),
         Cli::ConfigCheck { file, kind } => print!("{}", warden::configcheck::check(&file, kind)?),
+        Cli::OperatorKeyNew { out } => {
+            println!("{}", warden::operator_keys::generate(&out)?);
+            eprintln!(
+                "private key written to {} (mode 0600); put the public key above in each agent's policy.operators",
+                out.display()
+            );
+        }
         Cli::Token { action, data_dir } => {
             let store = warden::server::tokens::TokenStore::new(&data_dir);
             match action {

@@ -8,7 +8,11 @@
 //! - at most `cap` bytes per stream are kept; the rest is read and discarded, and
 //!   the capture says it was truncated;
 //! - no wait is unbounded: the call returns by `deadline` plus [`DRAIN_GRACE`]
-//!   at the latest.
+//!   at the latest;
+//! - each child leads its own process group, and a child that overstays its
+//!   deadline is killed with its whole group (a script's own children too);
+//! - a thread that runs under [`with_deadline`] (an agent command) never has a
+//!   child outlive that deadline, and spawns none once it has passed.
 //!
 //! std has no "wait with timeout" for a child, and this crate has no unsafe code
 //! to call `waitpid`/`pidfd`; so the waiting thread polls `try_wait`, sleeping on
@@ -16,8 +20,10 @@
 //! (the usual case) wakes the waiter at once, and the poll interval only bounds
 //! how late a timeout or an exit with pipes still open is noticed.
 
+use std::cell::Cell;
 use std::ffi::OsStr;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
@@ -74,18 +80,46 @@ pub enum RunError {
 
 type ReaderMessage = (usize, io::Result<Stream>);
 
+thread_local! {
+    /// The deadline of the command this thread runs, if any.
+    static THREAD_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `work` with every child it spawns on this thread bounded by
+/// `deadline` as well as by its own limits: the agent's overall deadline of
+/// a command, whatever docker calls or scripts the command makes.
+pub fn with_deadline<R>(deadline: Instant, work: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_DEADLINE.with(|d| d.replace(Some(deadline))));
+    work()
+}
+
 /// Runs `program args…` under `limits`.
 pub fn run(program: &OsStr, args: &[String], limits: &Limits) -> Result<Captured, RunError> {
     let started = Instant::now();
     // A timeout too large for Instant arithmetic means "practically never".
-    let deadline = started
+    let own_deadline = started
         .checked_add(limits.timeout)
         .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+    let deadline = match THREAD_DEADLINE.with(Cell::get) {
+        Some(command_deadline) if command_deadline <= started => {
+            return Err(RunError::TimedOut);
+        }
+        Some(command_deadline) => own_deadline.min(command_deadline),
+        None => own_deadline,
+    };
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, so that a timeout kills what it started as well.
+        .process_group(0)
         .spawn()
         .map_err(RunError::Spawn)?;
 
@@ -237,6 +271,11 @@ fn join_finished(
 }
 
 fn kill_and_reap(child: &mut Child) {
+    // The group first, while the unreaped child still holds its pid (and so
+    // the group id): nothing else can have taken that number. It fails only
+    // if the group is already empty.
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     // `kill` fails only if the child has already exited, and `wait` then reaps it.
     let _ = child.kill();
     let _ = child.wait();
@@ -285,6 +324,71 @@ fn drain(mut pipe: impl Read, cap: usize, keep: Keep) -> io::Result<Stream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> Result<Captured, RunError> {
+        let limits = Limits {
+            timeout,
+            cap: 1024,
+            keep: Keep::Head,
+        };
+        run(
+            OsStr::new("sh"),
+            &["-c".to_owned(), script.to_owned()],
+            &limits,
+        )
+    }
+
+    /// Whether `pid` is gone (or a zombie awaiting its reaper).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let dir = std::env::temp_dir().join(format!("warden-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("pid");
+        let script = format!(
+            "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {}; wait",
+            pid_file.display()
+        );
+        let started = Instant::now();
+        let result = sh(&script, Duration::from_millis(500));
+        assert!(matches!(result, Err(RunError::TimedOut)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the script's child {pid} outlived it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_thread_deadline_bounds_every_child_and_then_refuses_to_spawn() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let (first, second) = with_deadline(deadline, || {
+            let first = sh("sleep 30", Duration::from_secs(60));
+            let second = sh("true", Duration::from_secs(60));
+            (first, second)
+        });
+        assert!(matches!(first, Err(RunError::TimedOut)), "{first:?}");
+        assert!(matches!(second, Err(RunError::TimedOut)), "{second:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Outside it, the thread is unbounded again.
+        assert!(sh("true", Duration::from_secs(60)).is_ok());
+    }
 
     #[test]
     fn drain_keeps_head_or_tail_within_cap() {

@@ -5,6 +5,10 @@
 //! steps so that the receiver can answer precisely: [`Envelope::parse`] checks
 //! the envelope (→ `bad_request`), then [`Message::from_envelope`] checks the
 //! type (→ `unknown_type`) and the data's shape (→ `bad_request`).
+//!
+//! Invariant: every message this module hands out carries only well-formed
+//! ids ([`is_valid_id`]): a command id, response id or event id of any other
+//! shape is refused here, on both sides, before anyone stores or runs it.
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -14,6 +18,22 @@ pub const PROTOCOL_VERSION: u64 = 1;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// The agent must say `hello` within this many seconds of the upgrade.
 pub const HELLO_TIMEOUT_S: u64 = 10;
+
+/// Longest command id or event id (protocol 1).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Whether `id` may be a command id or an event id: 1 to [`MAX_ID_LEN`]
+/// ASCII letters, digits and `._:-`. Ids end up in file names, log lines and
+/// maps; a 400 KB id or one with a NUL must never get that far.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Smallest and largest `welcome.heartbeat_s` an agent accepts as given.
+pub const HEARTBEAT_S_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
 /// WebSocket close codes the protocol names.
 pub mod close_code {
@@ -128,6 +148,10 @@ pub struct CommandRequest {
     #[serde(default)]
     pub params: Map<String, Value>,
     pub timestamp: i64,
+    /// Operator signatures (`operator_keys`): an extra key the contract
+    /// allows; absent on the wire when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::operator_keys::CommandSignature>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,12 +372,14 @@ impl Envelope {
         }
     }
 
-    /// The `id` or `event_id` of the frame, for `error.ref`.
+    /// The `id` or `event_id` of the frame, for `error.ref`; only a
+    /// well-formed one is echoed (a 400 KB id is not sent back).
     fn id_ref(&self) -> Option<String> {
         ["id", "event_id"].iter().find_map(|k| {
             self.data
                 .get(*k)
                 .and_then(Value::as_str)
+                .filter(|id| is_valid_id(id))
                 .map(str::to_string)
         })
     }
@@ -365,14 +391,17 @@ fn decode<T: serde::de::DeserializeOwned>(env: &Envelope) -> Result<T, Rejection
     })
 }
 
-fn non_empty(id: &str, what: &str, env: &Envelope) -> Result<(), Rejection> {
-    if id.is_empty() {
-        return Err(Rejection::bad_request(
-            format!("{what} must be a non-empty string"),
-            env.id_ref(),
-        ));
+fn well_formed_id(id: &str, what: &str) -> Result<(), Rejection> {
+    if is_valid_id(id) {
+        return Ok(());
     }
-    Ok(())
+    Err(Rejection::bad_request(
+        format!(
+            "{what} must be 1 to {MAX_ID_LEN} ASCII letters, digits and ._:- (got {} bytes); nothing of this frame was stored or run",
+            id.len()
+        ),
+        None,
+    ))
 }
 
 impl Message {
@@ -408,25 +437,40 @@ impl Message {
             "summary_ack" => Message::SummaryAck(decode(&env)?),
             "command" => {
                 let c: CommandRequest = decode(&env)?;
-                non_empty(&c.id, "command.id", &env)?;
+                well_formed_id(&c.id, "command.id")?;
                 Message::Command(c)
             }
             "command_response" => {
                 let r: CommandResponse = decode(&env)?;
-                non_empty(&r.id, "command_response.id", &env)?;
+                well_formed_id(&r.id, "command_response.id")?;
                 Message::CommandResponse(r)
             }
-            "command_ack" => Message::CommandAck(decode(&env)?),
-            "event_ack" => Message::EventAck(decode(&env)?),
-            "key_update_ack" => Message::KeyUpdateAck(decode(&env)?),
+            "command_ack" => {
+                let a: IdRef = decode(&env)?;
+                well_formed_id(&a.id, "command_ack.id")?;
+                Message::CommandAck(a)
+            }
+            "event_ack" => {
+                let a: EventAck = decode(&env)?;
+                well_formed_id(&a.event_id, "event_ack.event_id")?;
+                Message::EventAck(a)
+            }
+            "key_update_ack" => {
+                let a: KeyUpdateAck = decode(&env)?;
+                well_formed_id(&a.event_id, "key_update_ack.event_id")?;
+                Message::KeyUpdateAck(a)
+            }
             "error" => Message::Error(decode(&env)?),
             other => match EventKind::parse(other) {
                 Some(kind) => {
                     let event_id = match env.data.get("event_id") {
-                        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                        Some(Value::String(s)) => {
+                            well_formed_id(s, &format!("{other}.event_id"))?;
+                            s.clone()
+                        }
                         _ => {
                             return Err(Rejection::bad_request(
-                                format!("a {other} event needs a non-empty string \"event_id\""),
+                                format!("a {other} event needs a string \"event_id\""),
                                 None,
                             ));
                         }
@@ -535,6 +579,44 @@ mod tests {
         ];
         for (text, code) in table {
             assert_eq!(code_of(text), *code, "{text}");
+        }
+    }
+
+    #[test]
+    fn ids_are_short_and_plain() {
+        let longest = "a".repeat(MAX_ID_LEN);
+        for good in [
+            "c1",
+            "c1733312345678-7",
+            "key-3node0-1:2.x_y",
+            longest.as_str(),
+        ] {
+            assert!(is_valid_id(good), "{good:?}");
+        }
+        let too_long = "a".repeat(MAX_ID_LEN + 1);
+        for bad in ["", "a b", "a\0b", "a/b", "é", "a\n", too_long.as_str()] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn frames_with_bad_ids_are_refused_on_both_sides_without_echoing_the_id() {
+        let huge = "x".repeat(400 * 1024);
+        let frames = [
+            json!({"type":"command","data":{"id": huge,"command":"status","target":"all","params":{},"timestamp":1}}),
+            json!({"type":"command","data":{"id":"a\u{0}b","command":"status","target":"all","timestamp":1}}),
+            json!({"type":"command_response","data":{"id": huge,"status":"completed","timestamp":1}}),
+            json!({"type":"command_ack","data":{"id":"a b"}}),
+            json!({"type":"event_ack","data":{"event_id": huge}}),
+            json!({"type":"key_update_ack","data":{"event_id":"","status":"stored"}}),
+            json!({"type":"backup_complete","data":{"event_id": huge}}),
+            json!({"type":"validator_changed","data":{"event_id":"e/1"}}),
+        ];
+        for frame in frames {
+            let r = Message::parse(&frame.to_string()).unwrap_err();
+            assert_eq!(r.code, ErrorCode::BadRequest, "{}", r.message);
+            assert_eq!(r.reference, None);
+            assert!(r.message.len() < 200, "{}", r.message);
         }
     }
 

@@ -51,9 +51,10 @@ fn check(command: CommandName, params: &Map<String, Value>) {
                 "{command}: not canonical: {wire:?}"
             );
             assert_eq!(again.unwrap().to_json(), wire);
-            if let Params::Exec { command: line } = &validated {
-                let argv = commands::split_command(line).expect("validated exec splits");
+            if let Params::Exec { command: line, argv } = &validated {
+                let split = commands::split_command(line).expect("validated exec splits");
                 assert!(!argv.is_empty());
+                assert_eq!(&split, argv, "the carried argv is the split");
             }
             let _ = validated.is_mutating();
         }

@@ -150,7 +150,7 @@ fn check_request(request: &CommandRequest) {
 fn check_canonical(params: &Params) {
     let again = commands::validate_params(params.command(), &params.to_json());
     assert_eq!(again.as_ref(), Ok(params), "params are not canonical");
-    if let Params::Exec { command } = params {
+    if let Params::Exec { command, .. } = params {
         commands::split_command(command).expect("a validated exec command splits");
     }
     let _: CommandName = params.command();

@@ -5,13 +5,14 @@
 //!   "state_dir": "/var/lib/warden-agent",
 //!   "stats_interval_s": 10,
 //!   "docker": { "program": "docker", "timeout_s": 30, "stop_grace_s": 60 },
+//!   "limits": { "min_free_mb": 256 },
 //!   "policy": { "containers": ["3node*"], "allow": ["status", "logs"] }
 //! }
 //! ```
 //! Every key is optional; unknown keys are refused so a typo never silently
 //! widens or narrows what the agent does. `policy` is described in
 //! docs/policy.md.
-use crate::policy::Policy;
+use super::policy::Policy;
 use crate::server::tokens::Token;
 use serde::Deserialize;
 use serde_json::Value;
@@ -33,10 +34,29 @@ struct FileConfig {
     backup: BackupSettings,
     /// SS58 address format for accounts shown to the operator (42: generic Substrate, used by Creditcoin).
     ss58_prefix: Option<u16>,
+    #[serde(default)]
+    limits: LimitSettings,
     /// Read by `Policy::from_json_value` from the whole file; named here
     /// only so that `deny_unknown_fields` accepts it.
     #[serde(default, rename = "policy")]
     _policy: Value,
+}
+
+/// `limits`: what the agent refuses to take on (docs/agent-config.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Below this many MiB free on the state dir's filesystem, commands are
+    /// refused with `unavailable`.
+    pub min_free_mb: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            min_free_mb: super::limits::DEFAULT_MIN_FREE_MB,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -137,6 +157,7 @@ pub struct AgentConfig {
     pub ss58_prefix: u16,
     pub backup: crate::backup::BackupConfig,
     pub policy: Policy,
+    pub limits: LimitSettings,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -178,6 +199,7 @@ pub struct LocalConfig {
     pub rpc: RpcSettings,
     pub backup: crate::backup::BackupConfig,
     pub policy: Policy,
+    pub limits: LimitSettings,
 }
 
 impl LocalConfig {
@@ -243,6 +265,7 @@ impl LocalConfig {
             rpc,
             backup,
             policy,
+            limits: file.limits,
         })
     }
 
@@ -279,6 +302,7 @@ impl AgentConfig {
             rpc: local.rpc,
             backup: local.backup,
             policy: local.policy,
+            limits: local.limits,
         })
     }
 

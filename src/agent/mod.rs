@@ -3,27 +3,31 @@
 //!
 //! Threads: the caller's thread connects (and reconnects forever, with
 //! exponential backoff and jitter) and reads frames; `stats` sends a report
-//! every interval; each command runs on its own `cmd-<id>` thread.
+//! every interval; each command runs on its own `cmd-<n>` thread (a
+//! counter: no thread name comes from the wire).
 //!
 //! Invariants:
 //! - The agent's policy, not the server, decides what runs.
-//! - A command id runs at most once, ever (see [`outbox::Ledger`]).
+//! - A command id runs at most once, ever (see [`ledger::Ledger`]).
 //! - Mutating commands on one container never overlap; the later one fails
 //!   with `busy`.
 pub mod backups;
 pub mod config;
+mod dispatch;
 mod keys;
+pub mod ledger;
+pub mod limits;
 mod node;
-pub mod outbox;
+pub mod policy;
 mod runner;
 mod stats;
 mod summary;
 
-use crate::protocol::{self, CommandRequest, CommandResponse, ErrorCode, Hello, Message};
+use crate::protocol::{self, CommandResponse, ErrorCode, Hello, Message};
 use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use config::AgentConfig;
-use outbox::{Ledger, Seen};
+use ledger::Ledger;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,9 +41,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long SIGTERM waits for running commands. A command cut off here is
 /// reported after the next start as failed with an unknown outcome.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
-/// Commands running at once; more are refused with `busy`, so a flood of
-/// commands cannot exhaust the host's threads or Docker.
-const MAX_RUNNING: usize = 16;
 
 #[derive(Debug)]
 pub enum AgentError {
@@ -65,7 +66,7 @@ pub struct Agent {
     /// Shared by every node's RPC client (one connection pool).
     rpc: crate::rpc::RpcClient,
     ledger: Mutex<Ledger>,
-    busy: Mutex<HashSet<String>>,
+    busy: Arc<Mutex<HashSet<String>>>,
     audit: Mutex<crate::fsutil::JsonLog>,
     connection: Mutex<Option<Arc<Connection>>>,
     /// Each node's keystore public keys as last listed (by the summary
@@ -75,9 +76,15 @@ pub struct Agent {
     known_keys_lock: Mutex<()>,
     /// Makes event ids unique within this process (with the time).
     event_seq: std::sync::atomic::AtomicU64,
+    /// Numbers command threads (`cmd-<n>`).
+    command_seq: std::sync::atomic::AtomicU64,
     /// Set on SIGTERM: new commands are refused while the running ones finish.
     shutting_down: std::sync::atomic::AtomicBool,
     running: std::sync::atomic::AtomicUsize,
+    /// Commands per second (see `limits.rs`).
+    rate: Mutex<limits::TokenBucket>,
+    /// Free space of the state dir (see `limits.rs`).
+    disk: limits::DiskGuard,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,11 +102,22 @@ impl Agent {
     }
 
     /// Store a terminal response durably, then send it.
-    fn finish(&self, response: CommandResponse) {
+    /// The fsync happens outside the ledger's lock, shared with whoever
+    /// finishes at the same time (group commit).
+    /// Returns whether this was the id's first terminal response.
+    fn finish(&self, response: CommandResponse) -> bool {
         let stored = lock(&self.ledger).finish(response.clone());
+        let stored = match stored {
+            Ok(Some(ticket)) => ticket.wait().map(|()| true),
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
         match stored {
-            Ok(true) => self.send(&Message::CommandResponse(response)),
-            Ok(false) => {}
+            Ok(true) => {
+                self.send(&Message::CommandResponse(response));
+                true
+            }
+            Ok(false) => false,
             Err(e) => {
                 // Still send it: better delivered once than never.
                 crate::log::error(&format!(
@@ -107,14 +125,22 @@ impl Agent {
                     response.id
                 ));
                 self.send(&Message::CommandResponse(response));
+                true
             }
         }
     }
 
     /// Raise a durable event (key update, backup, validator change).
     pub fn raise(&self, event: protocol::Event) {
+        let event = with_wire_id(event);
         let message = Message::Event(event.clone());
-        if let Err(e) = lock(&self.ledger).raise(event) {
+        let stored = lock(&self.ledger).raise(event);
+        let stored = match stored {
+            Ok(Some(ticket)) => ticket.wait(),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             crate::log::error(&format!("cannot store an event on disk: {e}"));
         }
         self.send(&message);
@@ -167,14 +193,14 @@ impl Agent {
     }
 
     /// Claim containers for a mutating command; `None` if one is busy.
-    fn claim(&self, containers: &[String]) -> Option<BusyGuard<'_>> {
+    fn claim(&self, containers: &[String]) -> Option<BusyGuard> {
         let mut busy = lock(&self.busy);
         if containers.iter().any(|c| busy.contains(c)) {
             return None;
         }
         busy.extend(containers.iter().cloned());
         Some(BusyGuard {
-            agent: self,
+            busy: self.busy.clone(),
             containers: containers.to_vec(),
         })
     }
@@ -192,14 +218,15 @@ impl Agent {
     }
 }
 
-struct BusyGuard<'a> {
-    agent: &'a Agent,
+/// Containers claimed by one command, given back on drop.
+struct BusyGuard {
+    busy: Arc<Mutex<HashSet<String>>>,
     containers: Vec<String>,
 }
 
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
-        let mut busy = lock(&self.agent.busy);
+        let mut busy = lock(&self.busy);
         for c in &self.containers {
             busy.remove(c);
         }
@@ -216,7 +243,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         server_fingerprint: config.server_fingerprint.as_deref(),
     })
     .map_err(|e| AgentError::Config(e.to_string()))?;
-    let (ledger, interrupted) = Ledger::open(&config.state_dir).map_err(AgentError::State)?;
+    // A seen id must be remembered as long as a command carrying it could
+    // still pass the age check: its age limit, plus how far ahead of our
+    // clock a command may be stamped, plus a minute for clock steps.
+    let id_window = config.policy.max_command_age()
+        + Duration::from_millis(policy::MAX_CLOCK_SKEW_AHEAD_MS.unsigned_abs())
+        + Duration::from_secs(60);
+    let (ledger, interrupted) =
+        Ledger::open(&config.state_dir, id_window).map_err(AgentError::State)?;
     if ledger.skipped_lines > 0 {
         crate::log::warn(&format!(
             "skipped {} torn or unreadable lines in {}/ledger.jsonl",
@@ -233,19 +267,27 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         .map_err(AgentError::State)?;
     let docker = config.docker();
     let rpc = node::base_client(Duration::from_secs(config.rpc.timeout_s), docker.clone());
+    let disk = limits::DiskGuard::new(&config.state_dir, config.limits.min_free_mb);
     let agent = Arc::new(Agent {
         config,
         docker,
         rpc,
         ledger: Mutex::new(ledger),
-        busy: Mutex::new(HashSet::new()),
+        busy: Arc::new(Mutex::new(HashSet::new())),
         audit: Mutex::new(audit),
         connection: Mutex::new(None),
         keystores: Mutex::new(Default::default()),
         known_keys_lock: Mutex::new(()),
         event_seq: std::sync::atomic::AtomicU64::new(0),
+        command_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
         running: AtomicUsize::new(0),
+        rate: Mutex::new(limits::TokenBucket::new(
+            limits::COMMAND_BURST,
+            limits::COMMANDS_PER_S,
+            Instant::now(),
+        )),
+        disk,
     });
     let for_signals = agent.clone();
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
@@ -342,9 +384,41 @@ fn connect_and_serve(
     Ok(read_loop(
         agent,
         &conn,
-        Duration::from_secs(heartbeat_s.max(1)),
+        Duration::from_secs(clamp_heartbeat(heartbeat_s)),
         behind_welcome,
     ))
+}
+
+/// `event` with an id the wire accepts: an id the server would refuse (e.g.
+/// made from a very long container name) would be resent forever, so it is
+/// replaced by a digest of itself, the same every time.
+fn with_wire_id(mut event: protocol::Event) -> protocol::Event {
+    if protocol::is_valid_id(&event.event_id) {
+        return event;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, event.event_id.as_bytes());
+    let id = format!("evt-{}", &hex::encode(digest.as_ref())[..40]);
+    crate::log::warn(&format!(
+        "event id {:?} is not a valid wire id; sending it as {id}",
+        event.event_id.chars().take(80).collect::<String>()
+    ));
+    event.data.insert("event_id".into(), id.clone().into());
+    event.event_id = id;
+    event
+}
+
+/// `welcome.heartbeat_s` within [`protocol::HEARTBEAT_S_RANGE`]: a server's
+/// number is not trusted (a huge one overflowed the silence timer, zero
+/// would spin).
+fn clamp_heartbeat(heartbeat_s: u64) -> u64 {
+    let (low, high) = protocol::HEARTBEAT_S_RANGE.into_inner();
+    let clamped = heartbeat_s.clamp(low, high);
+    if clamped != heartbeat_s {
+        crate::log::warn(&format!(
+            "the server asked for a heartbeat of {heartbeat_s} s; using {clamped} s (the protocol allows {low} to {high})"
+        ));
+    }
+    clamped
 }
 
 /// Wait for `welcome`; returns its heartbeat and any frames that arrived
@@ -423,7 +497,7 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
             let _ = conn.send_text(&Message::Pong(t).to_json());
         }
         Message::Pong(_) | Message::StatsAck(_) | Message::SummaryAck(_) | Message::Welcome(_) => {}
-        Message::Command(request) => dispatch(agent, request),
+        Message::Command(request) => dispatch::on_command(agent, request),
         Message::CommandAck(r) => {
             let _ = lock(&agent.ledger).ack_command(&r.id);
         }
@@ -450,100 +524,34 @@ fn handle_text(agent: &Arc<Agent>, conn: &Arc<Connection>, text: &str) {
     }
 }
 
-/// Decide what to do with a command, then run it on its own thread.
-/// Audit a command refused before it could run.
-fn audit_refusal(agent: &Agent, request: &CommandRequest, response: &CommandResponse) {
-    agent.audit(&serde_json::json!({
-        "ts": protocol::now_ms(), "id": request.id, "command": request.command, "target": request.target,
-        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
-    }));
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn dispatch(agent: &Arc<Agent>, request: CommandRequest) {
-    let refused =
-        |code: ErrorCode, message: String| CommandResponse::failed(&request.id, code, message);
-    {
-        let mut ledger = lock(&agent.ledger);
-        match ledger.seen(&request.id) {
-            Seen::Done(response) => {
-                // Seen before: never run twice, resend the stored outcome.
-                let response = response.clone();
-                drop(ledger);
-                agent.send(&Message::CommandResponse(response));
-                return;
-            }
-            Seen::Running => {
-                let progress =
-                    CommandResponse::progress(&request.id, protocol::CommandStatus::Running);
-                drop(ledger);
-                agent.send(&Message::CommandResponse(progress));
-                return;
-            }
-            Seen::New => {
-                // Refusals are terminal responses like any other: kept in the
-                // ledger (the id is never run later) and audited.
-                let refusal = if agent.shutting_down.load(Ordering::SeqCst) {
-                    Some(refused(
-                        ErrorCode::Unavailable,
-                        "the agent is shutting down; send the command again once it is back".into(),
-                    ))
-                } else if agent.running.load(Ordering::SeqCst) >= MAX_RUNNING {
-                    Some(refused(
-                        ErrorCode::Busy,
-                        format!(
-                            "{MAX_RUNNING} commands are already running on this agent; try again when they are done"
-                        ),
-                    ))
-                } else {
-                    None
-                };
-                if let Some(response) = refusal {
-                    drop(ledger);
-                    audit_refusal(agent, &request, &response);
-                    agent.finish(response);
-                    return;
-                }
-                if let Err(e) = ledger.start(&request.id) {
-                    // Cannot promise at-most-once without the ledger: refuse.
-                    let response = refused(
-                        ErrorCode::Internal,
-                        format!("the agent cannot write its ledger ({e}); command not run"),
-                    );
-                    ledger.remember_unsaved(response.clone());
-                    drop(ledger);
-                    audit_refusal(agent, &request, &response);
-                    agent.send(&Message::CommandResponse(response));
-                    return;
-                }
-            }
-        }
+    #[test]
+    fn heartbeats_are_clamped() {
+        assert_eq!(clamp_heartbeat(0), 1);
+        assert_eq!(clamp_heartbeat(30), 30);
+        assert_eq!(clamp_heartbeat(u64::MAX), 3600);
     }
-    let agent = agent.clone();
-    agent.running.fetch_add(1, Ordering::SeqCst);
-    let name = format!("cmd-{}", request.id);
-    let spawned = thread::Builder::new().name(name).spawn({
-        let agent = agent.clone();
-        let request = request.clone();
-        move || {
-            // A panic in one command must still give it an outcome.
-            let run = std::panic::AssertUnwindSafe(|| runner::run(&agent, &request));
-            let response = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                CommandResponse::failed(
-                    &request.id,
-                    ErrorCode::Internal,
-                    "the agent hit a bug running this command (see its log)",
-                )
-            });
-            agent.finish(response);
-            agent.running.fetch_sub(1, Ordering::SeqCst);
-        }
-    });
-    if let Err(e) = spawned {
-        agent.running.fetch_sub(1, Ordering::SeqCst);
-        agent.finish(CommandResponse::failed(
-            &request.id,
-            ErrorCode::Internal,
-            format!("cannot start a thread for the command: {e}"),
-        ));
+
+    #[test]
+    fn an_event_id_the_wire_refuses_is_replaced_by_its_digest() {
+        let event = |id: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("event_id".into(), id.into());
+            protocol::Event {
+                kind: protocol::EventKind::BackupComplete,
+                event_id: id.into(),
+                data,
+            }
+        };
+        let good = with_wire_id(event("backup-3node0-1-2"));
+        assert_eq!(good.event_id, "backup-3node0-1-2");
+        let long = format!("backup-{}-1733312345678-7", "n".repeat(128));
+        let fixed = with_wire_id(event(&long));
+        assert!(protocol::is_valid_id(&fixed.event_id), "{}", fixed.event_id);
+        assert_eq!(fixed.data["event_id"], fixed.event_id.as_str());
+        assert_eq!(with_wire_id(event(&long)).event_id, fixed.event_id);
     }
 }

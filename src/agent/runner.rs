@@ -2,9 +2,9 @@
 //! claims its containers if it mutates them, does the work through
 //! `docker.rs`, and audits the decision and the outcome.
 use super::Agent;
+use super::policy::Decision;
 use crate::commands::{self, CommandName, Params};
 use crate::docker::DockerError;
-use crate::policy::Decision;
 use crate::process::{Keep, Limits, RunError};
 use crate::protocol::{CommandRequest, CommandResponse, ErrorCode, now_ms};
 use serde_json::{Value, json};
@@ -88,21 +88,77 @@ fn within_frame_limit(response: CommandResponse) -> CommandResponse {
     )
 }
 
-pub fn run(agent: &Agent, request: &CommandRequest) -> CommandResponse {
-    let outcome = execute(agent, request);
+/// Runs `request`; `claimed` holds its container if the dispatcher claimed
+/// it already (see `dispatch.rs`).
+pub fn run(
+    agent: &Agent,
+    request: &CommandRequest,
+    claimed: Option<super::BusyGuard>,
+) -> CommandResponse {
+    let outcome = execute(agent, request, claimed);
     let response = match outcome {
         Ok(result) => CommandResponse::completed(&request.id, result),
         Err(failure) => CommandResponse::failed(&request.id, failure.code, failure.message),
     };
     let response = within_frame_limit(response);
-    agent.audit(&json!({
-        "ts": now_ms(), "id": request.id, "command": request.command, "target": request.target,
-        "params": request.params, "status": response.status, "code": response.code, "error": response.error,
-    }));
+    let mut record = audit_record(request, &response);
+    if !request.signatures.is_empty() {
+        // Who vouched for it, by the names in policy.operators.
+        record["signed_by"] = json!(signers_of(agent, request));
+    }
+    agent.audit(&record);
     response
 }
 
-fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
+/// The trusted operators whose signatures on `request` are valid.
+fn signers_of(agent: &Agent, request: &CommandRequest) -> Vec<String> {
+    let payload = crate::operator_keys::signing_payload(
+        &agent.config.agent_id,
+        &request.id,
+        &request.command,
+        &request.target,
+        &request.params,
+        request.timestamp,
+    );
+    agent
+        .config
+        .policy
+        .operators()
+        .valid_signers(&payload, &request.signatures)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Params whose JSON is longer than this are audited as a digest.
+pub const AUDIT_PARAMS_MAX_BYTES: usize = 1024;
+/// Longest command name and target kept whole in the audit log (the wire
+/// bounds neither; a valid one is far shorter).
+const AUDIT_WORD_MAX_CHARS: usize = 160;
+
+/// One line of the audit log: the command as received and its outcome.
+/// Large params are kept as `{"sha256", "bytes"}` (hex digest of their
+/// JSON), so a refused command cannot make the log grow by its size.
+pub fn audit_record(request: &CommandRequest, response: &CommandResponse) -> Value {
+    let params_json = serde_json::to_vec(&request.params).unwrap_or_default();
+    let params = if params_json.len() <= AUDIT_PARAMS_MAX_BYTES {
+        Value::Object(request.params.clone())
+    } else {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &params_json);
+        json!({"sha256": hex::encode(digest.as_ref()), "bytes": params_json.len()})
+    };
+    let short = |text: &str| -> String { text.chars().take(AUDIT_WORD_MAX_CHARS).collect() };
+    json!({
+        "ts": now_ms(), "id": request.id, "command": short(&request.command), "target": short(&request.target),
+        "params": params, "status": response.status, "code": response.code, "error": response.error,
+    })
+}
+
+fn execute(
+    agent: &Agent,
+    request: &CommandRequest,
+    claimed: Option<super::BusyGuard>,
+) -> Result<Value, Failure> {
     let command = CommandName::from_str(&request.command).map_err(|_| {
         Failure::new(
             ErrorCode::UnknownCommand,
@@ -124,17 +180,9 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
     }
     let params = commands::validate_params(command, &request.params)
         .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
+    check_signatures(agent, request, command, &params)?;
     let exec_argv = match &params {
-        Params::Exec { command } => Some(
-            shlex::split(command)
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| {
-                    Failure::new(
-                        ErrorCode::InvalidParams,
-                        "command: unbalanced quotes or empty; write it as you would in a shell",
-                    )
-                })?,
-        ),
+        Params::Exec { argv, .. } => Some(argv.as_slice()),
         _ => None,
     };
     let targets = resolve_targets(agent, command, &request.target)?;
@@ -144,7 +192,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         let decision = agent
             .config
             .policy
-            .decide_all(command.as_str(), targets.iter().map(String::as_str));
+            .decide_all(command, targets.iter().map(String::as_str));
         if decision.allowed.is_empty() {
             let reason = decision
                 .denied
@@ -155,11 +203,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
         }
         decision.allowed.iter().map(|c| c.to_string()).collect()
     } else {
-        match agent
-            .config
-            .policy
-            .decide(command.as_str(), &targets[0], exec_argv.as_deref())
-        {
+        match agent.config.policy.decide(command, &targets[0], exec_argv) {
             Decision::Allowed => targets,
             Decision::NotManaged { reason } => {
                 return Err(Failure::new(ErrorCode::UnknownTarget, reason));
@@ -176,15 +220,19 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             rotate_to_check: true,
             ..
         }
-    ) && let Decision::Denied { reason } | Decision::NotManaged { reason } =
-        agent.config.policy.decide("rotate_keys", &targets[0], None)
+    ) && let Decision::Denied { reason } | Decision::NotManaged { reason } = agent
+        .config
+        .policy
+        .decide(CommandName::RotateKeys, &targets[0], None)
     {
         return Err(Failure::new(
             ErrorCode::NotPermitted,
             format!("rotate_to_check=true rotates keys: {reason}"),
         ));
     }
-    let _claim = if params.is_mutating() {
+    let _claim = if claimed.is_some() {
+        claimed
+    } else if params.is_mutating() {
         Some(agent.claim(&targets).ok_or_else(|| {
             Failure::new(
                 ErrorCode::Busy,
@@ -197,6 +245,23 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
     } else {
         None
     };
+    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
+    // stops whichever container's id starts with 3a. Only an exact name
+    // from `docker ps` is a target. Checked after the claim, so that claims
+    // keep the order commands arrive in.
+    if request.target != "all" {
+        let target = &targets[0];
+        if !agent
+            .managed_containers()?
+            .iter()
+            .any(|name| name == target)
+        {
+            return Err(Failure::new(
+                ErrorCode::UnknownTarget,
+                format!("there is no container named {target} on this host (docker ps -a)"),
+            ));
+        }
+    }
     let docker = &agent.docker;
     let grace = agent.config.stop_grace();
     match params {
@@ -225,8 +290,7 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
             Ok(Value::String(keep_tail(&text, MAX_RESULT_TEXT)))
         }
         Params::Status => status(agent, &targets),
-        Params::Exec { .. } => {
-            let argv = exec_argv.unwrap_or_default();
+        Params::Exec { argv, .. } => {
             let output = docker.exec(&targets[0], &argv, agent.config.docker.timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
@@ -259,6 +323,40 @@ fn execute(agent: &Agent, request: &CommandRequest) -> Result<Value, Failure> {
     }
 }
 
+/// The operator signatures `policy.require_signatures` asks of this command
+/// (`check_keys rotate_to_check=true` also needs those of `rotate_keys`).
+fn check_signatures(
+    agent: &Agent,
+    request: &CommandRequest,
+    command: CommandName,
+    params: &Params,
+) -> Result<(), Failure> {
+    let policy = &agent.config.policy;
+    let mut required = policy.required_signatures(command);
+    if params.is_mutating() && command == CommandName::CheckKeys {
+        required = required.max(policy.required_signatures(CommandName::RotateKeys));
+    }
+    if required == 0 {
+        return Ok(());
+    }
+    let signers = signers_of(agent, request);
+    if signers.len() >= required {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ErrorCode::NotPermitted,
+        format!(
+            "{command} needs {required} operator signature(s) on this agent (policy.require_signatures) and has {} valid{}; a signature counts only by a key in policy.operators and over this very command (agent, id, command, target, params, timestamp)",
+            signers.len(),
+            if signers.is_empty() {
+                String::new()
+            } else {
+                format!(" (by {})", signers.join(", "))
+            }
+        ),
+    ))
+}
+
 /// The containers a command acts on: `all` means every managed container.
 fn resolve_targets(
     agent: &Agent,
@@ -287,6 +385,19 @@ fn resolve_targets(
         return Err(Failure::new(
             ErrorCode::UnknownTarget,
             format!("{target} is not a container this agent manages (policy.containers)"),
+        ));
+    }
+    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
+    // stops whichever container's id starts with 3a. Only an exact name
+    // from `docker ps` is a target.
+    if !agent
+        .managed_containers()?
+        .iter()
+        .any(|name| name == target)
+    {
+        return Err(Failure::new(
+            ErrorCode::UnknownTarget,
+            format!("there is no container named {target} on this host (docker ps -a)"),
         ));
     }
     Ok(vec![target.to_string()])
@@ -391,6 +502,30 @@ fn merge_log_streams(stdout: &str, stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_params_are_audited_as_a_digest() {
+        let request = |params: Value| CommandRequest {
+            id: "c1".into(),
+            command: "exec".into(),
+            target: "t".repeat(10_000),
+            params: params.as_object().unwrap().clone(),
+            timestamp: 1,
+            signatures: Vec::new(),
+        };
+        let response = CommandResponse::failed("c1", ErrorCode::NotPermitted, "no");
+        let small = audit_record(&request(json!({"command": "ls"})), &response);
+        assert_eq!(small["params"], json!({"command": "ls"}));
+        let big = request(json!({"command": "x".repeat(100_000)}));
+        let record = audit_record(&big, &response);
+        let expected = ring::digest::digest(
+            &ring::digest::SHA256,
+            &serde_json::to_vec(&big.params).unwrap(),
+        );
+        assert_eq!(record["params"]["sha256"], hex::encode(expected.as_ref()));
+        assert_eq!(record["params"]["bytes"], 100_000 + 14);
+        assert!(record.to_string().len() < 1024, "{record}");
+    }
 
     #[test]
     fn long_text_is_cut_at_char_boundaries_with_a_marker() {

@@ -54,6 +54,7 @@ pub fn collect(agent: &Agent, metrics: &MetricsClient) -> Map<String, Value> {
     report.insert("timestamp".into(), json!(now_ms()));
     let mut host = host_facts();
     host["name"] = json!(agent.config.host_name);
+    host["state_dir"] = super::limits::disk_report(agent);
     report.insert("host".into(), host);
     let (containers, inspected) = match container_rows(agent) {
         Ok(found) => found,

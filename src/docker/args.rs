@@ -11,20 +11,26 @@ use super::DockerError;
 /// printable in one line of a table and in file names such as key backups.
 pub const MAX_CONTAINER_NAME_LEN: usize = 128;
 
-/// Checks `name` against Docker's own rule for container names,
-/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, and [`MAX_CONTAINER_NAME_LEN`].
+/// Whether `name` could be a Docker container name: Docker's own rule,
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (so at least two characters: `docker create
+/// --name a` is refused), and at most [`MAX_CONTAINER_NAME_LEN`] bytes.
 ///
-/// This rejects everything that could be read as an option (`-x`), a path
-/// (`../x`, `/x`), a `docker cp` container reference (`x:/path`) or shell syntax.
-/// Container ids (hex) pass too, so a caller may name a container by its id.
-pub fn validate_container_name(name: &str) -> Result<(), DockerError> {
-    let valid = !name.is_empty()
+/// The one rule for container names in warden: the agent's policy, the
+/// argv builders and the backup store all ask it. It rejects everything that
+/// could be read as an option (`-x`), a path (`../x`, `/x`), a `docker cp`
+/// container reference (`x:/path`) or shell syntax.
+pub fn is_valid_container_name(name: &str) -> bool {
+    name.len() >= 2
         && name.len() <= MAX_CONTAINER_NAME_LEN
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// [`is_valid_container_name`] as a typed error.
+pub fn validate_container_name(name: &str) -> Result<(), DockerError> {
+    if is_valid_container_name(name) {
         Ok(())
     } else {
         Err(DockerError::InvalidName {
@@ -250,7 +256,7 @@ mod tests {
         let long_ok = "a".repeat(MAX_CONTAINER_NAME_LEN);
         for good in [
             "3node0",
-            "a",
+            "ab",
             "A_b.c-d",
             "dockerrs-probe-run",
             "b24b5d2cbfab",
@@ -261,6 +267,7 @@ mod tests {
         let long_bad = "a".repeat(MAX_CONTAINER_NAME_LEN + 1);
         for bad in [
             "",
+            "a",
             "../x",
             "a;rm -rf /",
             "-rm",

@@ -269,6 +269,7 @@ impl Hub {
                 target: resolved.target.as_str().to_string(),
                 params: resolved.params.to_json(),
                 timestamp: now_ms(),
+                signatures: Vec::new(),
             };
             requests.push((agent, request));
         }

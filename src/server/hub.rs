@@ -311,6 +311,7 @@ impl Hub {
                 target: record.target.clone(),
                 params: record.params.clone(),
                 timestamp: record.issued_ms,
+                signatures: Vec::new(),
             };
             let _ = session.send(&Message::Command(request));
         }

@@ -68,7 +68,7 @@ fn archive_files(path: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn fleet_with_backups(nodes: &[&Node], dir: &TempDir, keep: usize) -> Fleet {
-    let mut f = Fleet::start(nodes, json!({}), &[]);
+    let mut f = Fleet::start(nodes, lifecycle_policy(), &[]);
     let config_path = f.dir.join(&format!("{}.json", f.agent_id));
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["backup"] = json!({"dir": dir.join("backups").display().to_string(), "keep": keep});
@@ -250,7 +250,7 @@ fn failures_leave_the_node_running_and_say_why() {
     // The backup dir cannot be created: a regular file stands in its way.
     let blocker = dir.join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let config_path = f.dir.join(&format!("{}.json", f.agent_id));
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["backup"] = json!({"dir": blocker.join("backups").display().to_string()});
@@ -343,7 +343,7 @@ fn cron_mode_backs_up_keeps_n_and_reports_in_its_exit_code() {
 #[test]
 fn cron_notify_reaches_the_server_through_the_running_agent() {
     let n0 = Node::start("3node0");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let config = f.dir.join(&format!("{}.json", f.agent_id));
     let out = cron(&[
         "--container",

@@ -67,7 +67,7 @@ fn json_result(f: &mut Fleet, id: &str) -> Value {
 #[test]
 fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let n0 = Node::start("3node0");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     assert!(keystore_files(&n0).is_empty());
 
@@ -168,7 +168,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
 fn find_validator_reads_the_stash_from_chain_storage() {
     let n0 = Node::start("3node0");
     let dir = TempDir::new("findval");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     let rotated = json_result(&mut f, &id);
@@ -269,7 +269,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
         DisabledValidators::Indices(vec![]).encode(),
     ));
     set_storage(&n0, &dir, &storage);
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     let id = f
         .server
@@ -302,7 +302,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
 #[test]
 fn a_command_to_a_node_whose_rpc_hangs_times_out_within_the_bound() {
     let n0 = Node::start("3node0");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let config_path = f.dir.join(&format!("{}.json", f.agent_id));
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["rpc"] = json!({"timeout_s": 2});
@@ -352,7 +352,7 @@ fn two_containers_holding_the_same_keys_raise_the_alert_and_different_keys_do_no
     let n1 = Node::start("3node1");
     let n2 = Node::start("3node2");
     let dir = TempDir::new("dupkeys");
-    let mut f = Fleet::start(&[&n0, &n1, &n2], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0, &n1, &n2], lifecycle_policy(), &[]);
     // Keystore listings reach the server with stats after each summary run.
     let config_path = f.dir.join(&format!("{}.json", f.agent_id));
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();

@@ -16,7 +16,7 @@ fn raw_agent(server: &ServerProc, id: &str, token: &str) -> std::thread::JoinHan
         json!({"type": "hello", "data": {"agent_id": id, "host_name": "h", "version": "t",
             "protocol": 1, "containers": ["n0"], "commands": ["status", "logs"]}}),
     );
-    assert_eq!(recv(&mut ws)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "welcome");
     std::thread::spawn(move || {
         loop {
             let frame: Value = match ws.read() {

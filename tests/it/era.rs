@@ -225,7 +225,7 @@ impl Storage {
 /// The agent's config: the harness's, with a summary every second.
 fn agent_config(nodes: &[&Node]) -> Value {
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-    let mut config = config_for(&names, json!({}));
+    let mut config = config_for(&names, lifecycle_policy());
     config["summary_interval_s"] = json!(1);
     config
 }

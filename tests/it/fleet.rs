@@ -7,7 +7,7 @@ use serde_json::json;
 fn stop_start_restart_status_and_logs_round_trip_through_docker() {
     let n0 = Node::start("3node0");
     let n1 = Node::start("3node1");
-    let mut f = Fleet::start(&[&n0, &n1], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0, &n1], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
 
     let id = f.server.send(&format!("send {a} stop {}", n0.name));
@@ -56,7 +56,10 @@ fn exec_runs_only_what_the_policy_allows() {
     let n0 = Node::start("3node0");
     let policy = json!({
         "allow": ["status", "exec"],
-        "exec": {"programs": [{"program": "ls", "args": ["/root/data/*"]}, {"program": "cat"}]}
+        "exec": {"programs": [
+            {"program": "ls", "args": ["/root/data/*"], "unsafe_any_args": true},
+            {"program": "cat", "unsafe_any_args": true},
+        ]}
     });
     let mut f = Fleet::start(&[&n0], policy, &[]);
     let a = f.agent_id.clone();
@@ -105,7 +108,7 @@ fn exec_runs_only_what_the_policy_allows() {
 #[test]
 fn exec_is_refused_by_default() {
     let n0 = Node::start("3node0");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let id = f
         .server
         .send(&format!("send {} exec {} ls /", f.agent_id, n0.name));
@@ -179,7 +182,7 @@ fn mutating_commands_on_one_container_never_overlap() {
 fn commands_to_unmanaged_or_missing_containers_fail_cleanly() {
     let n0 = Node::start("3node0");
     let outsider = Node::start("outsider");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     // The server refuses a target the agent did not report.
     f.server
@@ -201,7 +204,7 @@ fn commands_to_unmanaged_or_missing_containers_fail_cleanly() {
 #[test]
 fn huge_output_is_truncated_with_a_marker_and_still_delivered() {
     let n0 = Node::start("3node0");
-    let policy = json!({"allow": ["exec", "status"], "exec": {"programs": [{"program": "seq"}]}});
+    let policy = json!({"allow": ["exec", "status"], "exec": {"programs": [{"program": "seq", "args": ["1", "400000"]}]}});
     let mut f = Fleet::start(&[&n0], policy, &[]);
     let id = f.server.send(&format!(
         "send {} exec {} seq 1 400000",
@@ -243,7 +246,7 @@ fn all_means_the_containers_the_command_is_allowed_on() {
 #[test]
 fn sigterm_stops_server_and_agent_cleanly() {
     let n0 = Node::start("3node0");
-    let mut f = Fleet::start(&[&n0], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     for pid in [f.agent.child.id(), f.server.child.id()] {
         assert!(
             std::process::Command::new("kill")
@@ -273,7 +276,7 @@ fn sigterm_stops_server_and_agent_cleanly() {
 fn nodes_shows_the_fleet_and_a_hanging_rpc_is_reported_not_waited_on() {
     let n0 = Node::start("3node0");
     let n1 = Node::start("3node1");
-    let mut f = Fleet::start(&[&n0, &n1], json!({}), &[]);
+    let mut f = Fleet::start(&[&n0, &n1], lifecycle_policy(), &[]);
     let config_with_short_rpc = f.dir.join(&format!("{}.json", f.agent_id));
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_with_short_rpc).unwrap()).unwrap();

@@ -18,11 +18,11 @@ fn hello_with(agent_id: &str, containers: &[&str]) -> Value {
 
 /// A raw agent that says hello and waits for its welcome; returns the
 /// session and how long the welcome took.
-fn join(server: &mut ServerProc, agent_id: &str, token: &str) -> (Ws, Duration) {
+fn join(server: &mut ServerProc, agent_id: &str, token: &str) -> (ClientWs, Duration) {
     let started = Instant::now();
     let mut ws = upgrade(&server.url(), Some(token)).unwrap();
     send(&mut ws, hello_with(agent_id, &["n0"]));
-    let welcome = recv(&mut ws);
+    let welcome = recv_skip_pings(&mut ws);
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     (ws, started.elapsed())
 }
@@ -40,7 +40,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Answer commands with `completed` until the server goes away; record
 /// every command id the server acked.
-fn answer_commands(mut ws: Ws, acked: Arc<Mutex<BTreeSet<String>>>) {
+fn answer_commands(mut ws: ClientWs, acked: Arc<Mutex<BTreeSet<String>>>) {
     loop {
         let frame = match ws.read() {
             Ok(Message::Text(t)) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
@@ -151,7 +151,7 @@ fn a_flood_of_unique_keys_leaves_memory_bounded_and_reused() {
             let stats = json!({"type": "stats", "data": {"timestamp": counter, "containers": [{"name": "n0"}],
                 "nodes": nodes}});
             send(&mut ws, stats);
-            assert_eq!(recv(&mut ws)["type"], "stats_ack");
+            assert_eq!(recv_skip_pings(&mut ws)["type"], "stats_ack");
         }
         drop(ws);
         server.out.wait_for(&format!("* {id} disconnected"), WAIT);
@@ -186,7 +186,7 @@ fn a_token_revoked_after_the_upgrade_is_refused_at_hello() {
     let mut ws = upgrade(&server.url(), Some(&token)).unwrap();
     token_remove(&data_dir, &id);
     send(&mut ws, hello_with(&id, &["n0"]));
-    let error = recv(&mut ws);
+    let error = recv_skip_pings(&mut ws);
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["data"]["code"], "unauthorized", "{error}");
     assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, driving the real `warden` executable
 //! against real containers under the real Docker Engine.
+mod agent_limits;
 mod agent_wire;
 mod backups;
 mod chain_cmds;
@@ -12,6 +13,7 @@ mod hub_scale;
 mod packaging;
 mod readme;
 mod secrets;
+mod signed;
 mod support;
 mod tls;
 mod wire;

@@ -4,7 +4,7 @@
 //! deadline and says what it was waiting for when it gives up.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -250,13 +250,17 @@ impl ServerProc {
     }
 
     /// Wait for the terminal line of command `id` and return it.
+    /// The line may already have gone by (read while waiting for another,
+    /// e.g. a fast `busy` before the next command's `sent` line).
     pub fn outcome(&mut self, id: &str, timeout: Duration) -> String {
         let tag = format!(" {id}] ");
-        self.out.wait_until(
-            |l| l.contains(&tag) && (l.contains(" completed") || l.contains(" failed (")),
-            timeout,
-            &format!("outcome of {id}"),
-        )
+        let is_outcome =
+            |l: &str| l.contains(&tag) && (l.contains(" completed") || l.contains(" failed ("));
+        if let Some(line) = self.out.seen.iter().find(|l| is_outcome(l)) {
+            return line.clone();
+        }
+        self.out
+            .wait_until(is_outcome, timeout, &format!("outcome of {id}"))
     }
 
     pub fn stderr(&self) -> String {
@@ -561,9 +565,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+/// A raw agent: the test speaks protocol 1 to a real server.
+pub type ClientWs = WebSocket<MaybeTlsStream<TcpStream>>;
 
-pub fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, u16> {
+pub fn upgrade(url: &str, token: Option<&str>) -> Result<ClientWs, u16> {
     let mut request = url.into_client_request().unwrap();
     if let Some(t) = token {
         request
@@ -582,12 +587,8 @@ pub fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, u16> {
     }
 }
 
-pub fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string())).unwrap();
-}
-
-/// The next text frame as JSON, skipping pings from the server.
-pub fn recv(ws: &mut Ws) -> Value {
+/// The next text frame from the server as JSON, skipping its pings.
+pub fn recv_skip_pings(ws: &mut ClientWs) -> Value {
     loop {
         match ws.read().expect("a frame") {
             Message::Text(t) => {
@@ -603,8 +604,96 @@ pub fn recv(ws: &mut Ws) -> Value {
     }
 }
 
+/// A server played by the test: raw WebSocket frames to and from a real agent.
+pub struct RawServer {
+    pub listener: std::net::TcpListener,
+    pub token: String,
+}
+
+/// A raw server's side of the agent's connection.
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+impl RawServer {
+    pub fn new() -> RawServer {
+        RawServer {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            token: unique("tok"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/agent", self.listener.local_addr().unwrap())
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Accept the agent's next connection, check its token, read its hello
+    /// and welcome it.
+    pub fn accept(&self) -> (Ws, Value) {
+        self.accept_with_heartbeat(json!(30))
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Like [`RawServer::accept`], with `heartbeat_s` (any JSON) in the welcome.
+    pub fn accept_with_heartbeat(&self, heartbeat_s: Value) -> (Ws, Value) {
+        self.listener.set_nonblocking(false).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let (stream, _) = loop {
+            self.listener.set_nonblocking(true).unwrap();
+            match self.listener.accept() {
+                Ok(s) => break s,
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "the agent never connected");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let expected = format!("Bearer {}", self.token);
+        let mut ws = tungstenite::accept_hdr(
+            stream,
+            |req: &tungstenite::handshake::server::Request, resp| {
+                assert_eq!(req.uri().path(), "/agent");
+                assert_eq!(
+                    req.headers()
+                        .get("authorization")
+                        .unwrap()
+                        .to_str()
+                        .unwrap(),
+                    expected
+                );
+                Ok(resp)
+            },
+        )
+        .unwrap();
+        let hello = recv(&mut ws);
+        assert_eq!(hello["type"], "hello", "{hello}");
+        let agent_id = hello["data"]["agent_id"].clone();
+        send(
+            &mut ws,
+            json!({"type": "welcome", "data": {"agent_id": agent_id, "server_version": "test", "protocol": 1, "heartbeat_s": heartbeat_s}}),
+        );
+        (ws, hello["data"].clone())
+    }
+}
+
+/// Send one JSON frame, on either side.
+pub fn send<S: std::io::Read + std::io::Write>(ws: &mut WebSocket<S>, v: Value) {
+    ws.send(tungstenite::Message::text(v.to_string())).unwrap();
+}
+
+pub fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame from the agent") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            tungstenite::Message::Close(f) => panic!("agent closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
 /// Read until the server closes; returns the close code.
-pub fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+pub fn close_code(ws: &mut ClientWs) -> Option<CloseCode> {
     loop {
         match ws.read() {
             Ok(Message::Close(frame)) => return frame.map(|f| f.code),
@@ -612,4 +701,57 @@ pub fn close_code(ws: &mut Ws) -> Option<CloseCode> {
             Err(_) => return None,
         }
     }
+}
+
+/// The next frame of type `kind`, skipping others (stats, pings).
+pub fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = recv(ws);
+        if v["type"] == kind {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {kind} frame");
+    }
+}
+
+pub fn response_to(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let v = recv_type(ws, "command_response");
+        if v["data"]["id"] == id
+            && matches!(v["data"]["status"].as_str(), Some("completed" | "failed"))
+        {
+            return v["data"].clone();
+        }
+    }
+}
+
+pub fn command(id: &str, command: &str, target: &str, params: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    json!({"type": "command", "data": {"id": id, "command": command, "target": target, "params": params, "timestamp": now}})
+}
+
+pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Value) -> AgentProc {
+    let config = config_for(names, policy);
+    AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    )
+}
+
+/// A policy allowing what agents allowed by default before `start`,
+/// `restore_keys` and `rotate_keys` left the default: every command but
+/// `exec` and `payout`. For tests that start, restore or rotate.
+pub fn lifecycle_policy() -> Value {
+    json!({"allow": [
+        "start", "stop", "restart", "logs", "status", "backup_keys", "restore_keys",
+        "rotate_keys", "check_keys", "has_session_keys", "has_key", "find_validator",
+    ]})
 }

@@ -32,10 +32,10 @@ fn bed(extra: &[&str]) -> Bed {
     }
 }
 
-fn session(b: &mut Bed) -> Ws {
+fn session(b: &mut Bed) -> ClientWs {
     let mut ws = upgrade(&b.server.url(), Some(&b.token)).unwrap();
     send(&mut ws, hello(&b.agent_id));
-    let welcome = recv(&mut ws);
+    let welcome = recv_skip_pings(&mut ws);
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     b.server
         .out
@@ -65,7 +65,7 @@ fn hello_must_come_first_and_match_the_token() {
 
     let mut ws = upgrade(&url, Some(&b.token)).unwrap();
     send(&mut ws, hello("somebody-else"));
-    let error = recv(&mut ws);
+    let error = recv_skip_pings(&mut ws);
     assert_eq!(
         (error["type"].as_str(), error["data"]["code"].as_str()),
         (Some("error"), Some("unauthorized")),
@@ -75,20 +75,20 @@ fn hello_must_come_first_and_match_the_token() {
 
     let mut ws = upgrade(&url, Some(&b.token)).unwrap();
     send(&mut ws, json!({"type": "stats", "data": {"timestamp": 1}}));
-    assert_eq!(recv(&mut ws)["data"]["code"], "bad_request");
+    assert_eq!(recv_skip_pings(&mut ws)["data"]["code"], "bad_request");
     assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
 
     let mut ws = upgrade(&url, Some(&b.token)).unwrap();
     let mut wrong_protocol = hello(&b.agent_id);
     wrong_protocol["data"]["protocol"] = json!(2);
     send(&mut ws, wrong_protocol);
-    assert_eq!(recv(&mut ws)["type"], "error");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "error");
     assert_eq!(close_code(&mut ws), Some(CloseCode::Policy));
 
     let mut ws = session(&mut b);
     send(&mut ws, json!({"type": "ping", "data": {"timestamp": 42}}));
     assert_eq!(
-        recv(&mut ws),
+        recv_skip_pings(&mut ws),
         json!({"type": "pong", "data": {"timestamp": 42}})
     );
 }
@@ -115,7 +115,7 @@ fn envelope_errors_keep_the_connection_open() {
     ];
     for (frame, code, reference) in cases {
         ws.send(Message::text(frame)).unwrap();
-        let error = recv(&mut ws);
+        let error = recv_skip_pings(&mut ws);
         assert_eq!(error["type"], "error", "{frame}");
         assert_eq!(error["data"]["code"], code, "{frame}: {error}");
         assert_eq!(
@@ -126,7 +126,7 @@ fn envelope_errors_keep_the_connection_open() {
     }
     // Frames an agent never sends are refused, naming their id.
     ws.send(Message::text(r#"{"type":"command","data":{"id":"x2","command":"stop","target":"a","params":{},"timestamp":1}}"#)).unwrap();
-    let error = recv(&mut ws);
+    let error = recv_skip_pings(&mut ws);
     assert_eq!(
         (
             error["data"]["code"].as_str(),
@@ -141,16 +141,16 @@ fn envelope_errors_keep_the_connection_open() {
     ))
     .unwrap();
     send(&mut ws, json!({"type": "ping", "data": {"timestamp": 9}}));
-    assert_eq!(recv(&mut ws)["type"], "pong");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "pong");
     ws.send(Message::binary(vec![1, 2, 3])).unwrap();
-    assert_eq!(recv(&mut ws)["data"]["code"], "bad_request");
+    assert_eq!(recv_skip_pings(&mut ws)["data"]["code"], "bad_request");
     // Still open, and acks stats with the same timestamp.
     send(
         &mut ws,
         json!({"type": "stats", "data": {"timestamp": 77, "containers": [], "extra": true}}),
     );
     assert_eq!(
-        recv(&mut ws),
+        recv_skip_pings(&mut ws),
         json!({"type": "stats_ack", "data": {"timestamp": 77}})
     );
 }
@@ -165,7 +165,7 @@ fn a_frame_over_the_limit_closes_with_1009_and_exactly_the_limit_passes() {
     let exact = json!({"type": "stats", "data": {"timestamp": 5, "pad": pad}}).to_string();
     assert_eq!(exact.len(), 4096);
     ws.send(Message::text(exact)).unwrap();
-    assert_eq!(recv(&mut ws)["type"], "stats_ack");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "stats_ack");
     let over = format!(
         "{}x",
         &json!({"type": "stats", "data": {"timestamp": 5, "pad": pad}}).to_string()
@@ -186,17 +186,17 @@ fn a_second_connection_replaces_the_first_only_after_a_valid_hello() {
         &mut first,
         json!({"type": "ping", "data": {"timestamp": 2}}),
     );
-    assert_eq!(recv(&mut first)["type"], "pong");
+    assert_eq!(recv_skip_pings(&mut first)["type"], "pong");
 
     let mut second = upgrade(&b.server.url(), Some(&b.token)).unwrap();
     send(&mut second, hello(&b.agent_id));
-    assert_eq!(recv(&mut second)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut second)["type"], "welcome");
     assert_eq!(close_code(&mut first), Some(CloseCode::Normal));
     send(
         &mut second,
         json!({"type": "ping", "data": {"timestamp": 3}}),
     );
-    assert_eq!(recv(&mut second)["type"], "pong");
+    assert_eq!(recv_skip_pings(&mut second)["type"], "pong");
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn responses_the_server_did_not_expect_are_acked_and_recorded_nowhere() {
         json!({"type": "command_response", "data": {"id": "never-issued", "status": "completed", "result": "x", "timestamp": 1}}),
     );
     assert_eq!(
-        recv(&mut ws),
+        recv_skip_pings(&mut ws),
         json!({"type": "command_ack", "data": {"id": "never-issued"}})
     );
     // A durable event is acked, and a resend is acked again but stored once.
@@ -266,7 +266,7 @@ fn responses_the_server_did_not_expect_are_acked_and_recorded_nowhere() {
             "backup_file": "3node0-keys-20250108-1430.tar.gz", "bytes": 10, "sha256": "00", "timestamp": 1}}),
         );
         assert_eq!(
-            recv(&mut ws),
+            recv_skip_pings(&mut ws),
             json!({"type": "event_ack", "data": {"event_id": "e-1"}})
         );
     }
@@ -276,7 +276,7 @@ fn responses_the_server_did_not_expect_are_acked_and_recorded_nowhere() {
         "session_key": "0x00", "action": "rotate_keys", "timestamp": 1}}),
     );
     assert_eq!(
-        recv(&mut ws),
+        recv_skip_pings(&mut ws),
         json!({"type": "key_update_ack", "data": {"event_id": "k-1", "status": "stored"}})
     );
     b.server.type_line("keys");
@@ -302,7 +302,7 @@ fn a_command_reaches_a_raw_agent_and_its_response_is_recorded_once() {
     let mut b = bed(&[]);
     let mut ws = session(&mut b);
     let id = b.server.send(&format!("send {} logs 3node1 7", b.agent_id));
-    let command = recv(&mut ws);
+    let command = recv_skip_pings(&mut ws);
     assert_eq!(command["type"], "command");
     assert_eq!(command["data"]["id"], id.as_str());
     assert_eq!(command["data"]["command"], "logs");
@@ -313,19 +313,19 @@ fn a_command_reaches_a_raw_agent_and_its_response_is_recorded_once() {
     let response = json!({"type": "command_response", "data": {"id": id, "status": "completed", "result": "line one\nline two", "timestamp": 2}});
     send(&mut ws, response.clone());
     assert_eq!(
-        recv(&mut ws),
+        recv_skip_pings(&mut ws),
         json!({"type": "command_ack", "data": {"id": id}})
     );
     b.server.outcome(&id, WAIT);
     b.server.out.wait_for("line two", WAIT);
     // A resend (and a different late outcome) is acked, not recorded again.
     send(&mut ws, response);
-    assert_eq!(recv(&mut ws)["type"], "command_ack");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "command_ack");
     send(
         &mut ws,
         json!({"type": "command_response", "data": {"id": id, "status": "failed", "error": "late", "code": "internal", "timestamp": 3}}),
     );
-    assert_eq!(recv(&mut ws)["type"], "command_ack");
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "command_ack");
     let history = std::fs::read_to_string(b.server.data_dir.join("commands.jsonl")).unwrap();
     assert_eq!(
         history.matches("\"kind\":\"outcome\"").count(),
@@ -344,14 +344,14 @@ fn a_response_for_another_agents_command_is_refused() {
     let mut ws = session(&mut b);
     let mut other = upgrade(&b.server.url(), Some(&other_token)).unwrap();
     send(&mut other, hello(&other_id));
-    assert_eq!(recv(&mut other)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut other)["type"], "welcome");
     let id = b.server.send(&format!("send {} status 3node0", b.agent_id));
-    assert_eq!(recv(&mut ws)["data"]["id"], id.as_str());
+    assert_eq!(recv_skip_pings(&mut ws)["data"]["id"], id.as_str());
     send(
         &mut other,
         json!({"type": "command_response", "data": {"id": id, "status": "completed", "result": "x", "timestamp": 1}}),
     );
-    let error = recv(&mut other);
+    let error = recv_skip_pings(&mut other);
     assert_eq!(
         (
             error["data"]["code"].as_str(),
@@ -386,7 +386,7 @@ fn operator_input_is_checked_before_anything_is_sent() {
     }
     // Nothing reached the agent: the next frame it sees is the one we ask for.
     let id = b.server.send(&format!("send {a} status all"));
-    assert_eq!(recv(&mut ws)["data"]["id"], id.as_str());
+    assert_eq!(recv_skip_pings(&mut ws)["data"]["id"], id.as_str());
 }
 
 #[test]
@@ -397,7 +397,7 @@ fn a_flooding_agent_is_throttled_while_others_get_commands_promptly() {
     let flooder_token = token_add(&b.server.data_dir, &flooder_id);
     let mut flooder = upgrade(&b.server.url(), Some(&flooder_token)).unwrap();
     send(&mut flooder, hello(&flooder_id));
-    assert_eq!(recv(&mut flooder)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut flooder)["type"], "welcome");
     // 1400 pings at once: the server takes a burst of 1000, then 200 a
     // second, so the last pong cannot come back before ~2 s.
     let flood = std::thread::spawn(move || {
@@ -412,7 +412,7 @@ fn a_flooding_agent_is_throttled_while_others_get_commands_promptly() {
         flooder.flush().unwrap();
         let mut pongs = 0;
         while pongs < 1400 {
-            if recv(&mut flooder)["type"] == "pong" {
+            if recv_skip_pings(&mut flooder)["type"] == "pong" {
                 pongs += 1;
             }
         }
@@ -421,7 +421,7 @@ fn a_flooding_agent_is_throttled_while_others_get_commands_promptly() {
     for _ in 0..5 {
         let started = std::time::Instant::now();
         let id = b.server.send(&format!("send {} status 3node0", b.agent_id));
-        assert_eq!(recv(&mut calm)["data"]["id"], id.as_str());
+        assert_eq!(recv_skip_pings(&mut calm)["data"]["id"], id.as_str());
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "a command took {:?} during the flood",
@@ -443,7 +443,7 @@ fn the_same_session_key_on_two_nodes_raises_the_duplicate_alert() {
     let other_token = token_add(&b.server.data_dir, &other_id);
     let mut second = upgrade(&b.server.url(), Some(&other_token)).unwrap();
     send(&mut second, hello(&other_id));
-    assert_eq!(recv(&mut second)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut second)["type"], "welcome");
     let update = |event_id: &str, container: &str, gran: &str| {
         json!({"type": "key_update", "data": {"event_id": event_id, "container": container, "action": "rotate_keys",
             "session_key": format!("{gran}{}", "22".repeat(64)), "keys": {"gran": gran, "babe": format!("0x{}", "22".repeat(32))},
@@ -452,10 +452,10 @@ fn the_same_session_key_on_two_nodes_raises_the_duplicate_alert() {
     let gran_a = format!("0x{}", "aa".repeat(32));
     let gran_b = format!("0x{}", "bb".repeat(32));
     send(&mut first, update("k1", "3node0", &gran_a));
-    assert_eq!(recv(&mut first)["type"], "key_update_ack");
+    assert_eq!(recv_skip_pings(&mut first)["type"], "key_update_ack");
     // Different gran, but the same babe key on another node: an alert.
     send(&mut second, update("k2", "3node1", &gran_b));
-    assert_eq!(recv(&mut second)["type"], "key_update_ack");
+    assert_eq!(recv_skip_pings(&mut second)["type"], "key_update_ack");
     let alert = b.server.out.wait_for("DUPLICATE SESSION KEY", WAIT);
     assert!(
         alert.contains("babe") && alert.contains(&b.agent_id) && alert.contains(&other_id),
@@ -508,7 +508,7 @@ fn an_agent_that_stops_reading_is_cut_off_and_others_still_get_broadcasts() {
     let stuck_token = token_add(&b.server.data_dir, &stuck_id);
     let mut stuck = upgrade(&b.server.url(), Some(&stuck_token)).unwrap();
     send(&mut stuck, hello(&stuck_id));
-    assert_eq!(recv(&mut stuck)["type"], "welcome");
+    assert_eq!(recv_skip_pings(&mut stuck)["type"], "welcome");
     b.server
         .out
         .wait_for(&format!("* {stuck_id} connected"), WAIT);
@@ -526,7 +526,7 @@ fn an_agent_that_stops_reading_is_cut_off_and_others_still_get_broadcasts() {
         let sent_at = std::time::Instant::now();
         b.server.type_line("broadcast status 3node0");
         loop {
-            let frame = recv(&mut calm);
+            let frame = recv_skip_pings(&mut calm);
             if frame["type"] == "command" {
                 assert_eq!(frame["data"]["command"], "status");
                 break;
