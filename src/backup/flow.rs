@@ -17,6 +17,7 @@ use super::chain::{self, ChainDir, ResolveError, is_missing_path};
 use super::engine::Engine;
 use super::error::{BackupError, Cause, Failure, KeysState, NodeState, Operation};
 use super::marker::{self, Marker, OpGuard};
+use super::owner::{self, NodeUser};
 use super::store::{self, Published, ReadError, Scratch, WrapWriter};
 use super::{BackupConfig, BackupReport, RestoreOptions, RestoreReport};
 
@@ -160,10 +161,11 @@ fn find_chain(
     cfg: &BackupConfig,
     running: bool,
     scratch: &Path,
+    home: &str,
     operation: Operation,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ChainDir, BackupError> {
-    let paths = chain::chain_paths(inspect, cfg.chain_id_hint.as_deref());
+    let paths = chain::chain_paths(inspect, cfg.chain_id_hint.as_deref(), home);
     let step = "looking for the key directories";
     match chain::resolve_chain(engine, container, &paths, running, scratch, progress) {
         Ok(found) => {
@@ -335,6 +337,11 @@ pub fn backup_with(
             NodeState::NotStopped,
         )
     })?;
+    // The user's home only places sc-cli's default base path; a backup reads files as
+    // root whoever owns them, so an unresolvable user falls back to root's home.
+    let home = owner::node_user(engine, &inspect, scratch.path())
+        .map(|user| user.home)
+        .unwrap_or_else(|_| NodeUser::root().home);
     let chain = find_chain(
         engine,
         container,
@@ -342,6 +349,7 @@ pub fn backup_with(
         cfg,
         was_running,
         scratch.path(),
+        &home,
         OP,
         progress,
     )?;
@@ -491,12 +499,6 @@ fn report(
 
 // ---- restore ----
 
-/// Node users that can read root-owned 0600 files.
-pub(super) fn runs_as_root(inspect: &ContainerInspect) -> bool {
-    let user = inspect.config.user.split(':').next().unwrap_or("");
-    matches!(user, "" | "root" | "0")
-}
-
 fn check_owner(
     name: &str,
     archive: &ValidArchive,
@@ -611,18 +613,14 @@ pub fn restore_with(
     settle_stale_marker(engine, cfg, container, OP, progress)?;
     let inspect = inspect(engine, container, OP)?;
     let was_running = running_state(&inspect, container)?;
-    if !runs_as_root(&inspect) {
-        return Err(BackupError::NotPossible {
-            container: container.to_owned(),
-            reason: format!(
-                "it runs as user {:?}; restored files would be owned by root and unreadable to \
-                 it, and warden cannot chown them (docker exec runs as that user)",
-                inspect.config.user
-            ),
-        });
-    }
     let scratch = Scratch::new(&cfg.dir, "restore")
         .map_err(|error| not_stopped("creating a private temp directory", error.into()))?;
+    let user = owner::node_user(engine, &inspect, scratch.path()).map_err(|reason| {
+        BackupError::NotPossible {
+            container: container.to_owned(),
+            reason: format!("the owner of its restored files is unknown: {reason}"),
+        }
+    })?;
     let chain = find_chain(
         engine,
         container,
@@ -630,17 +628,30 @@ pub fn restore_with(
         cfg,
         was_running,
         scratch.path(),
+        &user.home,
         OP,
         progress,
     )?;
 
-    // The backup's tree, as it will be copied in.
+    // The backup's tree, as it will be copied in: the archive's modes (0700, 0600) and
+    // the node user's ownership, which `docker cp` carries into the container (see
+    // `owner`).
     let payload = scratch
         .subdir("payload")
         .map_err(|error| not_stopped("extracting the backup", error.into()))?;
     archive
         .extract_to(&payload)
         .map_err(|error| not_stopped("extracting the backup", error.into()))?;
+    if let Err(error) = owner::chown_tree(&payload, user.uid, user.gid) {
+        return Err(BackupError::NotPossible {
+            container: container.to_owned(),
+            reason: format!(
+                "its node runs as uid {} gid {}, and the restored files cannot be given to \
+                 that user ({error}); run warden as root (it needs CAP_CHOWN)",
+                user.uid, user.gid
+            ),
+        });
+    }
 
     // The keys in place now.
     let current = scratch

@@ -36,18 +36,17 @@
 //!   starts on its own) the backup is copied over the existing directories, which is
 //!   exact only when every file there is also in the backup: otherwise the restore is
 //!   refused with the reason, before anything is changed.
-//! - **Ownership**: files copied in are created by `docker cp`; on the engines seen they
-//!   keep the host's owner, which is root (warden extracts them as root). A node running
-//!   as root reads them whatever the owner. A node running as another user would need a
-//!   `chown` as root inside the container, which `docker exec` (running as the
-//!   container's user) cannot do: such restores are refused (see "Not done").
+//! - **Ownership**: restored files belong to the user the node runs as (root for the
+//!   guide's image, `creditcoin` for the official one), with the archive's modes
+//!   (directories 0700, files 0600): the tree is `chown`ed on the host before `docker cp`
+//!   carries it in (see [`owner`] for why this way).
 //!
 //! Invariants: only this module writes in the backup directory; it never reads or logs
 //! key file contents except to copy, hash and compare them; every Docker call goes
 //! through [`engine::Engine`], implemented by [`crate::docker::Docker`].
 //!
-//! Not done, on purpose or for lack of a Docker call: restoring into a node that runs
-//! as a non-root user (needs `docker exec -u 0` or `docker cp -a` in `crate::docker`);
+//! Not done, on purpose or for lack of a Docker call: restoring into a non-root node
+//! when warden itself cannot `chown` (it runs without CAP_CHOWN: refused, with the reason);
 //! archives of the original shell recipe (`chains/<id>/keystore/…` layout) are refused
 //! as entries outside `keystore/`/`network/`; two agents sharing one backup directory
 //! are not coordinated (the busy check is per process).
@@ -58,6 +57,7 @@ mod engine;
 mod error;
 mod flow;
 mod marker;
+mod owner;
 mod store;
 
 #[cfg(test)]
@@ -226,7 +226,10 @@ pub fn locate_chain(
         .mode(0o700)
         .create(&scratch)
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let paths = chain::chain_paths(inspect, None);
+    let home = owner::node_user(docker, inspect, &scratch)
+        .map(|user| user.home)
+        .unwrap_or_else(|_| owner::NodeUser::root().home);
+    let paths = chain::chain_paths(inspect, None, &home);
     let found = chain::resolve_chain(
         docker,
         &inspect.name,

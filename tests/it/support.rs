@@ -543,3 +543,56 @@ impl Fleet {
         }
     }
 }
+
+/// The official image's shape (`gluwa/creditcoin3`), built by scripts/build-test-image.
+pub fn official_image() -> String {
+    std::env::var("WARDEN_TEST_OFFICIAL_IMAGE")
+        .unwrap_or_else(|_| "warden-testnode-official:latest".into())
+}
+
+/// Every command of the catalog: tests that need them say so rather than rely on the
+/// default policy.
+pub fn allow_all() -> Value {
+    serde_json::json!({"allow": [
+        "start", "stop", "restart", "logs", "status", "rotate_keys", "check_keys",
+        "has_session_keys", "has_key", "find_validator", "backup_keys", "restore_keys"
+    ]})
+}
+
+impl Node {
+    /// A container of `image` running `node_args`, removed on drop.
+    pub fn start_image(prefix: &str, image: &str, node_args: &[&str]) -> Node {
+        let name = unique(prefix);
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "warden-test=1",
+            image,
+        ];
+        args.extend_from_slice(node_args);
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker run {name} failed: {} (did scripts/build-test-image run?)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Node { name }
+    }
+
+    /// `docker exec` as root (to look at owners and modes), stdout as text.
+    pub fn exec_root(&self, argv: &[&str]) -> String {
+        let mut args = vec!["exec", "-u", "0", self.name.as_str()];
+        args.extend_from_slice(argv);
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker exec {argv:?} in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

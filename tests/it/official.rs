@@ -1,0 +1,162 @@
+//! The official image's shape (`gluwa/creditcoin3`): the node runs as the non-root user
+//! `creditcoin`, data under `/creditcoin-node/data` (or sc-cli's default base path), the
+//! chain given as a spec file. Backup, restore (owner and modes checked inside the
+//! container), and the network key kept byte for byte.
+use crate::support::*;
+use std::time::Duration;
+
+const DATA: &str = "/creditcoin-node/data";
+const CHAIN: &str = "/creditcoin-node/data/chains/creditcoin3";
+
+/// An official-shaped validator as Gluwa's docs run it.
+pub fn official_node(prefix: &str) -> Node {
+    Node::start_image(
+        prefix,
+        &official_image(),
+        &[
+            "--validator",
+            "--chain",
+            "/mainnetSpecRaw.json",
+            "--base-path",
+            DATA,
+        ],
+    )
+}
+
+/// `uid:gid mode path` of each path below `dir`, as the container sees them.
+fn owners_and_modes(node: &Node, dir: &str) -> Vec<String> {
+    node.exec_root(&["find", dir, "-exec", "stat", "-c", "%u:%g %a %n", "{}", ";"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn secret(node: &Node) -> String {
+    // The test reads the network secret only to compare it before and after.
+    node.exec_root(&[
+        "od",
+        "-An",
+        "-tx1",
+        &format!("{CHAIN}/network/secret_ed25519"),
+    ])
+}
+
+fn completed_file(line: &str) -> String {
+    line.rsplit("completed: ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn fleet_with_backups(nodes: &[&Node], dir: &TempDir) -> Fleet {
+    let mut f = Fleet::start(nodes, allow_all(), &[]);
+    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["backup"] = serde_json::json!({"dir": dir.join("backups").display().to_string()});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    f.agent.restart();
+    f.server
+        .out
+        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f
+}
+
+#[test]
+fn official_shape_backup_and_restore_give_the_node_its_own_files() {
+    let n0 = official_node("real-nodes-3node0");
+    let dir = TempDir::new("real-nodes-official");
+    let mut f = fleet_with_backups(&[&n0], &dir);
+    let a = f.agent_id.clone();
+    let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
+    f.server.outcome(&id, WAIT);
+    let secret_before = secret(&n0);
+    let keystore_before = n0.exec_root(&["ls", "-1", &format!("{CHAIN}/keystore")]);
+    assert_eq!(keystore_before.lines().count(), 3, "{keystore_before}");
+
+    let id = f.server.send(&format!("send {a} backup_keys {}", n0.name));
+    let line = f.server.outcome(&id, Duration::from_secs(60));
+    assert!(line.contains("completed"), "{line}");
+    let file = completed_file(&line);
+    n0.wait_state("running", WAIT);
+
+    // New keys, a lost network key, then back to the backup.
+    let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
+    f.server.outcome(&id, WAIT);
+    n0.exec_root(&["rm", &format!("{CHAIN}/network/secret_ed25519")]);
+    let id = f.server.send(&format!(
+        "send {a} restore_keys {} backup_file={file}",
+        n0.name
+    ));
+    let line = f.server.outcome(&id, Duration::from_secs(60));
+    assert!(line.contains("completed"), "{line}");
+    n0.wait_state("running", WAIT);
+
+    assert_eq!(
+        n0.exec_root(&["ls", "-1", &format!("{CHAIN}/keystore")]),
+        keystore_before
+    );
+    assert_eq!(secret(&n0), secret_before, "secret_ed25519 byte for byte");
+    for sub in ["keystore", "network"] {
+        let listed = owners_and_modes(&n0, &format!("{CHAIN}/{sub}"));
+        assert!(listed.len() >= 2, "{listed:?}");
+        for row in &listed {
+            let want_mode = if row.ends_with(&format!("/{sub}")) {
+                "700"
+            } else {
+                "600"
+            };
+            assert!(
+                row.starts_with(&format!("1000:1000 {want_mode} ")),
+                "owned by creditcoin with the node's modes: {row}"
+            );
+        }
+    }
+    // The node, as user creditcoin, can read its restored keys: has_session_keys
+    // goes through its RPC, which reads the keystore.
+    let id = f.server.send(&format!("send {a} check_keys {}", n0.name));
+    let line = f.server.outcome(&id, WAIT);
+    assert!(line.contains("completed"), "{line}");
+}
+
+#[test]
+fn official_shape_without_base_path_uses_the_nodes_own_default() {
+    // No --base-path: sc-cli's default, $HOME/.local/share/creditcoin3-node.
+    let n0 = Node::start_image(
+        "real-nodes-3node0",
+        &official_image(),
+        &["--validator", "--chain", "/mainnetSpecRaw.json"],
+    );
+    let dir = TempDir::new("real-nodes-default-base");
+    let mut f = fleet_with_backups(&[&n0], &dir);
+    let a = f.agent_id.clone();
+    let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
+    f.server.outcome(&id, WAIT);
+    let id = f.server.send(&format!("send {a} backup_keys {}", n0.name));
+    let line = f.server.outcome(&id, Duration::from_secs(60));
+    assert!(line.contains("completed"), "{line}");
+    let file = completed_file(&line);
+    let archive = dir.join("backups").join(&file);
+    let listed = std::process::Command::new("tar")
+        .args(["-tzf", &archive.display().to_string()])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(
+        names
+            .lines()
+            .filter(|l| l.starts_with("keystore/") && l.len() > 9)
+            .count(),
+        3,
+        "{names}"
+    );
+    assert!(names.contains("network/secret_ed25519"), "{names}");
+    let base = "/creditcoin-node/.local/share/creditcoin3-node/chains/creditcoin3";
+    assert_eq!(
+        n0.exec_root(&["ls", "-1", &format!("{base}/keystore")])
+            .lines()
+            .count(),
+        3
+    );
+}
