@@ -747,6 +747,13 @@ impl Hub {
                 .replace(&(agent.to_string(), container.clone()), &keys);
             self.raise_duplicates(found);
         }
+        for (container, node) in nodes {
+            let peer_id = node.get("peer_id").and_then(|p| p.as_str());
+            let found = self
+                .keyguard
+                .replace_peer(&(agent.to_string(), container.clone()), peer_id);
+            self.raise_duplicates(found);
+        }
     }
 
     fn raise_duplicates(&mut self, found: Vec<keyguard::Duplicate>) {
@@ -763,11 +770,12 @@ impl Hub {
                 crate::log::error(&format!("cannot record the duplicate-key alert: {e}"));
             }
             self.out.line(&format!(
-                "!!! DUPLICATE SESSION KEY: {} key {} is held by {}. Two nodes signing with the same keys \
-                 get the validator slashed: stop all but one of them now.",
+                "!!! DUPLICATE {}: {} key {} is held by {}. {}",
+                dup.what(),
                 dup.key_type,
                 dup.public_key,
-                nodes.join(" and ")
+                nodes.join(" and "),
+                dup.advice()
             ));
             crate::log::error(&format!(
                 "duplicate session key {} on {}",

@@ -301,6 +301,7 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         "ERA",
         "UNCLAIMED",
         "VALIDATOR",
+        "PEER ID",
         "NOTE",
     ];
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
@@ -324,10 +325,21 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
             let field = |k: &str| cell(n.and_then(|n| n.get(k)));
             let payout = |k: &str| cell(p.and_then(|p| p.get(k)));
             let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
-            let note = match field_str("rpc_error") {
-                Some(error) => format!("{}: {error}", field_str("rpc_code").unwrap_or("error")),
-                None => String::new(),
-            };
+            let mut notes = Vec::new();
+            if let Some(error) = field_str("rpc_error") {
+                notes.push(format!(
+                    "{}: {error}",
+                    field_str("rpc_code").unwrap_or("error")
+                ));
+            }
+            if n.and_then(|n| n.get("network_key")) == Some(&Value::Bool(false)) {
+                notes.push(
+                    "NO NETWORK KEY (network/secret_ed25519): the peer id changes at each start; \
+                     make one with `key generate-node-key`"
+                        .to_string(),
+                );
+            }
+            let note = notes.join("; ");
             rows.push(vec![
                 report.agent.to_string(),
                 name.to_string(),
@@ -342,7 +354,8 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
                 payout("current_era"),
                 payout("unclaimed_payouts"),
                 payout("validator_account"),
-                note.chars().take(80).collect(),
+                short_peer_id(field_str("peer_id")),
+                note.chars().take(160).collect(),
             ]);
         }
     }
@@ -350,6 +363,25 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         return "no node reported yet (agents send stats every few seconds)".into();
     }
     table(&rows)
+}
+
+/// `12D3KooW…xCvJtm`: enough to tell nodes apart in a table.
+fn short_peer_id(peer_id: Option<&str>) -> String {
+    match peer_id {
+        None => "-".to_string(),
+        Some(id) if id.chars().count() <= 16 => id.to_string(),
+        Some(id) => {
+            let tail: String = id
+                .chars()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("{}…{tail}", id.chars().take(8).collect::<String>())
+        }
+    }
 }
 
 /// Per agent and container: the newest backup, how old it is, how many.
@@ -472,6 +504,24 @@ mod tests {
         ] {
             assert!(row.contains(part), "{part} missing: {row}");
         }
+    }
+
+    #[test]
+    fn nodes_show_the_peer_id_and_flag_a_missing_network_key() {
+        let stats = json!({"containers": [{"name": "n0", "state": "running"}, {"name": "n1", "state": "running"}],
+            "nodes": {
+                "n0": {"peer_id": "12D3KooWSR7M5PQpGFDjBouNVWqqtGaNCjhsc6eWQ72nHyxCvJtm", "network_key": true},
+                "n1": {"peer_id": "12D3KooWother0000000000000000000000000000000000abcdef", "network_key": false}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: None,
+        };
+        let text = nodes(&[report]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("12D3KooW…xCvJtm"), "{}", lines[1]);
+        assert!(!lines[1].contains("NO NETWORK KEY"), "{}", lines[1]);
+        assert!(lines[2].contains("NO NETWORK KEY"), "{}", lines[2]);
     }
 
     #[test]

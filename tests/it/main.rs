@@ -7,6 +7,7 @@ mod durability;
 mod era;
 mod faults;
 mod fleet;
+mod netkey;
 mod official;
 mod readme;
 mod secrets;

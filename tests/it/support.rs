@@ -596,3 +596,32 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+impl ServerProc {
+    /// Types `command` again every half second until a line of its output matches,
+    /// for views (`nodes`, `keys`) that fill in as agents report. Bounded by
+    /// twice [`WAIT`].
+    pub fn poll_line(&mut self, command: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            self.type_line(command);
+            let window_end = Instant::now() + Duration::from_millis(500);
+            while let Some(left) = window_end.checked_duration_since(Instant::now()) {
+                match self.out.rx.recv_timeout(left) {
+                    Ok(line) => {
+                        self.out.seen.push(line.clone());
+                        if pred(&line) {
+                            return line;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line of {command:?} matched; last lines: {:?}",
+                self.out.seen.iter().rev().take(10).collect::<Vec<_>>()
+            );
+        }
+    }
+}
