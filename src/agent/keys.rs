@@ -56,6 +56,12 @@ impl<'a> RpcStorage<'a> {
         })
     }
 
+    /// The number of the block the reads are pinned to.
+    pub fn block_number(&self) -> Result<u32, RpcError> {
+        let header = self.client.chain_get_header(Some(&self.at))?;
+        Ok(header.map_or(0, |h| u32::try_from(h.number).unwrap_or(u32::MAX)))
+    }
+
     /// Fetch many values in a few calls: through `docker exec curl` each call
     /// costs a process, and a payout check reads hundreds of keys. A node
     /// without `state_queryStorageAt` is read key by key instead.
@@ -271,19 +277,43 @@ fn keys_pairs(keys: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Where a set of session keys to look a validator up by came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The command's `session_keys`.
+    Given,
+    /// The set last rotated (or confirmed) through warden (`session_keys.json`).
+    LastRotated,
+    /// Every public key in the node's keystore (file names).
+    Keystore,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Given => "given",
+            KeySource::LastRotated => "last_rotated",
+            KeySource::Keystore => "keystore",
+        }
+    }
+}
+
+/// A set of public keys, and where it came from.
+pub type KeySet = (KeySource, Vec<(KeyTypeId, [u8; 32])>);
+
 /// The stash the first of `key_sets` that is registered on chain belongs
-/// to, with what the chain says of it. A set may mix keys registered to the
-/// stash with older ones registered to no one (a keystore keeps every
-/// rotated key): the stash is then asked about with its own keys only.
-/// Keys registered to different stashes name no one validator.
+/// to, with what the chain says of it and which set matched. A set may mix
+/// keys registered to the stash with older ones registered to no one (a
+/// keystore keeps every rotated key): the stash is then asked about with its
+/// own keys only. Keys registered to different stashes name no one validator.
 pub fn identify<R: StorageReader>(
     storage: &R,
-    key_sets: &[Vec<(KeyTypeId, [u8; 32])>],
-) -> Result<Option<(AccountId32, chain::ValidatorInfo)>, String>
+    key_sets: &[KeySet],
+) -> Result<Option<(AccountId32, chain::ValidatorInfo, KeySource)>, String>
 where
     R::Error: std::fmt::Display,
 {
-    for keys in key_sets {
+    for (source, keys) in key_sets {
         let info = chain::find_validator(storage, keys).map_err(|e| e.to_string())?;
         let mut owners: Vec<AccountId32> = info.key_owners.iter().filter_map(|k| k.owner).collect();
         owners.sort();
@@ -294,7 +324,7 @@ where
             _ => return Ok(None),
         };
         if info.agreement == chain::Agreement::Unanimous {
-            return Ok(Some((stash, info)));
+            return Ok(Some((stash, info, *source)));
         }
         let registered: Vec<(KeyTypeId, [u8; 32])> = info
             .key_owners
@@ -303,9 +333,96 @@ where
             .map(|k| (k.key_type, k.public_key))
             .collect();
         let info = chain::find_validator(storage, &registered).map_err(|e| e.to_string())?;
-        return Ok(Some((stash, info)));
+        return Ok(Some((stash, info, *source)));
     }
     Ok(None)
+}
+
+/// The keys registered to `stash` among those looked up, one per type:
+/// `{"gran": "0x…", "babe": "0x…", "imon": "0x…"}`, and the whole set as
+/// `author_rotateKeys` writes it when every type of it matched.
+fn matched_keys(
+    info: &chain::ValidatorInfo,
+    stash: &AccountId32,
+) -> (Map<String, Value>, Option<String>) {
+    let matched: Vec<(KeyTypeId, [u8; 32])> = info
+        .key_owners
+        .iter()
+        .filter(|k| k.owner == Some(*stash))
+        .map(|k| (k.key_type, k.public_key))
+        .collect();
+    let by_type = matched
+        .iter()
+        .map(|(t, k)| {
+            (
+                t.to_string(),
+                Value::String(format!("0x{}", hex::encode(k))),
+            )
+        })
+        .collect();
+    let get = |t: KeyTypeId| matched.iter().find(|(kt, _)| *kt == t).map(|(_, k)| *k);
+    let whole = match (
+        get(KeyTypeId::GRANDPA),
+        get(KeyTypeId::BABE),
+        get(KeyTypeId::IM_ONLINE),
+    ) {
+        (Some(gran), Some(babe), Some(imon)) => Some(SessionKeys { gran, babe, imon }.to_hex()),
+        _ => None,
+    };
+    (by_type, whole)
+}
+
+/// Slots this node authors in the current epoch, from `babe_epochAuthorship`
+/// (an unsafe method: answered only over the node's loopback RPC). `None`
+/// when the node does not offer it. The answer maps each local BABE
+/// authority key to its `primary`, `secondary` and `secondary_vrf` slots.
+pub fn epoch_authorship(rpc: &RpcClient) -> Option<Value> {
+    let answer = rpc.call("babe_epochAuthorship", json!([])).ok()?;
+    let mut counts = [0usize; 3];
+    for slots in answer.as_object()?.values() {
+        for (i, kind) in ["primary", "secondary", "secondary_vrf"].iter().enumerate() {
+            counts[i] += slots
+                .get(kind)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+        }
+    }
+    Some(json!({
+        "primary": counts[0], "secondary": counts[1], "secondary_vrf": counts[2],
+        "total": counts.iter().sum::<usize>(),
+    }))
+}
+
+/// What the chain will use for `stash` compared with the node's keystore
+/// (see [`chain::key_check`]), and the node's slots this epoch.
+pub fn chain_keys_report(
+    rpc: &RpcClient,
+    storage: &RpcStorage<'_>,
+    stash: &AccountId32,
+    keystore: Option<&[(KeyTypeId, [u8; 32])]>,
+) -> Result<Value, String> {
+    use chain::key_check;
+    let read = key_check::read_chain_keys(storage, stash).map_err(|e| e.to_string())?;
+    let finalized = storage.block_number().map_err(|e| e.to_string())?;
+    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
+    let mut report = json!({
+        "session": read.session_index,
+        "next_keys": keys_hex(&read.next_keys),
+        "queued_keys": keys_hex(&read.queued_keys),
+        "epoch_authorship": epoch_authorship(rpc),
+    });
+    if let Some(keystore) = keystore {
+        let verdict = key_check::judge(&read, keystore, finalized);
+        if let (Value::Object(out), Ok(Value::Object(more))) =
+            (&mut report, serde_json::to_value(&verdict))
+        {
+            out.extend(more);
+        }
+    } else {
+        report["warning"] = Value::Null;
+        report["note"] = json!("the node's keystore could not be listed: keys not compared");
+    }
+    Ok(report)
 }
 
 /// Public keys of the given hex session keys, typed for storage lookups.
@@ -334,15 +451,19 @@ pub fn find_validator(
     let rpc = super::node::rpc_for(agent, container, inspect.as_ref())?;
     let is_authority = rpc.system_node_roles()?.iter().any(|r| r == "Authority");
     // Keys to look up: as given, else the last rotated set and the keystore.
+    let listed = inspect
+        .as_ref()
+        .map(|i| super::summary::session_key_sets(agent, i));
+    let keystore = listed.as_ref().and_then(|l| l.keystore.clone());
     let (key_sets, shown_keys) = match session_keys {
-        Some(given) => (vec![typed_keys(&split(given)?)], Some(given.to_string())),
-        None => {
-            let sets = inspect
-                .as_ref()
-                .map(|i| super::summary::session_key_sets(agent, i))
-                .unwrap_or_default();
-            (sets, load_known_keys(agent).remove(container))
-        }
+        Some(given) => (
+            vec![(KeySource::Given, typed_keys(&split(given)?))],
+            Some(given.to_string()),
+        ),
+        None => (
+            listed.map(|l| l.sets).unwrap_or_default(),
+            load_known_keys(agent).remove(container),
+        ),
     };
     if key_sets.is_empty() {
         return Err(Failure {
@@ -360,8 +481,9 @@ pub fn find_validator(
         code: ErrorCode::Internal,
         message,
     })?;
-    let Some((stash, info)) = found else {
-        let all: Vec<(KeyTypeId, [u8; 32])> = key_sets.concat();
+    let Some((stash, info, source)) = found else {
+        let all: Vec<(KeyTypeId, [u8; 32])> =
+            key_sets.into_iter().flat_map(|(_, keys)| keys).collect();
         let owners = chain::find_validator(&storage, &all)?;
         let conflict = owners.agreement == chain::Agreement::Conflict;
         return Ok(json!({
@@ -382,13 +504,19 @@ pub fn find_validator(
             |k| json!({"key_type": k.key_type.to_string(), "owner": k.owner.as_ref().map(account)}),
         )
         .collect();
+    let (matched, whole) = matched_keys(&info, &stash);
+    let chain_keys = chain_keys_report(&rpc, &storage, &stash, keystore.as_deref())
+        .unwrap_or_else(|error| json!({ "error": error }));
     Ok(json!({
         "validator_account": account(&stash),
-        "session_keys": shown_keys,
+        "session_keys": whole.or(shown_keys),
+        "matched_keys": matched,
+        "keys_from": source.as_str(),
         "is_authority": is_authority,
         "is_active_validator": info.is_active_validator,
         "in_queued_keys": info.in_queued_keys,
         "key_owners": owners,
+        "chain_keys": chain_keys,
         "note": "these keys are registered to this stash",
     }))
 }

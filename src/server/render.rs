@@ -301,6 +301,8 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         "ERA",
         "UNCLAIMED",
         "VALIDATOR",
+        "KEYS",
+        "SLOTS",
         "PEER ID",
         "NOTE",
     ];
@@ -325,7 +327,14 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
             let field = |k: &str| cell(n.and_then(|n| n.get(k)));
             let payout = |k: &str| cell(p.and_then(|p| p.get(k)));
             let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
+            let chain_keys = p.and_then(|p| p.get("chain_keys"));
             let mut notes = Vec::new();
+            if let Some(warning) = chain_keys
+                .and_then(|k| k.get("warning"))
+                .and_then(Value::as_str)
+            {
+                notes.push(format!("!!! {warning}"));
+            }
             if let Some(error) = field_str("rpc_error") {
                 notes.push(format!(
                     "{}: {error}",
@@ -352,8 +361,14 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
                 field("roles"),
                 field("version"),
                 payout("current_era"),
-                payout("unclaimed_payouts"),
+                unclaimed_cell(p),
                 payout("validator_account"),
+                keys_cell(chain_keys),
+                cell(
+                    chain_keys
+                        .and_then(|k| k.get("epoch_authorship"))
+                        .and_then(|a| a.get("total")),
+                ),
                 short_peer_id(field_str("peer_id")),
                 note.chars().take(160).collect(),
             ]);
@@ -363,6 +378,44 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         return "no node reported yet (agents send stats every few seconds)".into();
     }
     table(&rows)
+}
+
+/// `3 (oldest 5d)`: unclaimed eras, and the days left to pay out the oldest
+/// before it expires (an era is a day on Creditcoin 3).
+fn unclaimed_cell(check: Option<&Value>) -> String {
+    let count = check.and_then(|p| p.get("unclaimed_payouts"));
+    let left = check
+        .and_then(|p| p.get("oldest_expires_in_eras"))
+        .and_then(Value::as_u64);
+    match (count.and_then(Value::as_u64), left) {
+        (Some(n), Some(days)) if n > 0 => format!("{n} (oldest {days}d)"),
+        _ => cell(count),
+    }
+}
+
+/// The chain's keys against the node's keystore: `ok`, `MISSING` (see the
+/// note), or a pending rotation with when it takes effect.
+fn keys_cell(chain_keys: Option<&Value>) -> String {
+    let Some(k) = chain_keys else {
+        return "-".to_string();
+    };
+    if k.get("warning").and_then(Value::as_str).is_some() {
+        return "MISSING".to_string();
+    }
+    if k.get("rotation_pending") == Some(&Value::Bool(true)) {
+        let session = cell(k.get("new_keys_session"));
+        return match k.get("new_keys_in_s").and_then(Value::as_u64) {
+            Some(s) => format!(
+                "new at s{session} ({})",
+                crate::chain::key_check::human_duration(s)
+            ),
+            None => format!("new at s{session}"),
+        };
+    }
+    match k.get("next_in_keystore") {
+        Some(Value::Bool(true)) => "ok".to_string(),
+        _ => "-".to_string(),
+    }
 }
 
 /// `12D3KooW…xCvJtm`: enough to tell nodes apart in a table.
@@ -504,6 +557,42 @@ mod tests {
         ] {
             assert!(row.contains(part), "{part} missing: {row}");
         }
+    }
+
+    #[test]
+    fn nodes_show_payout_expiry_and_the_keys_verdict() {
+        let stats = json!({"containers": [
+            {"name": "n0", "state": "running"}, {"name": "n1", "state": "running"},
+            {"name": "n2", "state": "running"}]});
+        let summary = json!({"payout_info": {"payout_checks": {
+            "n0": {"current_era": 100, "unclaimed_payouts": 2, "oldest_expires_in_eras": 5,
+                   "chain_keys": {"next_in_keystore": true, "queued_in_keystore": true,
+                                  "rotation_pending": false, "warning": null,
+                                  "epoch_authorship": {"total": 4}}},
+            "n1": {"current_era": 100, "unclaimed_payouts": 0,
+                   "chain_keys": {"next_in_keystore": false, "warning": "the keys set on chain are NOT here"}},
+            "n2": {"current_era": 100, "unclaimed_payouts": 0,
+                   "chain_keys": {"next_in_keystore": true, "rotation_pending": true,
+                                  "new_keys_session": 42, "new_keys_in_s": 129600, "warning": null}}}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: Some(summary.as_object().unwrap()),
+        };
+        let text = nodes(&[report]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("2 (oldest 5d)") && lines[1].contains(" ok "),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains(" 4 "), "slots: {}", lines[1]);
+        assert!(
+            lines[2].contains("MISSING") && lines[2].contains("!!! the keys set on chain"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].contains("new at s42 (1d12h)"), "{}", lines[3]);
     }
 
     #[test]

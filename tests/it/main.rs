@@ -3,6 +3,7 @@
 mod agent_wire;
 mod backups;
 mod chain_cmds;
+mod chainkeys;
 mod durability;
 mod era;
 mod faults;

@@ -625,3 +625,75 @@ impl ServerProc {
         }
     }
 }
+
+/// Chain storage for a test node's control file (`{"storage": {"0x…": "0x…"}}`),
+/// keys and SCALE values made with warden's chain module (itself checked against
+/// substrate-interface vectors).
+#[derive(Clone, Default)]
+pub struct ChainState {
+    pub items: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl ChainState {
+    pub fn put(&mut self, key: Vec<u8>, value: &impl warden::chain::scale::Encode) -> &mut Self {
+        self.items.insert(key, value.encode());
+        self
+    }
+
+    /// Writes the control file to `path` in `node` (its base path's `testnode.json`).
+    pub fn write_to(&self, node: &Node, path: &str, dir: &TempDir) {
+        let map: serde_json::Map<String, Value> = self
+            .items
+            .iter()
+            .map(|(k, v)| {
+                (
+                    warden::chain::keys::to_hex(k),
+                    serde_json::json!(format!("0x{}", hex::encode(v))),
+                )
+            })
+            .collect();
+        let file = dir.join(&unique("control"));
+        std::fs::write(&file, serde_json::json!({ "storage": map }).to_string()).unwrap();
+        let out = docker(&[
+            "cp",
+            &file.display().to_string(),
+            &format!("{}:{path}", node.name),
+        ]);
+        assert!(
+            out.status.success(),
+            "docker cp to {}: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `author_rotateKeys` straight to a bridge-networked node (port 9944 on its
+/// loopback), not through warden: as an operator following the guide does.
+pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys"}"#;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = docker(&[
+            "exec",
+            &node.name,
+            "curl",
+            "-s",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "http://localhost:9944/",
+        ]);
+        let reply: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        if let Some(keys) = reply.as_ref().and_then(|r| r["result"].as_str()) {
+            return warden::chain::split_session_keys(keys).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "author_rotateKeys on {}: {reply:?}",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

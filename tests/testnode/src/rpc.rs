@@ -85,6 +85,7 @@ pub const METHODS: &[&str] = &[
     "author_hasSessionKeys",
     "author_insertKey",
     "author_rotateKeys",
+    "babe_epochAuthorship",
     "chain_getBlockHash",
     "chain_getFinalisedHead",
     "chain_getFinalizedHead",
@@ -366,6 +367,36 @@ impl CallContext<'_> {
                     .rotate()
                     .map_err(|e| RpcError::author_other(&format!("Client error: {e}")))?;
                 ok(hex::encode_prefixed(&keys))
+            }
+            "babe_epochAuthorship" => {
+                // sc-consensus-babe-rpc: unsafe; maps each BABE key of the local keystore
+                // that is an authority of the epoch to its slots. Stand-in: a key is an
+                // authority when the chain state (the control file's storage) holds it,
+                // e.g. in Session.QueuedKeys; its slots are a function of the key.
+                // Difference: keys are shown as 0x hex, not SS58.
+                self.check_if_safe()?;
+                let mut out = serde_json::Map::new();
+                for public in node.keystore.public_keys_of(b"babe") {
+                    let needle = hex::encode(&public);
+                    let in_state = self
+                        .control
+                        .storage
+                        .values()
+                        .any(|value| value.to_ascii_lowercase().contains(&needle));
+                    if !in_state || public.len() < 2 {
+                        continue;
+                    }
+                    let primary: Vec<u64> = (0..1 + u64::from(public[0] % 4))
+                        .map(|i| 10 + 7 * i)
+                        .collect();
+                    let secondary: Vec<u64> =
+                        (0..u64::from(public[1] % 3)).map(|i| 13 + 11 * i).collect();
+                    out.insert(
+                        hex::encode_prefixed(&public),
+                        json!({"primary": primary, "secondary": secondary, "secondary_vrf": []}),
+                    );
+                }
+                ok(Value::Object(out))
             }
             "author_hasSessionKeys" => {
                 let encoded = params.bytes(0, "session_keys")?;
