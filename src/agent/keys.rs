@@ -406,7 +406,7 @@ pub fn chain_keys_report(
     let finalized = storage.block_number().map_err(|e| e.to_string())?;
     let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
     let mut report = json!({
-        "session": read.session_index,
+        "session_index": read.session_index,
         "next_keys": keys_hex(&read.next_keys),
         "queued_keys": keys_hex(&read.queued_keys),
         "epoch_authorship": epoch_authorship(rpc),

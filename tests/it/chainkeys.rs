@@ -20,7 +20,7 @@ fn ss58(account: &AccountId32) -> String {
 /// A validator `stash` whose registered keys are `registered`, with `queued` for the next
 /// session and `next` set on chain; in era 100, with era 16 unclaimed (its one page) and
 /// era 99 half claimed (page 1 of 2 left).
-fn staking_state(
+pub fn staking_state(
     stash: AccountId32,
     registered: &SessionKeys,
     queued: &SessionKeys,

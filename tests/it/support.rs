@@ -154,6 +154,24 @@ impl Lines {
     }
 
     /// Everything that arrives within `window` (for asserting absence).
+    /// The first line within `window` that `pred` accepts, if any (for output typed
+    /// again and again until it shows something).
+    pub fn drain_until(&mut self, window: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let end = Instant::now() + window;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     pub fn drain_for(&mut self, window: Duration) -> Vec<String> {
         let deadline = Instant::now() + window;
         let mut got = Vec::new();
@@ -640,8 +658,8 @@ impl ChainState {
         self
     }
 
-    /// Writes the control file to `path` in `node` (its base path's `testnode.json`).
-    pub fn write_to(&self, node: &Node, path: &str, dir: &TempDir) {
+    /// The control file's JSON.
+    pub fn control_json(&self) -> Value {
         let map: serde_json::Map<String, Value> = self
             .items
             .iter()
@@ -652,8 +670,13 @@ impl ChainState {
                 )
             })
             .collect();
+        serde_json::json!({ "storage": map })
+    }
+
+    /// Writes the control file to `path` in `node` (its base path's `testnode.json`).
+    pub fn write_to(&self, node: &Node, path: &str, dir: &TempDir) {
         let file = dir.join(&unique("control"));
-        std::fs::write(&file, serde_json::json!({ "storage": map }).to_string()).unwrap();
+        std::fs::write(&file, self.control_json().to_string()).unwrap();
         let out = docker(&[
             "cp",
             &file.display().to_string(),
