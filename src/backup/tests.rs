@@ -376,6 +376,10 @@ impl Engine for Fake {
                 fs::rename(from, to).unwrap();
                 Ok(exec_output(0, String::new(), ""))
             }
+            ["mkdir", "-p", "--", path] => {
+                fs::create_dir_all(self.host(path)).unwrap();
+                Ok(exec_output(0, String::new(), ""))
+            }
             ["rm", "-rf", "--", paths @ ..] => {
                 for path in paths {
                     let _ = fs::remove_dir_all(self.host(path));
@@ -849,6 +853,53 @@ fn two_backups_in_one_minute_get_suffixes() {
 }
 
 // ---- recovery ----
+
+#[test]
+fn a_restore_killed_between_its_renames_is_rolled_back_to_a_node_with_a_keystore() {
+    for running in [true, false] {
+        let temp = TempDir::new("flow-recover-swap");
+        let cfg = config(&temp);
+        store::prepare_dir(&cfg.dir).unwrap();
+        let fake = Fake::new(&temp, "t-swap");
+        let before = fs::read_dir(fake.host(&format!("{CHAIN}/keystore")))
+            .unwrap()
+            .count();
+        // The kill: keystore moved aside, the backup's not moved in yet.
+        let stage = format!("{CHAIN}/.warden-restore-1");
+        let aside = format!("{CHAIN}/keystore.warden-old-1");
+        fs::create_dir_all(fake.host(&format!("{stage}/keystore"))).unwrap();
+        fs::rename(fake.host(&format!("{CHAIN}/keystore")), fake.host(&aside)).unwrap();
+        let mut m = Marker::new(Operation::Restore, "t-swap", true, NOW);
+        m.phase = Some("swapping".to_owned());
+        m.chain_path = Some(CHAIN.to_owned());
+        m.stage = Some(stage.clone());
+        m.aside = vec![aside.clone()];
+        marker::create(&cfg.dir, &m).unwrap();
+        fake.state().running = running;
+
+        let messages = flow::recover_with(&fake, &cfg, &mut |_| {});
+        assert!(
+            messages[0].contains("were put back in place"),
+            "{messages:?}"
+        );
+        assert_eq!(
+            fs::read_dir(fake.host(&format!("{CHAIN}/keystore")))
+                .unwrap()
+                .count(),
+            before,
+            "the keystore is back"
+        );
+        assert!(!fake.host(&aside).exists() && !fake.host(&stage).exists());
+        assert!(fake.running());
+        // Started here: restarted so it loads the keys put back.
+        assert_eq!(
+            messages[0].contains("was restarted to load them"),
+            !running,
+            "{messages:?}"
+        );
+        assert!(listing(&cfg.dir).is_empty());
+    }
+}
 
 #[test]
 fn recovery_starts_nodes_a_killed_backup_left_stopped() {
