@@ -4,8 +4,9 @@
 //! Format: a gzip-compressed tar whose entries are `keystore`, `keystore/…`, `network`,
 //! `network/…` (relative paths, directories and regular files only, files mode 0600,
 //! directories 0700, uid/gid 0, every mtime the backup's time), in name order. The gzip
-//! header's comment says `warden key backup; container=NAME; chain=ID`, so an archive
-//! keeps saying whose keys it holds when its file is renamed.
+//! header's comment says `warden key backup; container=NAME; chain=ID; host=HOST;
+//! keys=NAME,NAME…` (the keystore's file names: key type and public key), so an archive
+//! keeps saying whose keys it holds, from which host, when its file is renamed.
 //!
 //! [`read_archive`] is used twice: to verify an archive just written (so warden never
 //! publishes what it would refuse to restore) and to validate an archive before a restore
@@ -25,16 +26,20 @@ use tar::{Builder, EntryType, Header};
 
 /// The only top-level directories an archive may hold.
 pub const TOP_DIRS: [&str; 2] = ["keystore", "network"];
-/// Most entries (files and directories) in one archive.
-pub const MAX_ENTRIES: usize = 10_000;
+/// Most entries (files and directories) in one archive. `author_rotateKeys` adds three
+/// key files and deletes none, so a keystore grows by three per rotation: 65,536 is
+/// ~21,800 rotations (10,000 was passed after ~3,300, and every later backup refused).
+/// A backup warns long before (see `flow::KEYSTORE_WARN_FILES`).
+pub const MAX_ENTRIES: usize = 65_536;
 /// Most bytes of file content in one archive, uncompressed. A keystore file is ~70
 /// bytes; 64 MiB is far beyond any real keystore and bounds memory use.
 pub const MAX_CONTENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest archive file accepted for a restore (it is read into memory whole).
 pub const MAX_ARCHIVE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most bytes the gzip stream may inflate to: content plus tar headers, long-name and
-/// pax records. Past it, reading fails: a decompression bomb stops here.
-const MAX_INFLATED_BYTES: u64 = MAX_CONTENT_BYTES + 32 * 1024 * 1024;
+/// pax records (at most 2 KiB per entry), and the end blocks. Past it, reading fails: a
+/// decompression bomb stops here.
+const MAX_INFLATED_BYTES: u64 = MAX_CONTENT_BYTES + MAX_ENTRIES as u64 * 2048 + 1024 * 1024;
 /// Deepest path, in components (`keystore/x` is 2).
 const MAX_DEPTH: usize = 8;
 const MAX_COMPONENT_BYTES: usize = 255;
@@ -83,37 +88,88 @@ pub struct ValidArchive {
     pub origin: Option<Origin>,
 }
 
-/// The container and chain named in a warden archive's gzip header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The container, chain, host and keys named in a warden archive's gzip header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
     pub container: String,
     pub chain_id: String,
+    /// The host the backup was taken on (`None` in archives of older versions).
+    pub host: Option<String>,
+    /// The keystore's file names (hex key type ‖ hex public key), sorted; `None` in
+    /// archives of older versions.
+    pub keys: Option<Vec<String>>,
+}
+
+/// A header field value: no separator, no control character (a host name or a
+/// keystore file name always is).
+fn clean_field(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 255
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'='))
 }
 
 /// The gzip header comment naming `origin`.
 pub fn origin_comment(origin: &Origin) -> String {
-    format!(
+    let mut text = format!(
         "{COMMENT_PREFIX} container={}; chain={}",
         origin.container, origin.chain_id
-    )
+    );
+    if let Some(host) = origin.host.as_deref().filter(|h| clean_field(h)) {
+        text.push_str(&format!("; host={host}"));
+    }
+    if let Some(keys) = &origin.keys {
+        let clean: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| clean_field(k))
+            .collect();
+        text.push_str(&format!("; keys={}", clean.join(",")));
+    }
+    text
 }
 
 fn parse_origin_comment(comment: &[u8]) -> Option<Origin> {
     let text = std::str::from_utf8(comment).ok()?;
     let rest = text.strip_prefix(COMMENT_PREFIX)?;
+    let mut origin = Origin::default();
     let mut container = None;
-    let mut chain_id = None;
     for field in rest.split(';') {
         match field.trim().split_once('=') {
             Some(("container", value)) => container = Some(value.to_owned()),
-            Some(("chain", value)) => chain_id = Some(value.to_owned()),
+            Some(("chain", value)) => origin.chain_id = value.to_owned(),
+            Some(("host", value)) => origin.host = Some(value.to_owned()),
+            Some(("keys", value)) => {
+                let mut keys: Vec<String> = value
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                keys.sort();
+                origin.keys = Some(keys);
+            }
             _ => {}
         }
     }
-    Some(Origin {
-        container: container?,
-        chain_id: chain_id.unwrap_or_default(),
-    })
+    origin.container = container?;
+    Some(origin)
+}
+
+impl ValidArchive {
+    /// The file names in its `keystore/`, sorted.
+    pub fn keystore_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .filter_map(|e| e.path.strip_prefix("keystore/"))
+            .filter(|rest| !rest.contains('/'))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
 }
 
 /// Checks one path component: not empty, `.` or `..`, no `/`, `\`, NUL or control
@@ -617,6 +673,7 @@ pub(super) mod tests {
         Origin {
             container: "3node0".to_owned(),
             chain_id: "creditcoin3".to_owned(),
+            ..Origin::default()
         }
     }
 
@@ -967,5 +1024,28 @@ pub(super) mod tests {
             Some(origin())
         );
         assert_eq!(parse_origin_comment(b"made by gzip"), None);
+        let full = Origin {
+            host: Some("val-eu-1".to_owned()),
+            keys: Some(vec!["62616265aa".to_owned(), "6772616ebb".to_owned()]),
+            ..origin()
+        };
+        let comment = origin_comment(&full);
+        assert!(
+            comment.ends_with("; host=val-eu-1; keys=62616265aa,6772616ebb"),
+            "{comment}"
+        );
+        assert_eq!(parse_origin_comment(comment.as_bytes()), Some(full));
+        // An older archive's header: no host, no keys.
+        let old = parse_origin_comment(b"warden key backup; container=3node0; chain=creditcoin3");
+        assert_eq!(old, Some(origin()));
+        // A host that would break the format is left out, not written.
+        let odd = Origin {
+            host: Some("a; keys=x".to_owned()),
+            ..origin()
+        };
+        assert_eq!(
+            parse_origin_comment(origin_comment(&odd).as_bytes()),
+            Some(origin())
+        );
     }
 }

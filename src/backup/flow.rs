@@ -23,6 +23,8 @@ use super::{BackupConfig, BackupReport, RestoreOptions, RestoreReport};
 
 /// Deadline of each `docker exec` (`ls`, `mv`, `rm`).
 const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Key files past which a backup warns that the keystore keeps growing (100 rotations).
+pub const KEYSTORE_WARN_FILES: usize = 300;
 /// `docker start` attempts before giving up on starting a node warden stopped.
 const START_ATTEMPTS: u32 = 3;
 
@@ -407,6 +409,8 @@ pub fn backup_with(
     let origin = Origin {
         container: container.to_owned(),
         chain_id: chain.chain_id.clone(),
+        host: Some(cfg.host.clone()),
+        keys: None,
     };
     let published = match panic::catch_unwind(AssertUnwindSafe(|| {
         store::publish_archive(
@@ -447,6 +451,15 @@ pub fn backup_with(
         "wrote {} ({} bytes, sha256 {})",
         published.file_name, published.bytes, published.sha256
     ));
+    let key_files = count_files(&published.entries, "keystore");
+    if key_files > KEYSTORE_WARN_FILES {
+        warnings.push(format!(
+            "{container}'s keystore holds {key_files} key files (author_rotateKeys adds three \
+             and deletes none); backups stop at {} entries: remove the files of keys the chain \
+             no longer uses (not in Session.NextKeys or QueuedKeys) after a backup",
+            archive::MAX_ENTRIES
+        ));
+    }
     let (deleted, failures) = store::prune(&cfg.dir, container, cfg.keep, &published.file_name);
     warnings.extend(failures);
     if !deleted.is_empty() {
@@ -503,8 +516,20 @@ fn check_owner(
     name: &str,
     archive: &ValidArchive,
     container: &str,
+    host: &str,
     options: RestoreOptions,
 ) -> Result<(), BackupError> {
+    // The keys the header says the archive holds must be the ones it holds, whoever
+    // restores it: the list is what an operator (or a guard) reads without extracting.
+    if let Some(recorded) = archive.origin.as_ref().and_then(|o| o.keys.as_ref())
+        && *recorded != archive.keystore_names()
+    {
+        return Err(BackupError::UnsafeArchive {
+            name: name.to_owned(),
+            problem: "the public keys its header records differ from the keystore it holds"
+                .to_owned(),
+        });
+    }
     if options.allow_other_container {
         return Ok(());
     }
@@ -522,6 +547,10 @@ fn check_owner(
         Some(origin) if origin.container != container => {
             Err(refuse(Some(origin.container.clone())))
         }
+        // `3node0` exists on every host: the same name on another host is another node.
+        Some(Origin {
+            host: Some(other), ..
+        }) if other != host => Err(refuse(Some(format!("{container} on host {other}")))),
         _ => Ok(()),
     }
 }
@@ -565,7 +594,7 @@ fn load_backup(
         name: name.to_owned(),
         problem,
     })?;
-    check_owner(name, &archive, container, options)?;
+    check_owner(name, &archive, container, &cfg.host, options)?;
     Ok(archive)
 }
 
@@ -734,6 +763,8 @@ pub fn restore_with(
         let origin = Origin {
             container: container.to_owned(),
             chain_id: chain.chain_id.clone(),
+            host: Some(cfg.host.clone()),
+            keys: None,
         };
         let published = match panic::catch_unwind(AssertUnwindSafe(|| {
             store::publish_archive(

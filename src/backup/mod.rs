@@ -95,6 +95,19 @@ pub struct BackupConfig {
     /// The chain id to look for first (`creditcoin3`), when the node's command line
     /// does not tell.
     pub chain_id_hint: Option<String>,
+    /// This host's name, recorded in archives and checked by restores: a container
+    /// name alone does not say whose keys an archive holds (`3node0` exists on every
+    /// host).
+    pub host: String,
+}
+
+/// This host's name (the kernel's), as recorded in archives.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl BackupConfig {
@@ -104,6 +117,7 @@ impl BackupConfig {
             keep: DEFAULT_KEEP,
             stop_grace: DEFAULT_STOP_GRACE,
             chain_id_hint: None,
+            host: this_host(),
         }
     }
 }

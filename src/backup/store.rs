@@ -343,6 +343,19 @@ pub fn publish_archive(
     if !entries.iter().any(|e| e.path == "keystore") {
         return Err(Cause::Verify("no keystore directory was copied".to_owned()));
     }
+    // The header records the public keys the archive holds (its keystore file names).
+    let mut keys: Vec<String> = entries
+        .iter()
+        .filter(|e| e.kind == archive::Kind::File)
+        .filter_map(|e| e.path.strip_prefix("keystore/"))
+        .filter(|rest| !rest.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    let origin = &Origin {
+        keys: Some(keys),
+        ..origin.clone()
+    };
     let temp_path = dir.join(temp_name("archive.tar.gz"));
     let mut temp_guard = RemoveOnDrop(Some(temp_path.clone()));
     let file = OpenOptions::new()
@@ -762,6 +775,7 @@ pub(super) mod tests {
         Origin {
             container: container.to_owned(),
             chain_id: "creditcoin3".to_owned(),
+            ..Origin::default()
         }
     }
 

@@ -402,6 +402,7 @@ fn config(temp: &TempDir) -> BackupConfig {
         keep: DEFAULT_KEEP,
         stop_grace: Duration::from_secs(1),
         chain_id_hint: None,
+        host: "test-host".to_owned(),
     }
 }
 
@@ -514,9 +515,12 @@ fn backup_of_a_running_node_stops_copies_starts_and_archives() {
         archive.origin,
         Some(Origin {
             container: "t-backup-run".to_owned(),
-            chain_id: "creditcoin3".to_owned()
+            chain_id: "creditcoin3".to_owned(),
+            host: Some("test-host".to_owned()),
+            keys: Some(archive.keystore_names()),
         })
     );
+    assert_eq!(archive.keystore_names().len(), 3);
     let keystore = fake.files(&format!("{CHAIN}/keystore"));
     for (name, data) in keystore.iter().filter(|(n, _)| !n.ends_with('/')) {
         assert_eq!(&archive.contents[&format!("keystore/{name}")], data);
@@ -1371,6 +1375,18 @@ fn restore_refusals_write_nothing_and_touch_nothing() {
         "holds the keys of \"t-other\"",
     ));
     cases.push(("mykeys.tar.gz".to_owned(), other, "does not say"));
+    // The same container name, backed up on another host.
+    let elsewhere_cfg = BackupConfig {
+        dir: temp.path().join("elsewhere-backups"),
+        host: "other-host".to_owned(),
+        ..config(&temp)
+    };
+    let elsewhere = backup(&fake, &elsewhere_cfg, &hooks()).unwrap().file_name;
+    cases.push((
+        elsewhere.replace(".tar.gz", "-9.tar.gz"),
+        fs::read(elsewhere_cfg.dir.join(&elsewhere)).unwrap(),
+        "on host other-host",
+    ));
     for (name, bytes, _) in &cases {
         fs::write(cfg.dir.join(name), bytes).unwrap();
         fs::write(
