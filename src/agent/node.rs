@@ -103,6 +103,32 @@ pub fn rpc_for(
     Ok(agent.rpc.for_endpoint(endpoint))
 }
 
+/// The names in `dir` inside the container: `docker exec ls -1` (one cheap
+/// call), else, for an image without `ls`, the tar headers of a `docker cp`
+/// stream (nothing is written to disk; file contents are never read).
+/// `Ok(None)` when the directory does not exist.
+fn list_names(agent: &Agent, container: &str, dir: &str) -> Result<Option<Vec<String>>, String> {
+    let argv = ["ls".into(), "-1".into(), "--".into(), dir.to_owned()];
+    match agent.docker.exec(container, &argv, Duration::from_secs(10)) {
+        Ok(out) if out.exit_code == 0 => Ok(Some(
+            out.stdout.lines().map(|l| l.trim().to_owned()).collect(),
+        )),
+        Ok(out) if out.stderr.contains("No such file") => Ok(None),
+        Ok(out) => Err(format!(
+            "cannot list {dir} in {container}: {}",
+            out.stderr.trim()
+        )),
+        Err(crate::docker::DockerError::ExecStart { .. }) => {
+            match crate::backup::list_dir(&agent.docker, container, dir) {
+                Ok(names) => Ok(Some(names)),
+                Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The public keys in the node's keystore, from the files' NAMES (hex key
 /// type ‖ hex public key); the files hold secrets and are never read.
 pub fn keystore_keys(
@@ -110,24 +136,10 @@ pub fn keystore_keys(
     inspect: &ContainerInspect,
 ) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
     let dir = keystore_dir(agent, inspect)?;
-    let listing = agent
-        .docker
-        .exec(
-            &inspect.name,
-            &["ls".into(), "-1".into(), "--".into(), dir.clone()],
-            Duration::from_secs(10),
-        )
-        .map_err(|e| e.to_string())?;
-    if listing.exit_code != 0 {
-        return Err(format!(
-            "cannot list {dir} in {}: {}",
-            inspect.name,
-            listing.stderr.trim()
-        ));
-    }
-    Ok(listing
-        .stdout
-        .lines()
+    let names = list_names(agent, &inspect.name, &dir)?
+        .ok_or_else(|| format!("{dir} does not exist in {}", inspect.name))?;
+    Ok(names
+        .iter()
         .filter_map(|name| chain::parse_keystore_file_name(name.trim()).ok())
         .filter_map(|e| {
             Some((

@@ -17,9 +17,10 @@
 //!
 //! - running: `docker exec <c> ls -1 -- <base>/chains` lists the chain directories, one
 //!   cheap call;
-//! - stopped (exec impossible) or without `ls`: each candidate is probed by copying
-//!   `<base>/chains/<id>/keystore` (then `…/network`) out with `docker cp`, which works
-//!   on stopped containers and copies only those (small) directories.
+//! - stopped (exec impossible) or without `ls`: each candidate is probed by listing
+//!   `<base>/chains/<id>/keystore` (then `…/network`) from the tar headers of
+//!   `docker cp <c>:<path> -` ([`Engine::list_dir`]), which works on stopped containers,
+//!   streams only those (small) directories and writes no key file anywhere.
 //!
 //! Rejected: `docker cp <c>:<base>/chains -` to list a stopped container's chains. It
 //! streams a tar of everything below, the whole chain database included (hundreds of
@@ -343,15 +344,11 @@ pub fn resolve_chain(
     }
     // The keystore first; the network directory too, so a node whose keystore was
     // lost (the reason for many restores) is still found.
-    for (index, id) in candidates.iter().enumerate() {
+    for id in &candidates {
         for sub in ["keystore", "network"] {
-            let dest = scratch.join(format!("probe-{index}-{sub}"));
             let path = format!("{chains}/{id}/{sub}");
-            match engine.cp_from(container, &path, &dest) {
-                Ok(()) => {
-                    let _ = std::fs::remove_dir_all(&dest);
-                    return Ok(choose(id.clone()));
-                }
+            match engine.list_dir(container, &path) {
+                Ok(_) => return Ok(choose(id.clone())),
                 Err(error) if is_missing_path(&error) => continue,
                 Err(error) => return Err(ResolveError::Docker(error)),
             }

@@ -71,11 +71,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use archive::{MAX_ARCHIVE_BYTES, MAX_CONTENT_BYTES, MAX_ENTRIES};
-pub use chain::{ChainDir, DEFAULT_BASE_PATH, FALLBACK_CHAIN_IDS, NodePaths, chain_paths};
+pub use chain::{
+    ChainDir, DEFAULT_BASE_PATH, FALLBACK_CHAIN_IDS, NodePaths, chain_paths, is_missing_path,
+};
 pub use error::{BackupError, Cause, Failure, KeysState, NodeState, Operation};
 pub use store::{ArchiveName, archive_file_name, parse_archive_name};
 
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerError};
 
 /// Archives kept per container by default.
 pub const DEFAULT_KEEP: usize = 7;
@@ -219,6 +221,13 @@ pub fn recover_inflight(
     report: &mut dyn FnMut(&str),
 ) -> Vec<String> {
     flow::recover_with(docker, cfg, report)
+}
+
+/// The names directly under `path` in the container, read from the tar headers of
+/// `docker cp <c>:<path> -` (no `ls` needed, nothing written to disk); for images
+/// without `ls`.
+pub fn list_dir(docker: &Docker, container: &str, path: &str) -> Result<Vec<String>, DockerError> {
+    engine::Engine::list_dir(docker, container, path)
 }
 
 /// Where `inspect`'s node keeps its chain folder (`<base path>/chains/<id>`),

@@ -303,6 +303,16 @@ impl Engine for Fake {
         Ok(())
     }
 
+    fn list_dir(&self, _container: &str, path: &str) -> Result<Vec<String>, DockerError> {
+        self.call(format!("list_dir {path}"))?;
+        let mut names: Vec<String> = fs::read_dir(self.host(path))
+            .map_err(|_| self.missing(path))?
+            .map(|i| i.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn cp_to(&self, src: &Path, _container: &str, path: &str) -> Result<(), DockerError> {
         self.call(format!("cp_to {path}"))?;
         let dest = self.host(path);

@@ -175,3 +175,28 @@ fn the_chains_keys_against_the_keystore_and_payouts_with_expiry() {
     let line = result_of(&mut f, &id);
     assert!(line.contains("NOT in this node's keystore"), "{line}");
 }
+
+#[test]
+fn an_image_without_ls_is_listed_from_tar_headers() {
+    let n0 = Node::start("real-nodes-nols");
+    let dir = TempDir::new("real-nodes-nols");
+    let keys = rotate_by_hand_in(&n0);
+    // No `ls` in the image: the keystore is listed from `docker cp … -` headers.
+    n0.exec_root(&["rm", "/bin/ls"]);
+    assert!(!docker(&["exec", &n0.name, "ls", "/"]).status.success());
+    let stash = AccountId32([0x52; 32]);
+    staking_state(stash, &keys, &keys, &keys).write_to(&n0, "/root/data/testnode.json", &dir);
+    let mut f = fleet_with_summaries(&[&n0]);
+    let a = f.agent_id.clone();
+    let id = f
+        .server
+        .send(&format!("send {a} find_validator {}", n0.name));
+    let line = result_of(&mut f, &id);
+    assert!(line.contains(&ss58(&stash)), "{line}");
+    assert!(line.contains(r#""keys_from": "keystore""#), "{line}");
+    // The network key is still seen (stats), without ls.
+    let row = f.server.poll_line(&format!("nodes {a}"), |l| {
+        l.contains(&n0.name) && l.contains("12D3KooW") && l.contains(" ok ")
+    });
+    assert!(!row.contains("NO NETWORK KEY"), "{row}");
+}
