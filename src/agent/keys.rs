@@ -8,93 +8,14 @@
 //! - Storage reads are pinned to one block (the finalized head), inside the
 //!   node's pruning window, so a lookup sees one consistent state.
 use super::Agent;
-use super::runner::Failure;
+use super::failure::Failure;
 use crate::chain::{self, AccountId32, KeyTypeId, SessionKeys, StorageReader};
+use crate::docker::ContainerInspect;
 use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
-use crate::rpc::{RpcClient, RpcError};
+use crate::rpc::{RpcClient, RpcStorage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// The one mapping from RPC errors to the wire's codes.
-impl From<RpcError> for Failure {
-    fn from(e: RpcError) -> Failure {
-        let code = ErrorCode::from_wire(e.wire_code());
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl<E: std::fmt::Display> From<chain::ChainError<E>> for Failure {
-    fn from(e: chain::ChainError<E>) -> Failure {
-        Failure {
-            code: ErrorCode::Internal,
-            message: e.to_string(),
-        }
-    }
-}
-
-/// On-chain storage through `state_getStorage`, all reads at one block,
-/// with values fetched in bulk beforehand (`prefetch`) served from memory.
-pub struct RpcStorage<'a> {
-    client: &'a RpcClient,
-    at: String,
-    prefetched: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>>,
-}
-
-/// Keys per `state_queryStorageAt` call.
-const PREFETCH_CHUNK: usize = 128;
-
-impl<'a> RpcStorage<'a> {
-    pub fn at_finalized(client: &'a RpcClient) -> Result<RpcStorage<'a>, RpcError> {
-        Ok(RpcStorage {
-            at: client.chain_get_finalized_head()?,
-            client,
-            prefetched: Default::default(),
-        })
-    }
-
-    /// The number of the block the reads are pinned to.
-    pub fn block_number(&self) -> Result<u32, RpcError> {
-        let header = self.client.chain_get_header(Some(&self.at))?;
-        Ok(header.map_or(0, |h| u32::try_from(h.number).unwrap_or(u32::MAX)))
-    }
-
-    /// Fetch many values in a few calls: through `docker exec curl` each call
-    /// costs a process, and a payout check reads hundreds of keys. A node
-    /// without `state_queryStorageAt` is read key by key instead.
-    pub fn prefetch(&self, keys: &[Vec<u8>]) {
-        for chunk in keys.chunks(PREFETCH_CHUNK) {
-            let hex: Vec<String> = chunk.iter().map(|k| chain::keys::to_hex(k)).collect();
-            let Ok(values) = self.client.state_query_storage_at(&hex, &self.at) else {
-                return;
-            };
-            let mut cache = self.prefetched.borrow_mut();
-            // Keys the node did not list have no value at this block.
-            for key in chunk {
-                cache.insert(key.clone(), None);
-            }
-            for (key_hex, value) in values {
-                if let Ok(key) = hex::decode(key_hex.trim_start_matches("0x")) {
-                    cache.insert(key, value);
-                }
-            }
-        }
-    }
-}
-
-impl StorageReader for RpcStorage<'_> {
-    type Error = RpcError;
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RpcError> {
-        if let Some(value) = self.prefetched.borrow().get(key) {
-            return Ok(value.clone());
-        }
-        self.client
-            .state_get_storage(&chain::keys::to_hex(key), Some(&self.at))
-    }
-}
 
 /// The session keys each container last rotated or was checked with
 /// (public keys only), so `has_session_keys` with no keys has a default.
@@ -425,6 +346,37 @@ pub fn chain_keys_report(
     Ok(report)
 }
 
+/// The key sets to look a node's validator up by, in order: the set last
+/// rotated through warden, then every public key in its keystore (names
+/// only). The keystore is needed even when a set is known: `author_rotateKeys`
+/// deletes no key, and until `session.setKeys` registers the new set, the
+/// node's stash is found only through an older one.
+pub(super) fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> KeySets {
+    let keystore = super::node::keystore_keys(agent, inspect).ok();
+    if let Some(keys) = &keystore {
+        agent.remember_keystore(&inspect.name, keys);
+    }
+    let mut sets = Vec::new();
+    if let Some(known) = known_keys(agent, &inspect.name)
+        && let Ok(keys) = chain::split_session_keys(&known)
+    {
+        sets.push((KeySource::LastRotated, keys.public_keys().to_vec()));
+    }
+    if let Some(keys) = &keystore
+        && !keys.is_empty()
+    {
+        sets.push((KeySource::Keystore, keys.clone()));
+    }
+    KeySets { sets, keystore }
+}
+
+/// The key sets to look a node's validator up by, and its keystore listing
+/// (`None` when it could not be listed).
+pub(super) struct KeySets {
+    pub sets: Vec<KeySet>,
+    pub keystore: Option<Vec<(KeyTypeId, [u8; 32])>>,
+}
+
 /// Public keys of the given hex session keys, typed for storage lookups.
 fn typed_keys(keys: &SessionKeys) -> Vec<(KeyTypeId, [u8; 32])> {
     keys.public_keys().to_vec()
@@ -451,9 +403,7 @@ pub fn find_validator(
     let rpc = super::node::rpc_for(agent, container, inspect.as_ref())?;
     let is_authority = rpc.system_node_roles()?.iter().any(|r| r == "Authority");
     // Keys to look up: as given, else the last rotated set and the keystore.
-    let listed = inspect
-        .as_ref()
-        .map(|i| super::summary::session_key_sets(agent, i));
+    let listed = inspect.as_ref().map(|i| session_key_sets(agent, i));
     let keystore = listed.as_ref().and_then(|l| l.keystore.clone());
     let (key_sets, shown_keys) = match session_keys {
         Some(given) => (

@@ -12,6 +12,7 @@
 //!   with `busy`.
 pub mod backups;
 pub mod config;
+mod failure;
 mod keys;
 mod node;
 pub mod outbox;

@@ -13,10 +13,11 @@
 //!   time it is read in that era without error and synced; a node seen for
 //!   the first time only sets its baseline.
 use super::Agent;
-use super::keys::{KeySet, KeySource, RpcStorage};
-use crate::chain::{self, AccountId32, KeyTypeId};
+use super::keys::session_key_sets;
+use crate::chain::{self, AccountId32};
 use crate::docker::ContainerInspect;
 use crate::protocol::{Event, EventKind, Message, now_ms};
+use crate::rpc::RpcStorage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -140,37 +141,6 @@ pub fn spawn(agent: Arc<Agent>) {
             }
         })
         .expect("spawn summary thread");
-}
-
-/// The key sets to look a node's validator up by, in order: the set last
-/// rotated through warden, then every public key in its keystore (names
-/// only). The keystore is needed even when a set is known: `author_rotateKeys`
-/// deletes no key, and until `session.setKeys` registers the new set, the
-/// node's stash is found only through an older one.
-pub(super) fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> KeySets {
-    let keystore = super::node::keystore_keys(agent, inspect).ok();
-    if let Some(keys) = &keystore {
-        agent.remember_keystore(&inspect.name, keys);
-    }
-    let mut sets = Vec::new();
-    if let Some(known) = super::keys::known_keys(agent, &inspect.name)
-        && let Ok(keys) = chain::split_session_keys(&known)
-    {
-        sets.push((KeySource::LastRotated, keys.public_keys().to_vec()));
-    }
-    if let Some(keys) = &keystore
-        && !keys.is_empty()
-    {
-        sets.push((KeySource::Keystore, keys.clone()));
-    }
-    KeySets { sets, keystore }
-}
-
-/// The key sets to look a node's validator up by, and its keystore listing
-/// (`None` when it could not be listed).
-pub(super) struct KeySets {
-    pub sets: Vec<KeySet>,
-    pub keystore: Option<Vec<(KeyTypeId, [u8; 32])>>,
 }
 
 struct NodeView {
