@@ -58,6 +58,7 @@ mod error;
 mod flow;
 mod marker;
 mod owner;
+mod restore;
 mod store;
 
 #[cfg(test)]
@@ -201,7 +202,7 @@ pub fn restore_keys(
     options: RestoreOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RestoreReport, BackupError> {
-    flow::restore_with(
+    restore::restore_with(
         docker,
         container,
         backup_file_name,

@@ -461,7 +461,7 @@ fn restore(
     file: &str,
     options: RestoreOptions,
 ) -> Result<RestoreReport, BackupError> {
-    flow::restore_with(fake, &fake.name, file, cfg, options, &hooks(), &mut |_| {})
+    super::restore::restore_with(fake, &fake.name, file, cfg, options, &hooks(), &mut |_| {})
 }
 
 // ---- backup ----
