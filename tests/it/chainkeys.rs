@@ -152,6 +152,9 @@ fn the_chains_keys_against_the_keystore_and_payouts_with_expiry() {
     });
     assert!(row.contains("2 (oldest 1d)"), "{row}");
     assert!(!row.contains("MISSING"), "{row}");
+    // stats on this shape: the peer id, and the network key found.
+    assert!(row.contains("12D3KooW"), "{row}");
+    assert!(!row.contains("NO NETWORK KEY"), "{row}");
 
     // The chain now wants keys this node does not hold (rotated elsewhere, or the
     // keys restored to the wrong host): loud, with the time left.
