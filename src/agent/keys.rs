@@ -321,8 +321,16 @@ pub fn chain_keys_report(
     storage: &RpcStorage<'_>,
     stash: &AccountId32,
     keystore: Option<&[(KeyTypeId, [u8; 32])]>,
+    last_rotated: Option<&str>,
 ) -> Result<Value, String> {
-    use chain::key_check;
+    use chain::{key_check, keys};
+    // One bulk read instead of four (each is a process through `docker exec curl`).
+    storage.prefetch(&[
+        keys::session_current_index(),
+        keys::session_next_keys(stash),
+        keys::session_queued_keys(),
+        keys::babe_epoch_start(),
+    ]);
     let read = key_check::read_chain_keys(storage, stash).map_err(|e| e.to_string())?;
     let finalized = storage.block_number().map_err(|e| e.to_string())?;
     let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
@@ -333,7 +341,8 @@ pub fn chain_keys_report(
         "epoch_authorship": epoch_authorship(rpc),
     });
     if let Some(keystore) = keystore {
-        let verdict = key_check::judge(&read, keystore, finalized);
+        let rotated = last_rotated.and_then(|k| chain::split_session_keys(k).ok());
+        let verdict = key_check::judge(&read, keystore, rotated.as_ref(), finalized);
         if let (Value::Object(out), Ok(Value::Object(more))) =
             (&mut report, serde_json::to_value(&verdict))
         {
@@ -455,8 +464,15 @@ pub fn find_validator(
         )
         .collect();
     let (matched, whole) = matched_keys(&info, &stash);
-    let chain_keys = chain_keys_report(&rpc, &storage, &stash, keystore.as_deref())
-        .unwrap_or_else(|error| json!({ "error": error }));
+    let last_rotated = known_keys(agent, container);
+    let chain_keys = chain_keys_report(
+        &rpc,
+        &storage,
+        &stash,
+        keystore.as_deref(),
+        last_rotated.as_deref(),
+    )
+    .unwrap_or_else(|error| json!({ "error": error }));
     Ok(json!({
         "validator_account": account(&stash),
         "session_keys": whole.or(shown_keys),

@@ -209,6 +209,7 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
                         &storage,
                         &stash,
                         listed.keystore.as_deref(),
+                        super::keys::known_keys(agent, &inspect.name).as_deref(),
                     )
                     .unwrap_or_else(|error| json!({ "error": error })),
                 );

@@ -80,6 +80,13 @@ pub struct KeyVerdict {
     /// pending, with the seconds until then.
     pub new_keys_session: Option<u32>,
     pub new_keys_in_s: Option<u64>,
+    /// The keys last rotated on the node are not `NextKeys`: `session.setKeys` was
+    /// not sent (or not yet finalized). Until it is, they never take effect.
+    pub rotated_not_set: bool,
+    /// For those: the session they would take effect in if set now (current + 2),
+    /// and the seconds until then.
+    pub rotated_effective_session: Option<u32>,
+    pub rotated_effective_in_s: Option<u64>,
     /// The loud case, in words, with the time left.
     pub warning: Option<String>,
 }
@@ -101,8 +108,14 @@ pub fn human_duration(seconds: u64) -> String {
     }
 }
 
-/// Compares `chain` with the public keys in the node's keystore, at block `finalized`.
-pub fn judge(chain: &ChainKeys, keystore: &[(KeyTypeId, [u8; 32])], finalized: u32) -> KeyVerdict {
+/// Compares `chain` with the public keys in the node's keystore, at block `finalized`;
+/// `last_rotated` is the set last made on the node (`author_rotateKeys`), if known.
+pub fn judge(
+    chain: &ChainKeys,
+    keystore: &[(KeyTypeId, [u8; 32])],
+    last_rotated: Option<&SessionKeys>,
+    finalized: u32,
+) -> KeyVerdict {
     let session_s = u64::from(SESSION_BLOCKS) * BLOCK_TIME_S;
     let change_in_s = chain.session_start_block.map(|start| {
         let end = start.saturating_add(SESSION_BLOCKS);
@@ -137,7 +150,17 @@ pub fn judge(chain: &ChainKeys, keystore: &[(KeyTypeId, [u8; 32])], finalized: u
     } else {
         None
     };
+    let rotated_not_set = last_rotated.is_some_and(|rotated| {
+        chain.next_keys.as_ref() != Some(rotated) && chain.queued_keys.as_ref() != Some(rotated)
+    });
     KeyVerdict {
+        rotated_not_set,
+        rotated_effective_session: rotated_not_set.then_some(chain.session_index + 2),
+        rotated_effective_in_s: if rotated_not_set {
+            change_in_s.map(|s| s + session_s)
+        } else {
+            None
+        },
         session_index: chain.session_index,
         queued_in_keystore: queued_in,
         next_in_keystore: next_in,
@@ -180,14 +203,22 @@ mod tests {
         let v = judge(
             &chain_keys(Some(old), Some(old)),
             &held(&old),
+            Some(&old),
             1_000 + 2_880 - 240,
         );
         assert_eq!(v.queued_in_keystore, Some(true));
         assert_eq!(v.next_in_keystore, Some(true));
         assert_eq!(v.session_change_in_s, Some(240 * 15));
         assert!(!v.rotation_pending && v.warning.is_none() && v.new_keys_session.is_none());
+        assert!(!v.rotated_not_set);
+        // Rotated on the node, setKeys never sent: the new keys never take effect
+        // until it is; set now, at session + 2.
+        let v = judge(&chain_keys(Some(old), Some(old)), &both, Some(&new), 1_000);
+        assert!(v.rotated_not_set && v.warning.is_none());
+        assert_eq!(v.rotated_effective_session, Some(42));
+        assert_eq!(v.rotated_effective_in_s, Some(2 * 2_880 * 15));
         // Rotated and set: both sets held; the new ones take effect at session + 2.
-        let v = judge(&chain_keys(Some(new), Some(old)), &both, 1_000);
+        let v = judge(&chain_keys(Some(new), Some(old)), &both, Some(&new), 1_000);
         assert!(v.rotation_pending && v.warning.is_none());
         assert_eq!(v.new_keys_session, Some(42));
         assert_eq!(
@@ -199,6 +230,7 @@ mod tests {
         let v = judge(
             &chain_keys(Some(old), Some(old)),
             &held(&new),
+            None,
             1_000 + 2_760,
         );
         assert_eq!(v.queued_in_keystore, Some(false));
@@ -206,11 +238,11 @@ mod tests {
         assert!(warning.contains("NOT in this node's keystore"), "{warning}");
         assert!(warning.contains("in about 0h30m"), "{warning}");
         // Set on chain from another node's rotation: the next keys are missing.
-        let v = judge(&chain_keys(Some(new), Some(old)), &held(&old), 1_000);
+        let v = judge(&chain_keys(Some(new), Some(old)), &held(&old), None, 1_000);
         assert_eq!(v.next_in_keystore, Some(false));
         assert!(v.warning.unwrap().contains("session 42"));
         // Not a validator: nothing to judge.
-        let v = judge(&ChainKeys::default(), &held(&old), 5);
+        let v = judge(&ChainKeys::default(), &held(&old), None, 5);
         assert_eq!((v.queued_in_keystore, v.next_in_keystore), (None, None));
         assert!(v.warning.is_none() && v.session_change_in_s.is_none());
     }

@@ -341,6 +341,18 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
                     field_str("rpc_code").unwrap_or("error")
                 ));
             }
+            if chain_keys.and_then(|k| k.get("rotated_not_set")) == Some(&Value::Bool(true)) {
+                let when = chain_keys
+                    .and_then(|k| k.get("rotated_effective_in_s"))
+                    .and_then(Value::as_u64)
+                    .map(|s| format!(", ~{}", crate::chain::key_check::human_duration(s)))
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "keys rotated on the node are not set on chain: send session.setKeys \
+                     (they take effect at session {}{when})",
+                    cell(chain_keys.and_then(|k| k.get("rotated_effective_session")))
+                ));
+            }
             if n.and_then(|n| n.get("network_key")) == Some(&Value::Bool(false)) {
                 notes.push(
                     "NO NETWORK KEY (network/secret_ed25519): the peer id changes at each start; \
@@ -401,6 +413,9 @@ fn keys_cell(chain_keys: Option<&Value>) -> String {
     };
     if k.get("warning").and_then(Value::as_str).is_some() {
         return "MISSING".to_string();
+    }
+    if k.get("rotated_not_set") == Some(&Value::Bool(true)) {
+        return "rotated, not set".to_string();
     }
     if k.get("rotation_pending") == Some(&Value::Bool(true)) {
         let session = cell(k.get("new_keys_session"));
@@ -593,6 +608,21 @@ mod tests {
             lines[2]
         );
         assert!(lines[3].contains("new at s42 (1d12h)"), "{}", lines[3]);
+        let rotated = json!({"payout_info": {"payout_checks": {"n0": {"chain_keys": {
+            "next_in_keystore": true, "warning": null, "rotated_not_set": true,
+            "rotated_effective_session": 42, "rotated_effective_in_s": 129600}}}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: Some(rotated.as_object().unwrap()),
+        };
+        let text = nodes(&[report]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("rotated, not set"), "{row}");
+        assert!(
+            row.contains("send session.setKeys (they take effect at session 42, ~1d12h)"),
+            "{row}"
+        );
     }
 
     #[test]
