@@ -160,3 +160,80 @@ fn official_shape_without_base_path_uses_the_nodes_own_default() {
         3
     );
 }
+
+#[test]
+fn a_restore_killed_between_its_renames_is_recovered_to_a_node_with_a_keystore() {
+    let n0 = official_node("real-nodes-3node0");
+    let dir = TempDir::new("real-nodes-killed-swap");
+    rotate_by_hand_in(&n0);
+    let before = n0.exec_root(&["ls", "-1", &format!("{CHAIN}/keystore")]);
+    assert_eq!(before.lines().count(), 3);
+    // The state a restore leaves when killed after moving the keystore aside and
+    // before moving the backup's in: the node runs without keystore/.
+    let stage = format!("{CHAIN}/.warden-restore-20250108143000-1");
+    let aside = format!("{CHAIN}/keystore.warden-old-20250108143000-1");
+    for argv in [
+        vec!["mkdir", "-p", stage.as_str()],
+        vec!["mv", &format!("{CHAIN}/keystore"), aside.as_str()],
+    ] {
+        let mut args = vec!["exec", n0.name.as_str()];
+        args.extend(argv);
+        assert!(docker(&args).status.success(), "{args:?}");
+    }
+    // A dead process's marker.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::set_permissions(
+        &backups,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let marker = serde_json::json!({
+        "version": 1, "operation": "restore", "container": n0.name, "was_running": true,
+        "at": "2025-01-08T14:30:00Z", "at_unix": 1736346600u64, "pid": pid,
+        "backup_file": format!("{}-keys-20250107-0300.tar.gz", n0.name),
+        "phase": "swapping", "chain_path": CHAIN, "stage": stage, "aside": [aside],
+        "note": "test"
+    });
+    std::fs::write(
+        backups.join(format!(".inflight-{}.json", n0.name)),
+        marker.to_string(),
+    )
+    .unwrap();
+    let config = dir.join("agent.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"policy": {"containers": [n0.name.clone()]}}).to_string(),
+    )
+    .unwrap();
+    // Any backup run recovers first.
+    let out = warden()
+        .args([
+            "backup-keys",
+            "--config",
+            config.to_str().unwrap(),
+            "--dest",
+            backups.to_str().unwrap(),
+            "--container",
+            &n0.name,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("were put back in place"), "{stderr}");
+    assert_eq!(
+        n0.exec_root(&["ls", "-1", &format!("{CHAIN}/keystore")]),
+        before,
+        "the node has its keystore again"
+    );
+    let left = n0.exec_root(&["ls", "-1a", CHAIN]);
+    assert!(
+        !left.contains("warden-old") && !left.contains("warden-restore"),
+        "{left}"
+    );
+    assert_eq!(n0.state(), "running");
+}
