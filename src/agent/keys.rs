@@ -259,6 +259,26 @@ where
     Ok(None)
 }
 
+/// Every storage key [`identify`] may read for `key_sets`, for one bulk fetch
+/// (`RpcStorage::prefetch`): through `docker exec curl` each single read is a
+/// process, and a keystore can hold many keys.
+pub fn identify_storage_keys(key_sets: &[KeySet]) -> Vec<Vec<u8>> {
+    use chain::keys;
+    let mut out = vec![
+        keys::session_validators(),
+        keys::session_disabled_validators(),
+        keys::session_queued_keys(),
+    ];
+    for (_, set) in key_sets {
+        for (key_type, public_key) in set {
+            out.push(keys::session_key_owner(*key_type, public_key));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The keys registered to `stash` among those looked up, one per type:
 /// `{"gran": "0x…", "babe": "0x…", "imon": "0x…"}`, and the whole set as
 /// `author_rotateKeys` writes it when every type of it matched.
@@ -434,6 +454,7 @@ pub fn find_validator(
         });
     }
     let storage = RpcStorage::at_finalized(&rpc)?;
+    storage.prefetch(&identify_storage_keys(&key_sets));
     let prefix = agent.config.ss58_prefix;
     let account = |a: &AccountId32| chain::ss58::encode(a, prefix).unwrap_or_else(|_| a.to_hex());
     let found = identify(&storage, &key_sets).map_err(|message| Failure {

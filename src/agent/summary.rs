@@ -198,6 +198,7 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
         let storage = RpcStorage::at_finalized(&rpc).map_err(|e| e.to_string())?;
         v.active_era = chain::validator::active_era(&storage).map_err(|e| e.to_string())?;
         let listed = session_key_sets(agent, inspect);
+        storage.prefetch(&super::keys::identify_storage_keys(&listed.sets));
         if let Some((stash, info, _)) = super::keys::identify(&storage, &listed.sets)? {
             v.stash = Some(stash);
             v.status.validator = chain::ss58::encode(&stash, agent.config.ss58_prefix).ok();
