@@ -135,29 +135,19 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
 
 // ---- time ----
 
-/// UTC calendar time of a Unix time: (year, month, day, hour, minute, second).
+/// UTC calendar time of a Unix time: (year, month, day, hour, minute, second). The
+/// crate has one civil-date conversion, [`crate::log::format_utc`]; this reads its
+/// fields back.
 pub fn utc(unix: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        m,
-        d,
-        (secs / 3600) as u32,
-        (secs % 3600 / 60) as u32,
-        (secs % 60) as u32,
-    )
+    let text = crate::log::format_utc(i64::try_from(unix).unwrap_or(i64::MAX));
+    let fields: Vec<i64> = text
+        .trim_end_matches('Z')
+        .split(['-', 'T', ':'])
+        .map(|part| part.parse().unwrap_or(0))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    let small = |i: usize| u32::try_from(field(i)).unwrap_or(0);
+    (field(0), small(1), small(2), small(3), small(4), small(5))
 }
 
 /// `2025-01-08T14:30:00Z`
