@@ -113,8 +113,9 @@ fn official_shape_backup_and_restore_give_the_node_its_own_files() {
             );
         }
     }
-    // The node, as user creditcoin, can read its restored keys: has_session_keys
-    // goes through its RPC, which reads the keystore.
+    // The node, as user creditcoin, can read its restored keys: check_keys goes
+    // through its RPC (author_hasKey), which reads the keystore.
+    wait_rpc_in(&n0);
     let id = f.server.send(&format!("send {a} check_keys {}", n0.name));
     let line = f.server.outcome(&id, WAIT);
     assert!(line.contains("completed"), "{line}");

@@ -42,7 +42,9 @@ fn scripts_up_brings_up_a_fleet_and_leaves_the_operator_at_the_prompt() {
     let mut stdin = child.stdin.take().unwrap();
     let mut out = Lines::spawn("scripts/up", child.stdout.take().unwrap());
     let mut guard = Cleanup(nodes.to_vec(), child);
-    out.wait_for("Try, at the prompt:", WAIT);
+    // The script first builds the demo's chain state into both nodes (several docker
+    // calls each): slower than WAIT on a loaded machine.
+    out.wait_for("Try, at the prompt:", WAIT * 3);
     out.wait_for("* local connected", WAIT);
     use std::io::Write;
     writeln!(stdin, "send local status all").unwrap();

@@ -720,3 +720,32 @@ pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until a bridge-networked node's RPC answers on its loopback (after a start
+/// or a restart), bounded by [`WAIT`].
+pub fn wait_rpc_in(node: &Node) {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"system_health"}"#;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = docker(&[
+            "exec",
+            &node.name,
+            "curl",
+            "-s",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "http://localhost:9944/",
+        ]);
+        if String::from_utf8_lossy(&out.stdout).contains("\"result\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}'s RPC never answered",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
