@@ -3,23 +3,13 @@
 //! --notify` (cron mode, another process) hands its `backup_complete`
 //! events to the running agent.
 use super::Agent;
-use super::runner::Failure;
-use crate::backup::{self, BackupError, BackupReport, RestoreOptions};
-use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
+use super::failure::Failure;
+use crate::backup::{self, BackupReport, RestoreOptions};
+use crate::protocol::{Event, EventKind, now_ms};
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
 /// The one mapping from backup errors to the wire's codes.
-impl From<BackupError> for Failure {
-    fn from(e: BackupError) -> Failure {
-        let code = ErrorCode::from_wire(e.wire_code());
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
 /// The `backup_complete` event for a finished backup.
 pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
     let timestamp = now_ms();

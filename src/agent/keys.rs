@@ -8,87 +8,14 @@
 //! - Storage reads are pinned to one block (the finalized head), inside the
 //!   node's pruning window, so a lookup sees one consistent state.
 use super::Agent;
-use super::runner::Failure;
+use super::failure::Failure;
 use crate::chain::{self, AccountId32, KeyTypeId, SessionKeys, StorageReader};
+use crate::docker::ContainerInspect;
 use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
-use crate::rpc::{RpcClient, RpcError};
+use crate::rpc::{RpcClient, RpcStorage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// The one mapping from RPC errors to the wire's codes.
-impl From<RpcError> for Failure {
-    fn from(e: RpcError) -> Failure {
-        let code = ErrorCode::from_wire(e.wire_code());
-        Failure {
-            code,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl<E: std::fmt::Display> From<chain::ChainError<E>> for Failure {
-    fn from(e: chain::ChainError<E>) -> Failure {
-        Failure {
-            code: ErrorCode::Internal,
-            message: e.to_string(),
-        }
-    }
-}
-
-/// On-chain storage through `state_getStorage`, all reads at one block,
-/// with values fetched in bulk beforehand (`prefetch`) served from memory.
-pub struct RpcStorage<'a> {
-    client: &'a RpcClient,
-    at: String,
-    prefetched: std::cell::RefCell<std::collections::HashMap<Vec<u8>, Option<Vec<u8>>>>,
-}
-
-/// Keys per `state_queryStorageAt` call.
-const PREFETCH_CHUNK: usize = 128;
-
-impl<'a> RpcStorage<'a> {
-    pub fn at_finalized(client: &'a RpcClient) -> Result<RpcStorage<'a>, RpcError> {
-        Ok(RpcStorage {
-            at: client.chain_get_finalized_head()?,
-            client,
-            prefetched: Default::default(),
-        })
-    }
-
-    /// Fetch many values in a few calls: through `docker exec curl` each call
-    /// costs a process, and a payout check reads hundreds of keys. A node
-    /// without `state_queryStorageAt` is read key by key instead.
-    pub fn prefetch(&self, keys: &[Vec<u8>]) {
-        for chunk in keys.chunks(PREFETCH_CHUNK) {
-            let hex: Vec<String> = chunk.iter().map(|k| chain::keys::to_hex(k)).collect();
-            let Ok(values) = self.client.state_query_storage_at(&hex, &self.at) else {
-                return;
-            };
-            let mut cache = self.prefetched.borrow_mut();
-            // Keys the node did not list have no value at this block.
-            for key in chunk {
-                cache.insert(key.clone(), None);
-            }
-            for (key_hex, value) in values {
-                if let Ok(key) = hex::decode(key_hex.trim_start_matches("0x")) {
-                    cache.insert(key, value);
-                }
-            }
-        }
-    }
-}
-
-impl StorageReader for RpcStorage<'_> {
-    type Error = RpcError;
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RpcError> {
-        if let Some(value) = self.prefetched.borrow().get(key) {
-            return Ok(value.clone());
-        }
-        self.client
-            .state_get_storage(&chain::keys::to_hex(key), Some(&self.at))
-    }
-}
 
 /// The session keys each container last rotated or was checked with
 /// (public keys only), so `has_session_keys` with no keys has a default.
@@ -271,19 +198,43 @@ fn keys_pairs(keys: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Where a set of session keys to look a validator up by came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The command's `session_keys`.
+    Given,
+    /// The set last rotated (or confirmed) through warden (`session_keys.json`).
+    LastRotated,
+    /// Every public key in the node's keystore (file names).
+    Keystore,
+}
+
+impl KeySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Given => "given",
+            KeySource::LastRotated => "last_rotated",
+            KeySource::Keystore => "keystore",
+        }
+    }
+}
+
+/// A set of public keys, and where it came from.
+pub type KeySet = (KeySource, Vec<(KeyTypeId, [u8; 32])>);
+
 /// The stash the first of `key_sets` that is registered on chain belongs
-/// to, with what the chain says of it. A set may mix keys registered to the
-/// stash with older ones registered to no one (a keystore keeps every
-/// rotated key): the stash is then asked about with its own keys only.
-/// Keys registered to different stashes name no one validator.
+/// to, with what the chain says of it and which set matched. A set may mix
+/// keys registered to the stash with older ones registered to no one (a
+/// keystore keeps every rotated key): the stash is then asked about with its
+/// own keys only. Keys registered to different stashes name no one validator.
 pub fn identify<R: StorageReader>(
     storage: &R,
-    key_sets: &[Vec<(KeyTypeId, [u8; 32])>],
-) -> Result<Option<(AccountId32, chain::ValidatorInfo)>, String>
+    key_sets: &[KeySet],
+) -> Result<Option<(AccountId32, chain::ValidatorInfo, KeySource)>, String>
 where
     R::Error: std::fmt::Display,
 {
-    for keys in key_sets {
+    for (source, keys) in key_sets {
         let info = chain::find_validator(storage, keys).map_err(|e| e.to_string())?;
         let mut owners: Vec<AccountId32> = info.key_owners.iter().filter_map(|k| k.owner).collect();
         owners.sort();
@@ -294,7 +245,7 @@ where
             _ => return Ok(None),
         };
         if info.agreement == chain::Agreement::Unanimous {
-            return Ok(Some((stash, info)));
+            return Ok(Some((stash, info, *source)));
         }
         let registered: Vec<(KeyTypeId, [u8; 32])> = info
             .key_owners
@@ -303,9 +254,156 @@ where
             .map(|k| (k.key_type, k.public_key))
             .collect();
         let info = chain::find_validator(storage, &registered).map_err(|e| e.to_string())?;
-        return Ok(Some((stash, info)));
+        return Ok(Some((stash, info, *source)));
     }
     Ok(None)
+}
+
+/// Every storage key [`identify`] may read for `key_sets`, for one bulk fetch
+/// (`RpcStorage::prefetch`): through `docker exec curl` each single read is a
+/// process, and a keystore can hold many keys.
+pub fn identify_storage_keys(key_sets: &[KeySet]) -> Vec<Vec<u8>> {
+    use chain::keys;
+    let mut out = vec![
+        keys::session_validators(),
+        keys::session_disabled_validators(),
+        keys::session_queued_keys(),
+    ];
+    for (_, set) in key_sets {
+        for (key_type, public_key) in set {
+            out.push(keys::session_key_owner(*key_type, public_key));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The keys registered to `stash` among those looked up, one per type:
+/// `{"gran": "0x…", "babe": "0x…", "imon": "0x…"}`, and the whole set as
+/// `author_rotateKeys` writes it when every type of it matched.
+fn matched_keys(
+    info: &chain::ValidatorInfo,
+    stash: &AccountId32,
+) -> (Map<String, Value>, Option<String>) {
+    let matched: Vec<(KeyTypeId, [u8; 32])> = info
+        .key_owners
+        .iter()
+        .filter(|k| k.owner == Some(*stash))
+        .map(|k| (k.key_type, k.public_key))
+        .collect();
+    let by_type = matched
+        .iter()
+        .map(|(t, k)| {
+            (
+                t.to_string(),
+                Value::String(format!("0x{}", hex::encode(k))),
+            )
+        })
+        .collect();
+    let get = |t: KeyTypeId| matched.iter().find(|(kt, _)| *kt == t).map(|(_, k)| *k);
+    let whole = match (
+        get(KeyTypeId::GRANDPA),
+        get(KeyTypeId::BABE),
+        get(KeyTypeId::IM_ONLINE),
+    ) {
+        (Some(gran), Some(babe), Some(imon)) => Some(SessionKeys { gran, babe, imon }.to_hex()),
+        _ => None,
+    };
+    (by_type, whole)
+}
+
+/// Slots this node authors in the current epoch, from `babe_epochAuthorship`
+/// (an unsafe method: answered only over the node's loopback RPC). `None`
+/// when the node does not offer it. The answer maps each local BABE
+/// authority key to its `primary`, `secondary` and `secondary_vrf` slots.
+pub fn epoch_authorship(rpc: &RpcClient) -> Option<Value> {
+    let answer = rpc.call("babe_epochAuthorship", json!([])).ok()?;
+    let mut counts = [0usize; 3];
+    for slots in answer.as_object()?.values() {
+        for (i, kind) in ["primary", "secondary", "secondary_vrf"].iter().enumerate() {
+            counts[i] += slots
+                .get(kind)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+        }
+    }
+    Some(json!({
+        "primary": counts[0], "secondary": counts[1], "secondary_vrf": counts[2],
+        "total": counts.iter().sum::<usize>(),
+    }))
+}
+
+/// What the chain will use for `stash` compared with the node's keystore
+/// (see [`chain::key_check`]), and the node's slots this epoch.
+pub fn chain_keys_report(
+    rpc: &RpcClient,
+    storage: &RpcStorage<'_>,
+    stash: &AccountId32,
+    keystore: Option<&[(KeyTypeId, [u8; 32])]>,
+    last_rotated: Option<&str>,
+) -> Result<Value, String> {
+    use chain::{key_check, keys};
+    // One bulk read instead of four (each is a process through `docker exec curl`).
+    storage.prefetch(&[
+        keys::session_current_index(),
+        keys::session_next_keys(stash),
+        keys::session_queued_keys(),
+        keys::babe_epoch_start(),
+    ]);
+    let read = key_check::read_chain_keys(storage, stash).map_err(|e| e.to_string())?;
+    let finalized = storage.block_number().map_err(|e| e.to_string())?;
+    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
+    let mut report = json!({
+        "session_index": read.session_index,
+        "next_keys": keys_hex(&read.next_keys),
+        "queued_keys": keys_hex(&read.queued_keys),
+        "epoch_authorship": epoch_authorship(rpc),
+    });
+    if let Some(keystore) = keystore {
+        let rotated = last_rotated.and_then(|k| chain::split_session_keys(k).ok());
+        let verdict = key_check::judge(&read, keystore, rotated.as_ref(), finalized);
+        if let (Value::Object(out), Ok(Value::Object(more))) =
+            (&mut report, serde_json::to_value(&verdict))
+        {
+            out.extend(more);
+        }
+    } else {
+        report["warning"] = Value::Null;
+        report["note"] = json!("the node's keystore could not be listed: keys not compared");
+    }
+    Ok(report)
+}
+
+/// The key sets to look a node's validator up by, in order: the set last
+/// rotated through warden, then every public key in its keystore (names
+/// only). The keystore is needed even when a set is known: `author_rotateKeys`
+/// deletes no key, and until `session.setKeys` registers the new set, the
+/// node's stash is found only through an older one.
+pub(super) fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> KeySets {
+    let keystore = super::node::keystore_keys(agent, inspect).ok();
+    if let Some(keys) = &keystore {
+        agent.remember_keystore(&inspect.name, keys);
+    }
+    let mut sets = Vec::new();
+    if let Some(known) = known_keys(agent, &inspect.name)
+        && let Ok(keys) = chain::split_session_keys(&known)
+    {
+        sets.push((KeySource::LastRotated, keys.public_keys().to_vec()));
+    }
+    if let Some(keys) = &keystore
+        && !keys.is_empty()
+    {
+        sets.push((KeySource::Keystore, keys.clone()));
+    }
+    KeySets { sets, keystore }
+}
+
+/// The key sets to look a node's validator up by, and its keystore listing
+/// (`None` when it could not be listed).
+pub(super) struct KeySets {
+    pub sets: Vec<KeySet>,
+    pub keystore: Option<Vec<(KeyTypeId, [u8; 32])>>,
 }
 
 /// Public keys of the given hex session keys, typed for storage lookups.
@@ -334,15 +432,17 @@ pub fn find_validator(
     let rpc = super::node::rpc_for(agent, container, inspect.as_ref())?;
     let is_authority = rpc.system_node_roles()?.iter().any(|r| r == "Authority");
     // Keys to look up: as given, else the last rotated set and the keystore.
+    let listed = inspect.as_ref().map(|i| session_key_sets(agent, i));
+    let keystore = listed.as_ref().and_then(|l| l.keystore.clone());
     let (key_sets, shown_keys) = match session_keys {
-        Some(given) => (vec![typed_keys(&split(given)?)], Some(given.to_string())),
-        None => {
-            let sets = inspect
-                .as_ref()
-                .map(|i| super::summary::session_key_sets(agent, i))
-                .unwrap_or_default();
-            (sets, load_known_keys(agent).remove(container))
-        }
+        Some(given) => (
+            vec![(KeySource::Given, typed_keys(&split(given)?))],
+            Some(given.to_string()),
+        ),
+        None => (
+            listed.map(|l| l.sets).unwrap_or_default(),
+            load_known_keys(agent).remove(container),
+        ),
     };
     if key_sets.is_empty() {
         return Err(Failure {
@@ -354,14 +454,16 @@ pub fn find_validator(
         });
     }
     let storage = RpcStorage::at_finalized(&rpc)?;
+    storage.prefetch(&identify_storage_keys(&key_sets));
     let prefix = agent.config.ss58_prefix;
     let account = |a: &AccountId32| chain::ss58::encode(a, prefix).unwrap_or_else(|_| a.to_hex());
     let found = identify(&storage, &key_sets).map_err(|message| Failure {
         code: ErrorCode::Internal,
         message,
     })?;
-    let Some((stash, info)) = found else {
-        let all: Vec<(KeyTypeId, [u8; 32])> = key_sets.concat();
+    let Some((stash, info, source)) = found else {
+        let all: Vec<(KeyTypeId, [u8; 32])> =
+            key_sets.into_iter().flat_map(|(_, keys)| keys).collect();
         let owners = chain::find_validator(&storage, &all)?;
         let conflict = owners.agreement == chain::Agreement::Conflict;
         return Ok(json!({
@@ -382,13 +484,26 @@ pub fn find_validator(
             |k| json!({"key_type": k.key_type.to_string(), "owner": k.owner.as_ref().map(account)}),
         )
         .collect();
+    let (matched, whole) = matched_keys(&info, &stash);
+    let last_rotated = known_keys(agent, container);
+    let chain_keys = chain_keys_report(
+        &rpc,
+        &storage,
+        &stash,
+        keystore.as_deref(),
+        last_rotated.as_deref(),
+    )
+    .unwrap_or_else(|error| json!({ "error": error }));
     Ok(json!({
         "validator_account": account(&stash),
-        "session_keys": shown_keys,
+        "session_keys": whole.or(shown_keys),
+        "matched_keys": matched,
+        "keys_from": source.as_str(),
         "is_authority": is_authority,
         "is_active_validator": info.is_active_validator,
         "in_queued_keys": info.in_queued_keys,
         "key_owners": owners,
+        "chain_keys": chain_keys,
         "note": "these keys are registered to this stash",
     }))
 }

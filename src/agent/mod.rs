@@ -14,6 +14,7 @@
 pub mod backups;
 pub mod config;
 mod dispatch;
+mod failure;
 mod keys;
 pub mod ledger;
 pub mod limits;

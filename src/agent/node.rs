@@ -3,13 +3,94 @@
 //! where it is reachable (host networking: one request); otherwise the
 //! node's RPC answers (through `docker exec … curl` for a node whose RPC
 //! listens only on its container's loopback).
+//!
+//! Each node's network identity goes with it: its peer id (`system_localPeerId`)
+//! and whether `<chain>/network/secret_ed25519` exists. Since node v3.52.0 a
+//! validator no longer makes that key by itself (`key generate-node-key` does):
+//! a node without it gets a new peer id at every start, so it is flagged. Both
+//! are read again at every [`IDENTITY_EVERY`]th stats report or when the
+//! container restarted (they cost a `docker exec` or two), never from the file's
+//! contents.
 use super::Agent;
 use crate::chain::{self, KeyTypeId};
 use crate::docker::ContainerInspect;
 use crate::metrics::{self, MetricsClient, NodeMetrics};
 use crate::rpc::{Endpoint, RpcClient, RpcError};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A node's peer id and network-key check are reused for this many stats
+/// intervals (a minute at the default 10 s).
+pub const IDENTITY_EVERY: u32 = 6;
+
+/// A node's network identity as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub peer_id: Option<String>,
+    /// `None` when it could not be told (no `ls` in the image, chain not found).
+    pub network_key: Option<bool>,
+}
+
+/// Container → (its start time, when read, what was read).
+static IDENTITIES: Mutex<BTreeMap<String, (String, Instant, Identity)>> =
+    Mutex::new(BTreeMap::new());
+
+/// Whether a `ls -1` of the network directory lists the key file.
+pub fn lists_network_key(listing: &str) -> bool {
+    listing.lines().any(|name| name.trim() == "secret_ed25519")
+}
+
+fn read_identity(agent: &Agent, inspect: &ContainerInspect) -> Identity {
+    let peer_id = rpc_for(agent, &inspect.name, Some(inspect))
+        .and_then(|client| client.call("system_localPeerId", json!([])))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .filter(|p| !p.is_empty() && p.len() <= 128);
+    let network_key = crate::backup::locate_chain(&agent.docker, inspect)
+        .ok()
+        .and_then(|chain| {
+            // A missing directory is "no key" (ls exits non-zero naming it); no
+            // `ls` at all is "cannot tell".
+            let argv = [
+                "ls".into(),
+                "-1".into(),
+                "--".into(),
+                chain.path_of("network"),
+            ];
+            let out = agent
+                .docker
+                .exec(&inspect.name, &argv, Duration::from_secs(10))
+                .ok()?;
+            Some(out.exit_code == 0 && lists_network_key(&out.stdout))
+        });
+    Identity {
+        peer_id,
+        network_key,
+    }
+}
+
+/// The node's peer id and network-key check, read again when older than
+/// [`IDENTITY_EVERY`] stats intervals or when the container was started since.
+pub fn identity(agent: &Agent, inspect: &ContainerInspect) -> Identity {
+    let started = inspect.state.started_at.clone();
+    if let Some((at_start, read_at, known)) = IDENTITIES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&inspect.name)
+        && *at_start == started
+        && read_at.elapsed() < agent.config.stats_interval * IDENTITY_EVERY
+    {
+        return known.clone();
+    }
+    let read = read_identity(agent, inspect);
+    IDENTITIES.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        inspect.name.clone(),
+        (started, Instant::now(), read.clone()),
+    );
+    read
+}
 
 /// The RPC client for `container`: a configured endpoint, else what its
 /// command line and network mode say, else the original port rule.
@@ -22,6 +103,32 @@ pub fn rpc_for(
     Ok(agent.rpc.for_endpoint(endpoint))
 }
 
+/// The names in `dir` inside the container: `docker exec ls -1` (one cheap
+/// call), else, for an image without `ls`, the tar headers of a `docker cp`
+/// stream (nothing is written to disk; file contents are never read).
+/// `Ok(None)` when the directory does not exist.
+fn list_names(agent: &Agent, container: &str, dir: &str) -> Result<Option<Vec<String>>, String> {
+    let argv = ["ls".into(), "-1".into(), "--".into(), dir.to_owned()];
+    match agent.docker.exec(container, &argv, Duration::from_secs(10)) {
+        Ok(out) if out.exit_code == 0 => Ok(Some(
+            out.stdout.lines().map(|l| l.trim().to_owned()).collect(),
+        )),
+        Ok(out) if out.stderr.contains("No such file") => Ok(None),
+        Ok(out) => Err(format!(
+            "cannot list {dir} in {container}: {}",
+            out.stderr.trim()
+        )),
+        Err(crate::docker::DockerError::ExecStart { .. }) => {
+            match crate::backup::list_dir(&agent.docker, container, dir) {
+                Ok(names) => Ok(Some(names)),
+                Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The public keys in the node's keystore, from the files' NAMES (hex key
 /// type ‖ hex public key); the files hold secrets and are never read.
 pub fn keystore_keys(
@@ -29,24 +136,10 @@ pub fn keystore_keys(
     inspect: &ContainerInspect,
 ) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
     let dir = keystore_dir(agent, inspect)?;
-    let listing = agent
-        .docker
-        .exec(
-            &inspect.name,
-            &["ls".into(), "-1".into(), "--".into(), dir.clone()],
-            Duration::from_secs(10),
-        )
-        .map_err(|e| e.to_string())?;
-    if listing.exit_code != 0 {
-        return Err(format!(
-            "cannot list {dir} in {}: {}",
-            inspect.name,
-            listing.stderr.trim()
-        ));
-    }
-    Ok(listing
-        .stdout
-        .lines()
+    let names = list_names(agent, &inspect.name, &dir)?
+        .ok_or_else(|| format!("{dir} does not exist in {}", inspect.name))?;
+    Ok(names
+        .iter()
         .filter_map(|name| chain::parse_keystore_file_name(name.trim()).ok())
         .filter_map(|e| {
             Some((
@@ -100,11 +193,20 @@ fn from_rpc(client: &RpcClient, inspect: &ContainerInspect) -> Result<Value, Rpc
 }
 
 /// One node's health, for `stats.nodes`. Never fails: what could not be
-/// learned is `null`, with the reason in `rpc_error`.
+/// learned is `null`, with the reason in `rpc_error`. A running node also
+/// carries `peer_id` and `network_key` (see [`identity`]).
 pub fn status(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> Value {
     if !inspect.state.running {
         return json!({ "rpc_error": null, "note": "not running" });
     }
+    let mut v = health(agent, metrics, inspect);
+    let identity = identity(agent, inspect);
+    v["peer_id"] = json!(identity.peer_id);
+    v["network_key"] = json!(identity.network_key);
+    v
+}
+
+fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> Value {
     if let Some(url) = metrics::metrics_url_from_inspect(inspect)
         && let Ok(m) = metrics.scrape(&url)
     {
@@ -120,5 +222,16 @@ pub fn status(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect
             v
         }
         Err(e) => json!({ "rpc_error": e.to_string(), "rpc_code": e.wire_code() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_network_key_is_found_by_its_file_name() {
+        assert!(super::lists_network_key("secret_ed25519\n"));
+        assert!(super::lists_network_key("other\n secret_ed25519 \n"));
+        assert!(!super::lists_network_key(""));
+        assert!(!super::lists_network_key("secret_ed25519.bak\n"));
     }
 }

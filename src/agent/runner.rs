@@ -4,35 +4,12 @@
 use super::Agent;
 use super::policy::Decision;
 use crate::commands::{self, CommandName, Params};
-use crate::docker::DockerError;
 use crate::process::{Keep, Limits, RunError};
 use crate::protocol::{CommandRequest, CommandResponse, ErrorCode, now_ms};
 use serde_json::{Value, json};
 use std::str::FromStr;
 
-/// Why a command failed, in the protocol's terms.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Failure {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// The one mapping from Docker errors to the wire's codes.
-impl From<DockerError> for Failure {
-    fn from(e: DockerError) -> Failure {
-        let code = ErrorCode::from_wire(e.wire_code());
-        Failure::new(code, e.to_string())
-    }
-}
+pub use super::failure::Failure;
 
 /// Text a result may carry: a response must fit in the server's frame
 /// limit (1 MiB by default) with room for JSON escaping, or it could never

@@ -13,10 +13,11 @@
 //!   time it is read in that era without error and synced; a node seen for
 //!   the first time only sets its baseline.
 use super::Agent;
-use super::keys::RpcStorage;
-use crate::chain::{self, AccountId32, KeyTypeId};
+use super::keys::session_key_sets;
+use crate::chain::{self, AccountId32};
 use crate::docker::ContainerInspect;
 use crate::protocol::{Event, EventKind, Message, now_ms};
+use crate::rpc::RpcStorage;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -142,39 +143,14 @@ pub fn spawn(agent: Arc<Agent>) {
         .expect("spawn summary thread");
 }
 
-/// The key sets to look a node's validator up by, in order: the set last
-/// rotated through warden, then every public key in its keystore (names
-/// only). The keystore is needed even when a set is known: `author_rotateKeys`
-/// deletes no key, and until `session.setKeys` registers the new set, the
-/// node's stash is found only through an older one.
-pub(super) fn session_key_sets(
-    agent: &Agent,
-    inspect: &ContainerInspect,
-) -> Vec<Vec<(KeyTypeId, [u8; 32])>> {
-    let keystore = super::node::keystore_keys(agent, inspect);
-    if let Ok(keys) = &keystore {
-        agent.remember_keystore(&inspect.name, keys);
-    }
-    let mut sets = Vec::new();
-    if let Some(known) = super::keys::known_keys(agent, &inspect.name)
-        && let Ok(keys) = chain::split_session_keys(&known)
-    {
-        sets.push(keys.public_keys().to_vec());
-    }
-    if let Ok(keys) = keystore
-        && !keys.is_empty()
-    {
-        sets.push(keys);
-    }
-    sets
-}
-
 struct NodeView {
     synced: bool,
     status: NodeStatus,
     stash: Option<AccountId32>,
     active_era: Option<u32>,
-    unclaimed: Option<usize>,
+    unclaimed: Option<Vec<chain::UnclaimedEra>>,
+    /// [`super::keys::chain_keys_report`] of a validator node.
+    chain_keys: Option<Value>,
     error: Option<String>,
 }
 
@@ -206,6 +182,7 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
         stash: None,
         active_era: None,
         unclaimed: None,
+        chain_keys: None,
         error: None,
     };
     let result = (|| -> Result<(), String> {
@@ -220,25 +197,60 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
             .any(|r| r == "Authority");
         let storage = RpcStorage::at_finalized(&rpc).map_err(|e| e.to_string())?;
         v.active_era = chain::validator::active_era(&storage).map_err(|e| e.to_string())?;
-        if let Some((stash, info)) =
-            super::keys::identify(&storage, &session_key_sets(agent, inspect))?
-        {
+        let listed = session_key_sets(agent, inspect);
+        storage.prefetch(&super::keys::identify_storage_keys(&listed.sets));
+        if let Some((stash, info, _)) = super::keys::identify(&storage, &listed.sets)? {
             v.stash = Some(stash);
             v.status.validator = chain::ss58::encode(&stash, agent.config.ss58_prefix).ok();
             v.status.active = info.is_active_validator;
+            if count_payouts {
+                v.chain_keys = Some(
+                    super::keys::chain_keys_report(
+                        &rpc,
+                        &storage,
+                        &stash,
+                        listed.keystore.as_deref(),
+                        super::keys::known_keys(agent, &inspect.name).as_deref(),
+                    )
+                    .unwrap_or_else(|error| json!({ "error": error })),
+                );
+            }
         }
         if let (Some(stash), Some(era), true, true) =
             (v.stash, v.active_era, v.synced, count_payouts)
         {
             storage.prefetch(&payout_keys(&stash, era));
-            let eras = chain::unclaimed_payout_eras(&storage, &stash, era, chain::HISTORY_DEPTH)
+            let eras = chain::unclaimed_payouts(&storage, &stash, era, chain::HISTORY_DEPTH)
                 .map_err(|e| e.to_string())?;
-            v.unclaimed = Some(eras.len());
+            v.unclaimed = Some(eras);
         }
         Ok(())
     })();
     v.error = result.err();
     v
+}
+
+/// One node's entry of `payout_info.payout_checks`: era, payouts (count, and
+/// each unclaimed era with its pages and expiry; `oldest_expires_in_eras`
+/// counts whole eras, a day each on Creditcoin 3), validator, and the chain's
+/// keys against the keystore.
+fn node_check(v: &NodeView) -> Value {
+    let oldest_expires_in_eras = match (&v.unclaimed, v.active_era) {
+        (Some(eras), Some(active)) => eras
+            .first()
+            .map(|oldest| oldest.expires_at_era.saturating_sub(active)),
+        _ => None,
+    };
+    json!({
+        "current_era": v.active_era,
+        "unclaimed_payouts": v.unclaimed.as_ref().map(Vec::len),
+        "unclaimed_eras": v.unclaimed,
+        "oldest_expires_in_eras": oldest_expires_in_eras,
+        "synced": v.synced,
+        "validator_account": v.status.validator,
+        "chain_keys": v.chain_keys,
+        "error": v.error,
+    })
 }
 
 /// One summary: era, payouts, and the era watch's events.
@@ -268,13 +280,7 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
         .find_map(|(_, v)| v.active_era);
     let mut checks = Map::new();
     for (name, v) in &views {
-        checks.insert(
-            name.clone(),
-            json!({
-                "current_era": v.active_era, "unclaimed_payouts": v.unclaimed, "synced": v.synced,
-                "validator_account": v.status.validator, "error": v.error,
-            }),
-        );
+        checks.insert(name.clone(), node_check(v));
     }
     // Each node in its own era: a host may run nodes of different chains.
     // A syncing node's finalized state is old: it is read once synced.

@@ -1,7 +1,13 @@
 //! Where a node keeps its keys: `<base path>/chains/<chain id>/{keystore,network}`.
 //!
-//! The base path comes from the node's command line (`--base-path`/`-d`, default
-//! `/root/data`). The chain id is the chain spec's `id`, which is not what `--chain`
+//! The base path comes from the node's command line (`--base-path`/`-d`). Without one it is
+//! the node's own default when the container runs the node binary itself (the official
+//! image's `/bin/creditcoin3-node`): sc-cli's `CliConfiguration::base_path` falls back to
+//! `BasePath::from_project("", "", &executable_name())` (polkadot-sdk
+//! `substrate/client/cli/src/config.rs`), which sc-service resolves with the `directories`
+//! crate's `ProjectDirs::data_local_dir()`: `$HOME/.local/share/<executable name>` on Linux.
+//! A container that runs something else (the guide's `/start.sh`, warden's `testnode`) is
+//! taken to use the guide's `/root/data`. The chain id is the chain spec's `id`, which is not what `--chain`
 //! says: Creditcoin 3's `load_spec` (gluwa/creditcoin3 `node/src/command.rs`) maps
 //! `mainnet`, `testnet`, `devnet`, `dev` and `local` to built-in specs whose ids are
 //! `creditcoin3` (the directory operators' scripts use for mainnet), `creditcoin3_testnet`,
@@ -11,9 +17,10 @@
 //!
 //! - running: `docker exec <c> ls -1 -- <base>/chains` lists the chain directories, one
 //!   cheap call;
-//! - stopped (exec impossible) or without `ls`: each candidate is probed by copying
-//!   `<base>/chains/<id>/keystore` (then `…/network`) out with `docker cp`, which works
-//!   on stopped containers and copies only those (small) directories.
+//! - stopped (exec impossible) or without `ls`: each candidate is probed by listing
+//!   `<base>/chains/<id>/keystore` (then `…/network`) from the tar headers of
+//!   `docker cp <c>:<path> -` ([`Engine::list_dir`]), which works on stopped containers,
+//!   streams only those (small) directories and writes no key file anywhere.
 //!
 //! Rejected: `docker cp <c>:<base>/chains -` to list a stopped container's chains. It
 //! streams a tar of everything below, the whole chain database included (hundreds of
@@ -29,8 +36,21 @@ use crate::docker::{ContainerInspect, DockerError};
 
 use super::engine::Engine;
 
-/// The base path of a node started without `--base-path`, as the Creditcoin images use.
+/// The base path of a node started without `--base-path` by a script or a wrapper, as the
+/// original guide's image uses.
 pub const DEFAULT_BASE_PATH: &str = "/root/data";
+
+/// The base path a node started without `--base-path` uses: sc-cli's default when the
+/// container's program is a Substrate node binary (its name ends in `-node`, as
+/// `creditcoin3-node` does), `$HOME/.local/share/<name>`; else [`DEFAULT_BASE_PATH`].
+pub fn default_base_path(program: &str, home: &str) -> String {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    if name.ends_with("-node") && is_valid_chain_id(name) {
+        format!("{}/.local/share/{name}", home.trim_end_matches('/'))
+    } else {
+        DEFAULT_BASE_PATH.to_owned()
+    }
+}
 
 /// Fallback chain ids: Creditcoin 3 mainnet, then Creditcoin 2.
 pub const FALLBACK_CHAIN_IDS: [&str; 2] = ["creditcoin3", "creditcoin"];
@@ -176,15 +196,20 @@ fn absolute(path: &str, working_dir: &str) -> String {
     }
 }
 
-/// Reads the base path and chain id candidates from the container's configuration.
-/// Pure: nothing is asked of Docker.
-pub fn chain_paths(inspect: &ContainerInspect, chain_id_hint: Option<&str>) -> NodePaths {
+/// Reads the base path and chain id candidates from the container's configuration;
+/// `home` is the node user's home directory (for sc-cli's default base path). Pure:
+/// nothing is asked of Docker.
+pub fn chain_paths(
+    inspect: &ContainerInspect,
+    chain_id_hint: Option<&str>,
+    home: &str,
+) -> NodePaths {
     let words = command_words(inspect);
     let working_dir = inspect.config.working_dir.as_str();
     let base_path = flag_value(&words, &["--base-path", "-d"])
         .filter(|value| !value.is_empty() && !value.contains('\0'))
         .map(|value| absolute(value, working_dir))
-        .unwrap_or_else(|| DEFAULT_BASE_PATH.to_owned());
+        .unwrap_or_else(|| default_base_path(&inspect.path, home));
     let mut chain_id_from_args = None;
     let mut chain_spec_file = None;
     if let Some(chain) = flag_value(&words, &["--chain"]) {
@@ -319,15 +344,11 @@ pub fn resolve_chain(
     }
     // The keystore first; the network directory too, so a node whose keystore was
     // lost (the reason for many restores) is still found.
-    for (index, id) in candidates.iter().enumerate() {
+    for id in &candidates {
         for sub in ["keystore", "network"] {
-            let dest = scratch.join(format!("probe-{index}-{sub}"));
             let path = format!("{chains}/{id}/{sub}");
-            match engine.cp_from(container, &path, &dest) {
-                Ok(()) => {
-                    let _ = std::fs::remove_dir_all(&dest);
-                    return Ok(choose(id.clone()));
-                }
+            match engine.list_dir(container, &path) {
+                Ok(_) => return Ok(choose(id.clone())),
                 Err(error) if is_missing_path(&error) => continue,
                 Err(error) => return Err(ResolveError::Docker(error)),
             }
@@ -437,7 +458,7 @@ mod tests {
             ),
         ];
         for (args, working_dir, hint, base, candidates, spec) in cases {
-            let paths = chain_paths(&inspect_with(args, working_dir), *hint);
+            let paths = chain_paths(&inspect_with(args, working_dir), *hint, "/root");
             assert_eq!(paths.base_path, *base, "{args:?}");
             assert_eq!(paths.candidates(None), *candidates, "{args:?}");
             assert_eq!(paths.chain_spec_file.as_deref(), *spec, "{args:?}");
@@ -445,14 +466,44 @@ mod tests {
     }
 
     #[test]
+    fn without_base_path_a_node_binary_uses_sc_clis_default() {
+        assert_eq!(
+            default_base_path("/bin/creditcoin3-node", "/creditcoin-node"),
+            "/creditcoin-node/.local/share/creditcoin3-node"
+        );
+        assert_eq!(
+            default_base_path("creditcoin3-node", "/root/"),
+            "/root/.local/share/creditcoin3-node"
+        );
+        for script in ["/start.sh", "/usr/local/bin/testnode", "/bin/sh", ""] {
+            assert_eq!(
+                default_base_path(script, "/root"),
+                DEFAULT_BASE_PATH,
+                "{script}"
+            );
+        }
+        let mut official = inspect_with(&["--chain", "/mainnetSpecRaw.json"], "/creditcoin-node");
+        official.path = "/bin/creditcoin3-node".to_owned();
+        let paths = chain_paths(&official, None, "/creditcoin-node");
+        assert_eq!(
+            paths.base_path,
+            "/creditcoin-node/.local/share/creditcoin3-node"
+        );
+        assert_eq!(
+            paths.chain_spec_file.as_deref(),
+            Some("/mainnetSpecRaw.json")
+        );
+    }
+
+    #[test]
     fn a_spec_files_id_comes_after_the_hint() {
         let args = ["--chain", "/specs/raw.json"];
-        let without_hint = chain_paths(&inspect_with(&args, ""), None);
+        let without_hint = chain_paths(&inspect_with(&args, ""), None, "/root");
         assert_eq!(
             without_hint.candidates(Some("creditcoin3_testnet")),
             ["creditcoin3_testnet", "creditcoin3", "creditcoin"]
         );
-        let with_hint = chain_paths(&inspect_with(&args, ""), Some("creditcoin"));
+        let with_hint = chain_paths(&inspect_with(&args, ""), Some("creditcoin"), "/root");
         assert_eq!(
             with_hint.candidates(Some("creditcoin3_testnet")),
             ["creditcoin", "creditcoin3_testnet", "creditcoin3"]

@@ -2,7 +2,7 @@
 //! and exclusively) before warden stops a node or changes its keys, removed when the
 //! operation has finished and reported. A marker still there when the agent starts
 //! means a process was killed mid-operation; [`recover_one`] starts the node again if
-//! it was running and is not.
+//! it was running and is not, and undoes a restore's half-done swap of key directories.
 //!
 //! Format (JSON, one object):
 //!
@@ -234,8 +234,11 @@ pub struct Recovered {
 }
 
 /// Settles one marker left by an interrupted operation: if the node was running and is
-/// not, starts it. Never touches keys: after an interrupted restore it says where they
-/// are and leaves the decision to the operator.
+/// not, starts it. A restore killed between its renames (phase `swapping`) can have left
+/// the node without `keystore/` or `network/`: the set-aside directories, which hold
+/// the keys the node ran with, are put back in place ([`roll_back_swap`]) and the node
+/// restarted if it was started here (so it loads them). Other phases leave the keys
+/// alone and say where they are.
 pub fn recover_one(engine: &dyn Engine, marker: &Marker) -> Recovered {
     let container = marker.container.as_str();
     let what = match marker.operation {
@@ -278,8 +281,13 @@ pub fn recover_one(engine: &dyn Engine, marker: &Marker) -> Recovered {
             };
         }
     };
+    let swapping =
+        marker.operation == OperationName::Restore && marker.phase.as_deref() == Some("swapping");
     if state.running || state.paused || state.restarting {
         message.push_str(&format!("; {container} is running again already"));
+        if swapping {
+            return settle_swap(engine, marker, message, false);
+        }
         return Recovered {
             message,
             remove: true,
@@ -288,6 +296,9 @@ pub fn recover_one(engine: &dyn Engine, marker: &Marker) -> Recovered {
     match engine.start(container) {
         Ok(()) => {
             message.push_str(&format!("; {container} was started again"));
+            if swapping {
+                return settle_swap(engine, marker, message, true);
+            }
             Recovered {
                 message,
                 remove: true,
@@ -304,6 +315,116 @@ pub fn recover_one(engine: &dyn Engine, marker: &Marker) -> Recovered {
             }
         }
     }
+}
+
+/// After [`roll_back_swap`] on a running node: say what was done; restart the node
+/// when it was started by the recovery (it loaded whatever directories were there).
+fn settle_swap(
+    engine: &dyn Engine,
+    marker: &Marker,
+    mut message: String,
+    started_here: bool,
+) -> Recovered {
+    let container = marker.container.as_str();
+    match roll_back_swap(engine, marker) {
+        Ok(false) => {
+            message.push_str("; its key directories were not changed");
+            Recovered {
+                message,
+                remove: true,
+            }
+        }
+        Ok(true) => {
+            message.push_str(
+                "; the keys it had before the restore were put back in place (restore again)",
+            );
+            if started_here {
+                let restarted = engine
+                    .stop(container, std::time::Duration::from_secs(60))
+                    .and_then(|()| engine.start(container));
+                match restarted {
+                    Ok(()) => {
+                        message.push_str(&format!("; {container} was restarted to load them"))
+                    }
+                    Err(error) => message.push_str(&format!(
+                        "; restarting {container} to load them failed ({error}): run \
+                         `docker restart {container}`"
+                    )),
+                }
+            }
+            Recovered {
+                message,
+                remove: true,
+            }
+        }
+        Err(problem) => {
+            message.push_str(&format!(
+                "; putting its previous keys back failed ({problem}): CHECK its key \
+                 directories by hand (warden tries again at its next start)"
+            ));
+            Recovered {
+                message,
+                remove: false,
+            }
+        }
+    }
+}
+
+/// Runs `argv` in the container; a non-zero exit is an error with its stderr.
+fn run_in(engine: &dyn Engine, container: &str, argv: &[&str]) -> Result<String, String> {
+    let output = engine
+        .exec(container, argv, std::time::Duration::from_secs(30))
+        .map_err(|error| error.to_string())?;
+    if output.exit_code == 0 {
+        Ok(output.stdout)
+    } else {
+        Err(format!(
+            "`{}` exited {}: {}",
+            argv.join(" "),
+            output.exit_code,
+            output.stderr.trim()
+        ))
+    }
+}
+
+/// Undoes a restore's half-done swap in a running container: each directory set aside
+/// (`<chain>/<top>.warden-old-<id>`, the keys the node runs with) goes back to
+/// `<chain>/<top>`, whatever was moved in there going back to the staging directory,
+/// which is then removed. Returns whether anything was moved.
+pub fn roll_back_swap(engine: &dyn Engine, marker: &Marker) -> Result<bool, String> {
+    let container = marker.container.as_str();
+    let (Some(chain), Some(stage)) = (marker.chain_path.as_deref(), marker.stage.as_deref()) else {
+        return Err("the marker does not say where the keys are".to_owned());
+    };
+    let listed = run_in(engine, container, &["ls", "-1", "--", chain])?;
+    let names: Vec<&str> = listed.lines().map(str::trim).collect();
+    let mut moved = false;
+    for aside in &marker.aside {
+        let aside_name = aside.rsplit('/').next().unwrap_or(aside);
+        let Some((top, _)) = aside_name.split_once(".warden-old-") else {
+            return Err(format!("{aside} is not a set-aside key directory"));
+        };
+        if !matches!(top, "keystore" | "network") || !aside.starts_with(chain) {
+            return Err(format!("{aside} is not a set-aside key directory"));
+        }
+        if !names.contains(&aside_name) {
+            // Never moved aside, or already put back.
+            continue;
+        }
+        let in_place = format!("{}/{top}", chain.trim_end_matches('/'));
+        if names.contains(&top) {
+            run_in(engine, container, &["mkdir", "-p", "--", stage])?;
+            run_in(
+                engine,
+                container,
+                &["mv", "--", &in_place, &format!("{stage}/{top}")],
+            )?;
+        }
+        run_in(engine, container, &["mv", "--", aside, &in_place])?;
+        moved = true;
+    }
+    run_in(engine, container, &["rm", "-rf", "--", stage])?;
+    Ok(moved)
 }
 
 fn restore_detail(marker: &Marker) -> String {

@@ -36,18 +36,17 @@
 //!   starts on its own) the backup is copied over the existing directories, which is
 //!   exact only when every file there is also in the backup: otherwise the restore is
 //!   refused with the reason, before anything is changed.
-//! - **Ownership**: files copied in are created by `docker cp`; on the engines seen they
-//!   keep the host's owner, which is root (warden extracts them as root). A node running
-//!   as root reads them whatever the owner. A node running as another user would need a
-//!   `chown` as root inside the container, which `docker exec` (running as the
-//!   container's user) cannot do: such restores are refused (see "Not done").
+//! - **Ownership**: restored files belong to the user the node runs as (root for the
+//!   guide's image, `creditcoin` for the official one), with the archive's modes
+//!   (directories 0700, files 0600): the tree is `chown`ed on the host before `docker cp`
+//!   carries it in (see [`owner`] for why this way).
 //!
 //! Invariants: only this module writes in the backup directory; it never reads or logs
 //! key file contents except to copy, hash and compare them; every Docker call goes
 //! through [`engine::Engine`], implemented by [`crate::docker::Docker`].
 //!
-//! Not done, on purpose or for lack of a Docker call: restoring into a node that runs
-//! as a non-root user (needs `docker exec -u 0` or `docker cp -a` in `crate::docker`);
+//! Not done, on purpose or for lack of a Docker call: restoring into a non-root node
+//! when warden itself cannot `chown` (it runs without CAP_CHOWN: refused, with the reason);
 //! archives of the original shell recipe (`chains/<id>/keystore/…` layout) are refused
 //! as entries outside `keystore/`/`network/`; two agents sharing one backup directory
 //! are not coordinated (the busy check is per process).
@@ -58,6 +57,8 @@ mod engine;
 mod error;
 mod flow;
 mod marker;
+mod owner;
+mod restore;
 mod store;
 
 #[cfg(test)]
@@ -71,11 +72,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use archive::{MAX_ARCHIVE_BYTES, MAX_CONTENT_BYTES, MAX_ENTRIES};
-pub use chain::{ChainDir, DEFAULT_BASE_PATH, FALLBACK_CHAIN_IDS, NodePaths, chain_paths};
+pub use chain::{
+    ChainDir, DEFAULT_BASE_PATH, FALLBACK_CHAIN_IDS, NodePaths, chain_paths, is_missing_path,
+};
 pub use error::{BackupError, Cause, Failure, KeysState, NodeState, Operation};
 pub use store::{ArchiveName, archive_file_name, parse_archive_name};
 
-use crate::docker::Docker;
+use crate::docker::{Docker, DockerError};
 
 /// Archives kept per container by default.
 pub const DEFAULT_KEEP: usize = 7;
@@ -95,6 +98,19 @@ pub struct BackupConfig {
     /// The chain id to look for first (`creditcoin3`), when the node's command line
     /// does not tell.
     pub chain_id_hint: Option<String>,
+    /// This host's name, recorded in archives and checked by restores: a container
+    /// name alone does not say whose keys an archive holds (`3node0` exists on every
+    /// host).
+    pub host: String,
+}
+
+/// This host's name (the kernel's), as recorded in archives.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl BackupConfig {
@@ -104,6 +120,7 @@ impl BackupConfig {
             keep: DEFAULT_KEEP,
             stop_grace: DEFAULT_STOP_GRACE,
             chain_id_hint: None,
+            host: this_host(),
         }
     }
 }
@@ -185,7 +202,7 @@ pub fn restore_keys(
     options: RestoreOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<RestoreReport, BackupError> {
-    flow::restore_with(
+    restore::restore_with(
         docker,
         container,
         backup_file_name,
@@ -207,6 +224,13 @@ pub fn recover_inflight(
     flow::recover_with(docker, cfg, report)
 }
 
+/// The names directly under `path` in the container, read from the tar headers of
+/// `docker cp <c>:<path> -` (no `ls` needed, nothing written to disk); for images
+/// without `ls`.
+pub fn list_dir(docker: &Docker, container: &str, path: &str) -> Result<Vec<String>, DockerError> {
+    engine::Engine::list_dir(docker, container, path)
+}
+
 /// Where `inspect`'s node keeps its chain folder (`<base path>/chains/<id>`),
 /// found the way a backup finds it; for the agent's keystore listing.
 pub fn locate_chain(
@@ -226,7 +250,10 @@ pub fn locate_chain(
         .mode(0o700)
         .create(&scratch)
         .map_err(|e| format!("{}: {e}", scratch.display()))?;
-    let paths = chain::chain_paths(inspect, None);
+    let home = owner::node_user(docker, inspect, &scratch)
+        .map(|user| user.home)
+        .unwrap_or_else(|_| owner::NodeUser::root().home);
+    let paths = chain::chain_paths(inspect, None, &home);
     let found = chain::resolve_chain(
         docker,
         &inspect.name,

@@ -124,4 +124,12 @@ impl Chain {
     pub fn queued(&mut self, queued: &[(AccountId32, SessionKeys)]) -> &mut Self {
         self.put(keys::session_queued_keys(), &queued.to_vec())
     }
+
+    pub fn session_index(&mut self, index: u32) -> &mut Self {
+        self.put(keys::session_current_index(), &index)
+    }
+
+    pub fn epoch_start(&mut self, previous: u32, current: u32) -> &mut Self {
+        self.put(keys::babe_epoch_start(), &(previous, current))
+    }
 }

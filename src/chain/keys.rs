@@ -31,6 +31,13 @@ use super::types::{AccountId32, KeyTypeId};
 pub const HISTORY_DEPTH: u32 = 84;
 
 const SESSION: &str = "Session";
+const BABE: &str = "Babe";
+
+/// `Babe.EpochStart`: (block the previous epoch started in, block the current one
+/// started in). On Creditcoin 3 an epoch is a session (2,880 blocks).
+pub fn babe_epoch_start() -> Vec<u8> {
+    storage_prefix(BABE, "EpochStart")
+}
 const STAKING: &str = "Staking";
 
 /// twox_128(pallet) ‖ twox_128(item): the whole key of a value, the prefix of a map.

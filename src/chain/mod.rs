@@ -17,6 +17,7 @@
 //!   field and the byte; it is never read as "absent".
 
 pub mod hashing;
+pub mod key_check;
 pub mod keys;
 pub mod payouts;
 pub mod reader;
@@ -32,7 +33,9 @@ mod fixture;
 mod vectors;
 
 pub use keys::HISTORY_DEPTH;
-pub use payouts::{EraPayout, era_payout, stash_ledger, unclaimed_payout_eras};
+pub use payouts::{
+    EraPayout, UnclaimedEra, era_payout, stash_ledger, unclaimed_payout_eras, unclaimed_payouts,
+};
 pub use reader::{ChainError, StorageReader};
 pub use scale::{DecodeError, decode_all};
 pub use session_keys::{

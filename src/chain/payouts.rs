@@ -143,16 +143,29 @@ pub fn era_payout<R: StorageReader>(
     }
 }
 
+/// One era whose rewards a stash can still claim.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnclaimedEra {
+    pub era: u32,
+    /// The exposure pages not claimed yet (`payoutStakersByPage`), ascending.
+    pub pages: Vec<u32>,
+    pub page_count: u32,
+    /// The first era in which it can no longer be claimed: pallet-staking's
+    /// `do_payout_stakers` refuses `era < current_era − history_depth`
+    /// (`InvalidEraToReward`), so once the era is `era + history_depth + 1`.
+    pub expires_at_era: u32,
+}
+
 /// The eras in `[active_era − history_depth, active_era − 1]` (saturating at 0) for which
-/// `stash` still has rewards to claim, oldest first. Empty when the stash is not bonded
-/// (pallet-staking refuses its payouts with `NotStash`) and in era 0, which has no
-/// ended era before it.
-pub fn unclaimed_payout_eras<R: StorageReader>(
+/// `stash` still has rewards to claim, oldest first, with their pages and expiry. Empty
+/// when the stash is not bonded (pallet-staking refuses its payouts with `NotStash`) and
+/// in era 0, which has no ended era before it.
+pub fn unclaimed_payouts<R: StorageReader>(
     reader: &R,
     stash: &AccountId32,
     active_era: u32,
     history_depth: u32,
-) -> Result<Vec<u32>, ChainError<R::Error>> {
+) -> Result<Vec<UnclaimedEra>, ChainError<R::Error>> {
     if active_era == 0 {
         return Ok(Vec::new());
     }
@@ -162,11 +175,33 @@ pub fn unclaimed_payout_eras<R: StorageReader>(
     let first = active_era.saturating_sub(history_depth);
     let mut eras = Vec::new();
     for era in first..active_era {
-        if let EraPayout::Unclaimed { .. } = era_payout(reader, stash, era, &ledger)? {
-            eras.push(era);
+        if let EraPayout::Unclaimed {
+            page_count,
+            unclaimed_pages,
+        } = era_payout(reader, stash, era, &ledger)?
+        {
+            eras.push(UnclaimedEra {
+                era,
+                pages: unclaimed_pages,
+                page_count,
+                expires_at_era: era.saturating_add(history_depth).saturating_add(1),
+            });
         }
     }
     Ok(eras)
+}
+
+/// The eras of [`unclaimed_payouts`] alone.
+pub fn unclaimed_payout_eras<R: StorageReader>(
+    reader: &R,
+    stash: &AccountId32,
+    active_era: u32,
+    history_depth: u32,
+) -> Result<Vec<u32>, ChainError<R::Error>> {
+    Ok(unclaimed_payouts(reader, stash, active_era, history_depth)?
+        .into_iter()
+        .map(|unclaimed| unclaimed.era)
+        .collect())
 }
 
 #[cfg(test)]
@@ -360,6 +395,25 @@ mod tests {
         let eras = unclaimed_payout_eras(&chain.storage, &stash(), 100, HISTORY_DEPTH).unwrap();
         // 15 is older than 100 - 84; 100 is the active era, not ended.
         assert_eq!(eras, vec![16, 99]);
+        let detailed = unclaimed_payouts(&chain.storage, &stash(), 100, HISTORY_DEPTH).unwrap();
+        assert_eq!(
+            detailed,
+            vec![
+                // 16 can be claimed in era 100 (16 >= 100 - 84), no longer in 101.
+                UnclaimedEra {
+                    era: 16,
+                    pages: vec![0],
+                    page_count: 1,
+                    expires_at_era: 101
+                },
+                UnclaimedEra {
+                    era: 99,
+                    pages: vec![0],
+                    page_count: 1,
+                    expires_at_era: 184
+                },
+            ]
+        );
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn storage_keys_match_substrate_interface() {
         let who = |i: usize| account(&args[i]);
         let item = text(&vector["item"]);
         let key = match item {
+            "Babe.EpochStart" => keys::babe_epoch_start(),
             "Session.Validators" => keys::session_validators(),
             "Session.CurrentIndex" => keys::session_current_index(),
             "Session.QueuedKeys" => keys::session_queued_keys(),
@@ -141,7 +142,7 @@ fn storage_keys_match_substrate_interface() {
         assert_eq!(keys::to_hex(&key), text(&vector["key"]), "{vector}");
         items_seen.insert(item.to_owned());
     }
-    assert_eq!(items_seen.len(), 17, "every storage item has vectors");
+    assert_eq!(items_seen.len(), 18, "every storage item has vectors");
 }
 
 #[test]
@@ -307,13 +308,14 @@ fn scale_matches_scalecodec() {
                     blocked: value["blocked"].as_bool().expect("bool"),
                 },
             ),
+            "EpochStart" => check::<(u32, u32)>(vector, (int(&value[0]), int(&value[1]))),
             other => panic!("unknown SCALE type {other}"),
         }
         types_seen.insert(type_name.to_owned());
     }
     assert_eq!(
         types_seen.len(),
-        23,
+        24,
         "every SCALE type has vectors: {types_seen:?}"
     );
 }
@@ -350,6 +352,7 @@ fn truncating_any_scale_vector_is_an_error_and_so_is_a_trailing_byte() {
                 "QueuedKeys" => {
                     decode_all::<Vec<(AccountId32, SessionKeys)>>(data, type_name).is_ok()
                 }
+                "EpochStart" => decode_all::<(u32, u32)>(data, type_name).is_ok(),
                 "ActiveEraInfo" => decode_all::<ActiveEraInfo>(data, type_name).is_ok(),
                 "StakingLedger" => decode_all::<StakingLedger>(data, type_name).is_ok(),
                 "EraRewardPoints" => decode_all::<EraRewardPoints>(data, type_name).is_ok(),

@@ -186,6 +186,16 @@ pub fn cp_from_args(
     ])
 }
 
+/// `docker cp NAME:PATH -`: a tar stream of PATH on stdout (works on stopped
+/// containers), for reading names from its headers without writing anything.
+pub fn cp_stream_args(name: &str, path_in_container: &str) -> Result<Vec<String>, DockerError> {
+    Ok(vec![
+        "cp".to_owned(),
+        container_path(name, path_in_container)?,
+        "-".to_owned(),
+    ])
+}
+
 /// `docker cp HOST_SRC NAME:PATH`
 ///
 /// Files copied into a container are owned by root (uid 0) there, whatever

@@ -33,9 +33,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use args::{
-    MAX_CONTAINER_NAME_LEN, cp_from_args, cp_to_args, exec_args, grace_seconds, inspect_args,
-    list_containers_args, logs_args, restart_args, server_version_args, start_args, stats_args,
-    stop_args, validate_container_name,
+    MAX_CONTAINER_NAME_LEN, cp_from_args, cp_stream_args, cp_to_args, exec_args, grace_seconds,
+    inspect_args, list_containers_args, logs_args, restart_args, server_version_args, start_args,
+    stats_args, stop_args, validate_container_name,
 };
 pub use error::DockerError;
 pub use parse::{
@@ -293,6 +293,29 @@ impl Docker {
     ) -> Result<(), DockerError> {
         let argv = cp_from_args(name, path_in_container, host_dest)?;
         self.run_ok(&argv, &[name], self.timeout).map(drop)
+    }
+
+    /// `docker cp NAME:PATH -`: the tar stream of `path_in_container`, at most `cap`
+    /// bytes (more is an error, not a cut: a partial listing would be wrong). Works on
+    /// stopped containers. The bytes stay in memory; callers read headers only.
+    pub fn cp_from_stream(
+        &self,
+        name: &str,
+        path_in_container: &str,
+        cap: usize,
+    ) -> Result<Vec<u8>, DockerError> {
+        let argv = cp_stream_args(name, path_in_container)?;
+        let captured = self
+            .clone()
+            .with_output_cap(cap)
+            .run_ok(&argv, &[name], self.timeout)?;
+        if captured.stdout.truncated {
+            return Err(DockerError::Parse {
+                what: "`docker cp` stream",
+                detail: format!("{path_in_container} in {name} is larger than {cap} bytes"),
+            });
+        }
+        Ok(captured.stdout.bytes)
     }
 
     /// Copies `host_src` into the container at `path_in_container` (`docker cp`;

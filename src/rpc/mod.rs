@@ -37,6 +37,7 @@
 //! redirects (a node does not send them; a 3xx is an [`RpcError::Http`]).
 
 mod error;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +53,7 @@ use crate::docker::{ContainerInspect, Docker, DockerError, ExecOutput};
 pub(crate) use error::display_duration;
 pub(crate) use error::excerpt;
 pub use error::{METHOD_NOT_FOUND, RpcError, UNSAFE_DENIED_MESSAGE};
+pub use storage::RpcStorage;
 
 /// A Substrate node's RPC port when its command line names none.
 pub const DEFAULT_RPC_PORT: u16 = 9944;

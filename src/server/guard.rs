@@ -24,6 +24,11 @@ fn is_public_key(k: &str) -> bool {
     hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// A libp2p peer id as a node prints it: base58, at most 128 characters.
+fn is_peer_id(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 128 && p.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// The valid (type, key) pairs of `pairs`, at most [`MAX_KEYSTORE_ENTRIES`].
 fn checked_keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
     pairs
@@ -92,8 +97,9 @@ impl Hub {
     pub(super) fn guard_keystores<'a>(
         &mut self,
         agent: &str,
-        nodes: impl Iterator<Item = (&'a String, &'a Value)>,
+        nodes: impl Iterator<Item = (&'a String, &'a Value)> + Clone,
     ) {
+        let nodes_again = nodes.clone();
         for (container, node) in nodes {
             let Some(listing) = node.get("keystore").and_then(Value::as_array) else {
                 continue;
@@ -115,6 +121,16 @@ impl Hub {
                 .replace(&(agent.to_string(), container.clone()), &keys);
             self.raise_duplicates(found);
         }
+        for (container, node) in nodes_again {
+            let peer_id = node
+                .get("peer_id")
+                .and_then(Value::as_str)
+                .filter(|p| is_peer_id(p));
+            let found = self
+                .keyguard
+                .replace_peer(&(agent.to_string(), container.clone()), peer_id);
+            self.raise_duplicates(found);
+        }
     }
 
     pub(super) fn raise_duplicates(&mut self, found: Vec<Duplicate>) {
@@ -132,11 +148,12 @@ impl Hub {
                 &mut self.batch,
             );
             self.line_after_commit(format!(
-                "!!! DUPLICATE SESSION KEY: {} key {} is held by {}. Two nodes signing with the same keys \
-                 get the validator slashed: stop all but one of them now.",
+                "!!! DUPLICATE {}: {} key {} is held by {}. {}",
+                dup.what(),
                 dup.key_type,
                 dup.public_key,
-                nodes.join(" and ")
+                nodes.join(" and "),
+                dup.advice()
             ));
             crate::log::error(&format!(
                 "duplicate session key {} on {}",

@@ -395,7 +395,7 @@ impl Hub {
                 .iter()
                 .filter(|(name, _)| live.announced(name))
                 .collect();
-            self.guard_keystores(agent, managed.into_iter());
+            self.guard_keystores(agent, managed.iter().copied());
         }
         if let Some(live) = self.live.get_mut(agent) {
             live.last_stats = raw;

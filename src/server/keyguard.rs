@@ -3,6 +3,12 @@
 //! server sees every key the fleet reports (rotations, and each node's
 //! keystore public keys in its stats) and raises an alert the moment one
 //! public key is held by two containers.
+//!
+//! Network keys too: two nodes started from one `secret_ed25519` share a
+//! libp2p peer id and break each other's networking. Each node's peer id (from
+//! its stats) is held in the same table under `peer:<id>`, with key type
+//! [`PEER_ID`], and raises the same kind of alert. Peer ids are base58, so they
+//! are compared exactly, never case-folded as hex keys are.
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Keys one node is remembered to hold from rotations and confirmations,
@@ -19,8 +25,37 @@ pub struct Duplicate {
     pub holders: Vec<Holder>,
 }
 
+/// The key type of a duplicate network key (the value is the peer id).
+pub const PEER_ID: &str = "peer_id";
+/// Prefix of peer ids in the table, so they cannot meet a hex key.
+const PEER_PREFIX: &str = "peer:";
+
+impl Duplicate {
+    /// What is duplicated, for the operator's alert line.
+    pub fn what(&self) -> &'static str {
+        if self.key_type == PEER_ID {
+            "NETWORK KEY (peer id)"
+        } else {
+            "SESSION KEY"
+        }
+    }
+
+    /// What the operator should do about it.
+    pub fn advice(&self) -> &'static str {
+        if self.key_type == PEER_ID {
+            "Two nodes with one network key break each other's networking: give all but one \
+             a new key (`creditcoin3-node key generate-node-key`) and restart them."
+        } else {
+            "Two nodes signing with the same keys get the validator slashed: stop all but one \
+             of them now."
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct KeyGuard {
+    /// Each node's last reported peer id.
+    peers: BTreeMap<Holder, String>,
     /// Public key (lowercase 0x hex) → key type and who holds it.
     holders: BTreeMap<String, (String, BTreeSet<Holder>)>,
     /// What each node's last keystore report said it holds.
@@ -150,6 +185,27 @@ impl KeyGuard {
         found
     }
 
+    /// `holder` runs with this peer id now (`None`: not known, e.g. stopped; the
+    /// last known one is kept, since its key file still exists).
+    pub fn replace_peer(&mut self, holder: &Holder, peer_id: Option<&str>) -> Vec<Duplicate> {
+        let Some(peer_id) = peer_id.map(str::trim).filter(|p| !p.is_empty()) else {
+            return Vec::new();
+        };
+        let key = format!("{PEER_PREFIX}{peer_id}");
+        let old = self.peers.insert(holder.clone(), key.clone());
+        let mut touched = vec![key.clone()];
+        if let Some(old) = old.filter(|old| *old != key) {
+            self.remove_holder(&old, holder);
+            touched.push(old);
+        }
+        self.holders
+            .entry(key)
+            .or_insert_with(|| (PEER_ID.to_owned(), BTreeSet::new()))
+            .1
+            .insert(holder.clone());
+        self.check(touched.into_iter())
+    }
+
     fn check(&mut self, keys: impl Iterator<Item = String>) -> Vec<Duplicate> {
         let mut found = Vec::new();
         for key in keys {
@@ -166,7 +222,10 @@ impl KeyGuard {
             if self.raised.insert((key.clone(), holders.clone())) {
                 found.push(Duplicate {
                     key_type: key_type.clone(),
-                    public_key: key,
+                    public_key: key
+                        .strip_prefix(PEER_PREFIX)
+                        .map(str::to_owned)
+                        .unwrap_or(key),
                     holders,
                 });
             }
@@ -277,5 +336,38 @@ mod tests {
                 .is_empty(),
             "different keys"
         );
+    }
+
+    #[test]
+    fn one_network_key_on_two_nodes_is_raised_as_a_peer_id() {
+        let mut g = KeyGuard::default();
+        let id = "12D3KooWSR7M5PQpGFDjBouNVWqqtGaNCjhsc6eWQ72nHyxCvJtm";
+        assert!(g.replace_peer(&h("a", "n0"), Some(id)).is_empty());
+        assert!(
+            g.replace_peer(&h("a", "n0"), Some(id)).is_empty(),
+            "same node"
+        );
+        assert!(g.replace_peer(&h("b", "n1"), None).is_empty(), "unknown");
+        // Same letters, other case: another peer id (base58 is case-sensitive).
+        let other_case = id.to_ascii_lowercase();
+        assert!(g.replace_peer(&h("b", "n1"), Some(&other_case)).is_empty());
+        let dup = g.replace_peer(&h("c", "n2"), Some(id));
+        assert_eq!(
+            dup,
+            vec![Duplicate {
+                key_type: PEER_ID.into(),
+                public_key: id.into(),
+                holders: vec![h("a", "n0"), h("c", "n2")]
+            }]
+        );
+        assert_eq!(dup[0].what(), "NETWORK KEY (peer id)");
+        // A new key on n2 resolves it; back again, raised again.
+        assert!(
+            g.replace_peer(&h("c", "n2"), Some("12D3KooWother"))
+                .is_empty()
+        );
+        assert_eq!(g.replace_peer(&h("c", "n2"), Some(id)).len(), 1);
+        // A hex key that happens to read like the id is not mixed up with it.
+        assert!(g.replace(&h("d", "n3"), &keys(&[("gran", id)])).is_empty());
     }
 }

@@ -301,6 +301,9 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         "ERA",
         "UNCLAIMED",
         "VALIDATOR",
+        "KEYS",
+        "SLOTS",
+        "PEER ID",
         "NOTE",
     ];
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
@@ -324,10 +327,40 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
             let field = |k: &str| cell(n.and_then(|n| n.get(k)));
             let payout = |k: &str| cell(p.and_then(|p| p.get(k)));
             let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
-            let note = match field_str("rpc_error") {
-                Some(error) => format!("{}: {error}", field_str("rpc_code").unwrap_or("error")),
-                None => String::new(),
-            };
+            let chain_keys = p.and_then(|p| p.get("chain_keys"));
+            let mut notes = Vec::new();
+            if let Some(warning) = chain_keys
+                .and_then(|k| k.get("warning"))
+                .and_then(Value::as_str)
+            {
+                notes.push(format!("!!! {warning}"));
+            }
+            if let Some(error) = field_str("rpc_error") {
+                notes.push(format!(
+                    "{}: {error}",
+                    field_str("rpc_code").unwrap_or("error")
+                ));
+            }
+            if chain_keys.and_then(|k| k.get("rotated_not_set")) == Some(&Value::Bool(true)) {
+                let when = chain_keys
+                    .and_then(|k| k.get("rotated_effective_in_s"))
+                    .and_then(Value::as_u64)
+                    .map(|s| format!(", ~{}", crate::chain::key_check::human_duration(s)))
+                    .unwrap_or_default();
+                notes.push(format!(
+                    "keys rotated on the node are not set on chain: send session.setKeys \
+                     (they take effect at session {}{when})",
+                    cell(chain_keys.and_then(|k| k.get("rotated_effective_session")))
+                ));
+            }
+            if n.and_then(|n| n.get("network_key")) == Some(&Value::Bool(false)) {
+                notes.push(
+                    "NO NETWORK KEY (network/secret_ed25519): the peer id changes at each start; \
+                     make one with `key generate-node-key`"
+                        .to_string(),
+                );
+            }
+            let note = notes.join("; ");
             rows.push(vec![
                 report.agent.to_string(),
                 name.to_string(),
@@ -340,9 +373,16 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
                 field("roles"),
                 field("version"),
                 payout("current_era"),
-                payout("unclaimed_payouts"),
+                unclaimed_cell(p),
                 payout("validator_account"),
-                note.chars().take(80).collect(),
+                keys_cell(chain_keys),
+                cell(
+                    chain_keys
+                        .and_then(|k| k.get("epoch_authorship"))
+                        .and_then(|a| a.get("total")),
+                ),
+                short_peer_id(field_str("peer_id")),
+                note.chars().take(160).collect(),
             ]);
         }
     }
@@ -350,6 +390,66 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
         return "no node reported yet (agents send stats every few seconds)".into();
     }
     table(&rows)
+}
+
+/// `3 (oldest 5d)`: unclaimed eras, and the days left to pay out the oldest
+/// before it expires (an era is a day on Creditcoin 3).
+fn unclaimed_cell(check: Option<&Value>) -> String {
+    let count = check.and_then(|p| p.get("unclaimed_payouts"));
+    let left = check
+        .and_then(|p| p.get("oldest_expires_in_eras"))
+        .and_then(Value::as_u64);
+    match (count.and_then(Value::as_u64), left) {
+        (Some(n), Some(days)) if n > 0 => format!("{n} (oldest {days}d)"),
+        _ => cell(count),
+    }
+}
+
+/// The chain's keys against the node's keystore: `ok`, `MISSING` (see the
+/// note), or a pending rotation with when it takes effect.
+fn keys_cell(chain_keys: Option<&Value>) -> String {
+    let Some(k) = chain_keys else {
+        return "-".to_string();
+    };
+    if k.get("warning").and_then(Value::as_str).is_some() {
+        return "MISSING".to_string();
+    }
+    if k.get("rotated_not_set") == Some(&Value::Bool(true)) {
+        return "rotated, not set".to_string();
+    }
+    if k.get("rotation_pending") == Some(&Value::Bool(true)) {
+        let session = cell(k.get("new_keys_session"));
+        return match k.get("new_keys_in_s").and_then(Value::as_u64) {
+            Some(s) => format!(
+                "new at s{session} ({})",
+                crate::chain::key_check::human_duration(s)
+            ),
+            None => format!("new at s{session}"),
+        };
+    }
+    match k.get("next_in_keystore") {
+        Some(Value::Bool(true)) => "ok".to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// `12D3KooW…xCvJtm`: enough to tell nodes apart in a table.
+fn short_peer_id(peer_id: Option<&str>) -> String {
+    match peer_id {
+        None => "-".to_string(),
+        Some(id) if id.chars().count() <= 16 => id.to_string(),
+        Some(id) => {
+            let tail: String = id
+                .chars()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("{}…{tail}", id.chars().take(8).collect::<String>())
+        }
+    }
 }
 
 /// Per agent and container: the newest backup, how old it is, how many.
@@ -472,6 +572,75 @@ mod tests {
         ] {
             assert!(row.contains(part), "{part} missing: {row}");
         }
+    }
+
+    #[test]
+    fn nodes_show_payout_expiry_and_the_keys_verdict() {
+        let stats = json!({"containers": [
+            {"name": "n0", "state": "running"}, {"name": "n1", "state": "running"},
+            {"name": "n2", "state": "running"}]});
+        let summary = json!({"payout_info": {"payout_checks": {
+            "n0": {"current_era": 100, "unclaimed_payouts": 2, "oldest_expires_in_eras": 5,
+                   "chain_keys": {"next_in_keystore": true, "queued_in_keystore": true,
+                                  "rotation_pending": false, "warning": null,
+                                  "epoch_authorship": {"total": 4}}},
+            "n1": {"current_era": 100, "unclaimed_payouts": 0,
+                   "chain_keys": {"next_in_keystore": false, "warning": "the keys set on chain are NOT here"}},
+            "n2": {"current_era": 100, "unclaimed_payouts": 0,
+                   "chain_keys": {"next_in_keystore": true, "rotation_pending": true,
+                                  "new_keys_session": 42, "new_keys_in_s": 129600, "warning": null}}}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: Some(summary.as_object().unwrap()),
+        };
+        let text = nodes(&[report]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("2 (oldest 5d)") && lines[1].contains(" ok "),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains(" 4 "), "slots: {}", lines[1]);
+        assert!(
+            lines[2].contains("MISSING") && lines[2].contains("!!! the keys set on chain"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[3].contains("new at s42 (1d12h)"), "{}", lines[3]);
+        let rotated = json!({"payout_info": {"payout_checks": {"n0": {"chain_keys": {
+            "next_in_keystore": true, "warning": null, "rotated_not_set": true,
+            "rotated_effective_session": 42, "rotated_effective_in_s": 129600}}}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: Some(rotated.as_object().unwrap()),
+        };
+        let text = nodes(&[report]);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("rotated, not set"), "{row}");
+        assert!(
+            row.contains("send session.setKeys (they take effect at session 42, ~1d12h)"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn nodes_show_the_peer_id_and_flag_a_missing_network_key() {
+        let stats = json!({"containers": [{"name": "n0", "state": "running"}, {"name": "n1", "state": "running"}],
+            "nodes": {
+                "n0": {"peer_id": "12D3KooWSR7M5PQpGFDjBouNVWqqtGaNCjhsc6eWQ72nHyxCvJtm", "network_key": true},
+                "n1": {"peer_id": "12D3KooWother0000000000000000000000000000000000abcdef", "network_key": false}}});
+        let report = NodeReport {
+            agent: "h",
+            stats: stats.as_object().unwrap(),
+            summary: None,
+        };
+        let text = nodes(&[report]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("12D3KooW…xCvJtm"), "{}", lines[1]);
+        assert!(!lines[1].contains("NO NETWORK KEY"), "{}", lines[1]);
+        assert!(lines[2].contains("NO NETWORK KEY"), "{}", lines[2]);
     }
 
     #[test]

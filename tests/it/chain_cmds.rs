@@ -243,20 +243,8 @@ fn find_validator_reads_the_stash_from_chain_storage() {
 fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc() {
     let n0 = Node::start("3node0");
     let dir = TempDir::new("keystore-find");
-    // Keys made on the node directly, never through warden.
-    let out = docker(&[
-        "exec",
-        &n0.name,
-        "curl",
-        "-s",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys","params":[]}"#,
-        "http://127.0.0.1:9944/",
-    ]);
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let split = warden::chain::split_session_keys(reply["result"].as_str().unwrap()).unwrap();
+    // Keys made on the node directly, never through warden (retried until its RPC is up).
+    let split = rotate_by_hand_in(&n0);
     let stash = AccountId32([5; 32]);
     let mut storage: Vec<(Vec<u8>, Vec<u8>)> = split
         .public_keys()

@@ -154,6 +154,24 @@ impl Lines {
     }
 
     /// Everything that arrives within `window` (for asserting absence).
+    /// The first line within `window` that `pred` accepts, if any (for output typed
+    /// again and again until it shows something).
+    pub fn drain_until(&mut self, window: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let end = Instant::now() + window;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     pub fn drain_for(&mut self, window: Duration) -> Vec<String> {
         let deadline = Instant::now() + window;
         let mut got = Vec::new();
@@ -754,4 +772,192 @@ pub fn lifecycle_policy() -> Value {
         "start", "stop", "restart", "logs", "status", "backup_keys", "restore_keys",
         "rotate_keys", "check_keys", "has_session_keys", "has_key", "find_validator",
     ]})
+}
+
+/// The official image's shape (`gluwa/creditcoin3`), built by scripts/build-test-image.
+pub fn official_image() -> String {
+    std::env::var("WARDEN_TEST_OFFICIAL_IMAGE")
+        .unwrap_or_else(|_| "warden-testnode-official:latest".into())
+}
+
+/// Every command of the catalog: tests that need them say so rather than rely on the
+/// default policy.
+pub fn allow_all() -> Value {
+    serde_json::json!({"allow": [
+        "start", "stop", "restart", "logs", "status", "rotate_keys", "check_keys",
+        "has_session_keys", "has_key", "find_validator", "backup_keys", "restore_keys"
+    ]})
+}
+
+impl Node {
+    /// A container of `image` running `node_args`, removed on drop.
+    pub fn start_image(prefix: &str, image: &str, node_args: &[&str]) -> Node {
+        let name = unique(prefix);
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "warden-test=1",
+            image,
+        ];
+        args.extend_from_slice(node_args);
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker run {name} failed: {} (did scripts/build-test-image run?)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Node { name }
+    }
+
+    /// `docker exec` as root (to look at owners and modes), stdout as text.
+    pub fn exec_root(&self, argv: &[&str]) -> String {
+        let mut args = vec!["exec", "-u", "0", self.name.as_str()];
+        args.extend_from_slice(argv);
+        let out = docker(&args);
+        assert!(
+            out.status.success(),
+            "docker exec {argv:?} in {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl ServerProc {
+    /// Types `command` again every half second until a line of its output matches,
+    /// for views (`nodes`, `keys`) that fill in as agents report. Bounded by
+    /// twice [`WAIT`].
+    pub fn poll_line(&mut self, command: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            self.type_line(command);
+            let window_end = Instant::now() + Duration::from_millis(500);
+            while let Some(left) = window_end.checked_duration_since(Instant::now()) {
+                match self.out.rx.recv_timeout(left) {
+                    Ok(line) => {
+                        self.out.seen.push(line.clone());
+                        if pred(&line) {
+                            return line;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line of {command:?} matched; last lines: {:?}",
+                self.out.seen.iter().rev().take(10).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// Chain storage for a test node's control file (`{"storage": {"0x…": "0x…"}}`),
+/// keys and SCALE values made with warden's chain module (itself checked against
+/// substrate-interface vectors).
+#[derive(Clone, Default)]
+pub struct ChainState {
+    pub items: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl ChainState {
+    pub fn put(&mut self, key: Vec<u8>, value: &impl warden::chain::scale::Encode) -> &mut Self {
+        self.items.insert(key, value.encode());
+        self
+    }
+
+    /// The control file's JSON.
+    pub fn control_json(&self) -> Value {
+        let map: serde_json::Map<String, Value> = self
+            .items
+            .iter()
+            .map(|(k, v)| {
+                (
+                    warden::chain::keys::to_hex(k),
+                    serde_json::json!(format!("0x{}", hex::encode(v))),
+                )
+            })
+            .collect();
+        serde_json::json!({ "storage": map })
+    }
+
+    /// Writes the control file to `path` in `node` (its base path's `testnode.json`).
+    pub fn write_to(&self, node: &Node, path: &str, dir: &TempDir) {
+        let file = dir.join(&unique("control"));
+        std::fs::write(&file, self.control_json().to_string()).unwrap();
+        let out = docker(&[
+            "cp",
+            &file.display().to_string(),
+            &format!("{}:{path}", node.name),
+        ]);
+        assert!(
+            out.status.success(),
+            "docker cp to {}: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `author_rotateKeys` straight to a bridge-networked node (port 9944 on its
+/// loopback), not through warden: as an operator following the guide does.
+pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys"}"#;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = docker(&[
+            "exec",
+            &node.name,
+            "curl",
+            "-s",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "http://localhost:9944/",
+        ]);
+        let reply: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        if let Some(keys) = reply.as_ref().and_then(|r| r["result"].as_str()) {
+            return warden::chain::split_session_keys(keys).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "author_rotateKeys on {}: {reply:?}",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until a bridge-networked node's RPC answers on its loopback (after a start
+/// or a restart), bounded by [`WAIT`].
+pub fn wait_rpc_in(node: &Node) {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"system_health"}"#;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = docker(&[
+            "exec",
+            &node.name,
+            "curl",
+            "-s",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "http://localhost:9944/",
+        ]);
+        if String::from_utf8_lossy(&out.stdout).contains("\"result\"") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}'s RPC never answered",
+            node.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

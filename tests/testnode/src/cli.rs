@@ -164,13 +164,50 @@ fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliE
     })
 }
 
-/// Parses the arguments after the program name.
+/// The base path of a node started without `--base-path`, for a binary called `program`.
+///
+/// As `testnode` it is the guide's `/root/data` (the guide's image passes that path from its
+/// start script). Under any other name (the official image's `/bin/creditcoin3-node`) it is
+/// a real node's own default: sc-cli `CliConfiguration::base_path` falls back to
+/// `BasePath::from_project("", "", &executable_name())` (polkadot-sdk
+/// `substrate/client/cli/src/config.rs`), and sc-service's `BasePath::from_project` takes
+/// `directories::ProjectDirs::from(..).data_local_dir()`, which on Linux is
+/// `$XDG_DATA_HOME/<name>` or `$HOME/.local/share/<name>`.
+pub fn default_base_path(
+    program: &str,
+    home: Option<&str>,
+    xdg_data_home: Option<&str>,
+) -> PathBuf {
+    let name = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("testnode");
+    if name == "testnode" {
+        return PathBuf::from("/root/data");
+    }
+    match (xdg_data_home.filter(|d| d.starts_with('/')), home) {
+        (Some(data), _) => PathBuf::from(data).join(name),
+        (None, Some(home)) => PathBuf::from(home).join(".local/share").join(name),
+        (None, None) => PathBuf::from("/root/.local/share").join(name),
+    }
+}
+
+/// Parses the arguments after the program name, with the guide's defaults.
+#[cfg(test)]
 pub fn parse_args<I, S>(args: I) -> Result<Command, CliError>
 where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut config = Config::default();
+    parse_args_with(Config::default(), args)
+}
+
+/// Parses the arguments over `config` (defaults for this program name).
+pub fn parse_args_with<I, S>(mut config: Config, args: I) -> Result<Command, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
     let mut unsafe_rpc_external = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
@@ -241,7 +278,37 @@ where
         return Err(CliError::Input(EXTERNAL_VALIDATOR_REFUSAL.to_string()));
     }
     config.rpc_external |= unsafe_rpc_external;
+    config.chain = chain_id_of(&config.chain)?;
     Ok(Command::Run(config))
+}
+
+/// The chain id `--chain` stands for: a spec file's `id` when it names a file (a real node
+/// loads any `--chain` that is not a built-in name as a spec file: Creditcoin 3's
+/// `load_spec`), else the value itself, which the test node takes as the id.
+fn chain_id_of(chain: &str) -> Result<String, CliError> {
+    if !(chain.contains('/') || chain.ends_with(".json")) {
+        return Ok(chain.to_string());
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        id: String,
+    }
+    let text = std::fs::read(chain)
+        .map_err(|e| CliError::Input(format!("Error opening spec file `{chain}`: {e}")))?;
+    let spec: Spec = serde_json::from_slice(&text)
+        .map_err(|e| CliError::Input(format!("Error parsing spec file `{chain}`: {e}")))?;
+    let valid = !spec.id.is_empty()
+        && spec.id.len() <= 128
+        && spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if !valid {
+        return Err(CliError::Input(format!(
+            "the spec file `{chain}` has an id unfit for a directory name"
+        )));
+    }
+    Ok(spec.id)
 }
 
 #[cfg(test)]
@@ -337,6 +404,44 @@ mod tests {
             );
         }
         assert_eq!(parse_args(["--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn base_path_default_follows_the_program_name() {
+        assert_eq!(
+            default_base_path("/usr/local/bin/testnode", Some("/root"), None),
+            PathBuf::from("/root/data")
+        );
+        assert_eq!(
+            default_base_path("/bin/creditcoin3-node", Some("/creditcoin-node"), None),
+            PathBuf::from("/creditcoin-node/.local/share/creditcoin3-node")
+        );
+        assert_eq!(
+            default_base_path("creditcoin3-node", Some("/h"), Some("/xdg")),
+            PathBuf::from("/xdg/creditcoin3-node")
+        );
+    }
+
+    #[test]
+    fn chain_spec_files_give_their_id() {
+        let path = std::env::temp_dir().join(format!("testnode-spec-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"name": "Creditcoin3", "id": "creditcoin3", "bootNodes": []}"#,
+        )
+        .unwrap();
+        let config = run(&["--chain", path.to_str().unwrap()]);
+        assert_eq!(config.chain, "creditcoin3");
+        std::fs::write(&path, r#"{"id": "../x"}"#).unwrap();
+        assert!(matches!(
+            parse_args(["--chain", path.to_str().unwrap()]),
+            Err(CliError::Input(_))
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            parse_args(["--chain", "/nonexistent.json"]),
+            Err(CliError::Input(_))
+        ));
     }
 
     #[test]

@@ -107,6 +107,24 @@ impl Keystore {
         Ok(encoded)
     }
 
+    /// The public keys of one type held, from the file names (hex type ‖ hex public).
+    pub fn public_keys_of(&self, key_type: &KeyType) -> Vec<Vec<u8>> {
+        let prefix = crate::hex::encode(key_type);
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<Vec<u8>> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| {
+                name.strip_prefix(&prefix)
+                    .and_then(|h| crate::hex::decode(h).ok())
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// True iff every key is present, as `LocalKeystore::has_keys`: the file must exist and
     /// hold a JSON string (the phrase); an unreadable or garbled file counts as absent.
     pub fn has_keys(&self, keys: &[(KeyType, Vec<u8>)]) -> bool {

@@ -19,7 +19,9 @@
 //!   (`control.rs`);
 //! - Prometheus listens on all interfaces without `--prometheus-external`, so a port mapping
 //!   works in tests; RPC listens on IPv4 (and IPv6 loopback when available), no WebSocket;
-//! - invoked as `curl`, it is a minimal curl (`curl.rs`), because the image has no other.
+//! - invoked as `curl`, it is a minimal curl (`curl.rs`), because the image has no other;
+//! - invoked under another name (`creditcoin3-node` in the official-shaped image) it is the
+//!   node with a real node's default base path (`cli::default_base_path`).
 
 mod chain;
 mod cli;
@@ -51,7 +53,15 @@ fn main() {
     {
         std::process::exit(curl::main(rest));
     }
-    let config = match cli::parse_args(rest) {
+    let defaults = cli::Config {
+        base_path: cli::default_base_path(
+            &program,
+            std::env::var("HOME").ok().as_deref(),
+            std::env::var("XDG_DATA_HOME").ok().as_deref(),
+        ),
+        ..cli::Config::default()
+    };
+    let config = match cli::parse_args_with(defaults, rest) {
         Ok(cli::Command::Run(config)) => config,
         Ok(cli::Command::Help) => {
             print!("{}", cli::USAGE);
