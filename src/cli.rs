@@ -13,6 +13,7 @@ warden: run a fleet of Substrate validator nodes (Docker containers) from one pl
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
                   [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
+                  [--admin-listen ADDR:PORT] [--alerts FILE] [--schedules FILE]
     warden agent  --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
                   [--config FILE] [--ca-file PEM] [--client-cert PEM --client-key PEM]
                   [--server-fingerprint SHA256] [--state-dir DIR]
@@ -42,6 +43,7 @@ warden server: hold the agents' connections and drive them from stdin
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
                   [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
+                  [--admin-listen ADDR:PORT] [--alerts FILE] [--schedules FILE]
 
 OPTIONS:
     --listen ADDR:PORT     where agents connect (default 127.0.0.1:7443; port 0 picks a
@@ -53,6 +55,15 @@ OPTIONS:
                            DNS subject alternative name is their agent id (tokens still apply)
     --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
     --max-frame-bytes N    largest message accepted (default 1048576)
+    --admin-listen ADDR:PORT
+                           serve GET /metrics (Prometheus) and /healthz there (off when
+                           absent; port 0 picks one, printed as `admin: http://…` on the
+                           second line). Keep it on a private address.
+    --alerts FILE          alert rules' settings and sinks (webhook, Slack, Discord,
+                           Telegram; docs/operations.md). Without it the rules still run
+                           and show in `alerts` and on stdout.
+    --schedules FILE       commands the server runs on its own, e.g. a nightly staggered
+                           backup_keys of every validator (docs/operations.md)
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
@@ -328,6 +339,9 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         client_ca: None,
         heartbeat_s: crate::server::DEFAULT_HEARTBEAT_S,
         max_message_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
+        admin_listen: None,
+        alerts_file: None,
+        schedules_file: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -337,6 +351,9 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("tls-cert") => config.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => config.tls_key = Some(parser.value()?.into()),
             Long("client-ca") => config.client_ca = Some(parser.value()?.into()),
+            Long("admin-listen") => config.admin_listen = Some(parser.value()?.string()?),
+            Long("alerts") => config.alerts_file = Some(parser.value()?.into()),
+            Long("schedules") => config.schedules_file = Some(parser.value()?.into()),
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {

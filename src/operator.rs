@@ -90,6 +90,10 @@ pub enum OperatorCommand {
     Backups {
         agent: Option<String>,
     },
+    /// What fires now.
+    Alerts,
+    /// The schedule file and its state.
+    Schedules,
     Quit,
 }
 
@@ -479,6 +483,18 @@ const VERBS: &[Verb] = &[
         parse: parse_backups,
     },
     Verb {
+        name: "alerts",
+        usage: "alerts",
+        description: "alerts firing now: severity, since when, agent and container",
+        parse: parse_alerts,
+    },
+    Verb {
+        name: "schedules",
+        usage: "schedules",
+        description: "the server's schedules, their next slot and what they are doing",
+        parse: parse_schedules,
+    },
+    Verb {
         name: "quit",
         usage: "quit",
         description: "stop the server",
@@ -654,6 +670,16 @@ fn parse_help(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, Par
 fn parse_list(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
     expect_end(lexer, verb)?;
     Ok(OperatorCommand::List)
+}
+
+fn parse_alerts(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Alerts)
+}
+
+fn parse_schedules(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Schedules)
 }
 
 fn parse_quit(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {

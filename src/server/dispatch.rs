@@ -143,6 +143,14 @@ impl Hub {
                 let text = render::keys(&keys);
                 self.say(&text);
             }
+            OperatorCommand::Alerts => {
+                let text = self.render_alerts();
+                self.say(&text);
+            }
+            OperatorCommand::Schedules => {
+                let text = self.render_schedules();
+                self.say(&text);
+            }
             OperatorCommand::Send { agent, request } => self.send(agent, request),
             OperatorCommand::Broadcast { request } => self.broadcast(request),
         }
@@ -282,7 +290,10 @@ impl Hub {
                 target: r.target.clone(),
                 params: r.params.clone(),
                 issued_ms: r.timestamp,
-                by: if self.reply.is_some() { "ctl" } else { "stdin" }.into(),
+                by: self
+                    .issued_by
+                    .unwrap_or(if self.reply.is_some() { "ctl" } else { "stdin" })
+                    .into(),
                 outcome: None,
                 progress: None,
             })
@@ -395,6 +406,8 @@ fn verb_name(command: &OperatorCommand) -> &'static str {
         OperatorCommand::Keys { .. } => "keys",
         OperatorCommand::Nodes { .. } => "nodes",
         OperatorCommand::Backups { .. } => "backups",
+        OperatorCommand::Alerts => "alerts",
+        OperatorCommand::Schedules => "schedules",
         OperatorCommand::Quit => "quit",
     }
 }

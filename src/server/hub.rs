@@ -10,6 +10,7 @@ use super::console::{self, Out};
 use super::control::Update;
 use super::journal::{Batch, Journal, Log};
 use super::keyguard::KeyGuard;
+use super::ops::Ops;
 use super::store::{ResponseVerdict, Store};
 use super::tokens::TokenStore;
 use super::{ByteBudget, HubEvent, ServerConfig, Session, conn::RateLimit, render};
@@ -49,10 +50,10 @@ pub(super) struct Live {
     /// The agent's containers as it last reported them (hello, then stats).
     pub containers: Vec<String>,
     /// Its last `stats` frame, for `nodes` and the health verdict (as
-    /// text: see [`Live::stats`]).
-    pub last_stats: Option<Box<str>>,
+    /// text: see [`Live::stats`]; shared with the alert facts).
+    pub last_stats: Option<Arc<str>>,
     /// Its last `summary` frame (era, payouts), for `nodes`.
-    pub last_summary: Option<Box<str>>,
+    pub last_summary: Option<Arc<str>>,
     /// Durable events it may still send before being told to wait.
     pub event_budget: RateLimit,
 }
@@ -104,6 +105,10 @@ pub(super) struct Hub {
     pub ctl_wait: Option<Instant>,
     /// Command id → the ctl client waiting for its outcome, and until when.
     pub watchers: HashMap<String, (Sender<Update>, Instant)>,
+    /// Alerts, metrics and schedules (see `ops.rs`).
+    pub ops: Ops,
+    /// Who issues the line being handled when it is not stdin or ctl.
+    pub issued_by: Option<&'static str>,
 }
 
 #[derive(PartialEq)]
@@ -119,8 +124,8 @@ impl Hub {
         journal: Journal,
         tokens: TokenStore,
         out: Out,
-        interactive: bool,
         budget: Arc<ByteBudget>,
+        ops: Ops,
     ) -> Hub {
         let mut hub = Hub {
             config,
@@ -132,12 +137,14 @@ impl Hub {
             live: BTreeMap::new(),
             keyguard: KeyGuard::default(),
             out,
-            interactive,
+            interactive: false,
             next_seq: 0,
             budget,
             reply: None,
             ctl_wait: None,
             watchers: HashMap::new(),
+            ops,
+            issued_by: None,
         };
         hub.registry_stamp = hub.registry_stamp_now();
         hub
@@ -214,7 +221,12 @@ impl Hub {
                     "stdin closed; the server keeps running (stop it with SIGTERM or `quit`)",
                 );
             }
-            HubEvent::Tick => self.on_tick(),
+            HubEvent::Tick => {
+                self.on_tick();
+                self.ops_tick();
+            }
+            HubEvent::AlertDelivery(report) => self.ops_on_delivery(report),
+            HubEvent::Admin(request) => self.ops_on_admin(request),
             HubEvent::Terminate(signal) => {
                 crate::log::info(&format!("{signal}: closing every connection and stopping"));
                 return Flow::Quit;
@@ -289,6 +301,7 @@ impl Hub {
         if session.send(&welcome).is_err() {
             return;
         }
+        self.ops_seen(&agent, true);
         self.audit(json!({
             "ts": now_ms(), "action": "connected", "agent": agent, "peer": session.link.peer(),
             "host_name": session.hello.host_name, "version": session.hello.version,
@@ -335,6 +348,7 @@ impl Hub {
             .is_some_and(|l| l.session.conn_id == conn_id)
         {
             self.live.remove(agent);
+            self.ops_seen(agent, false);
             // What it reported is stale now; it reports again when back.
             let found = self.keyguard.forget_agent(agent);
             self.raise_duplicates(found);
@@ -348,16 +362,18 @@ impl Hub {
         }
     }
 
-    fn on_message(&mut self, agent: &str, message: Message, cost: usize, raw: Option<Box<str>>) {
+    fn on_message(&mut self, agent: &str, message: Message, cost: usize, raw: Option<Arc<str>>) {
         // `cost` counts a parsed frame as three times its text.
         let cost = cost / 3;
+        self.ops_seen(agent, true);
         match message {
             Message::Stats(data) => self.on_stats(agent, data, cost, raw),
             Message::Summary(_) => {
                 if let Some(live) = self.live.get_mut(agent)
                     && cost <= MAX_KEPT_REPORT_BYTES
                 {
-                    live.last_summary = raw;
+                    live.last_summary = raw.clone();
+                    self.ops_on_report(agent, false, raw);
                 }
             }
             Message::CommandResponse(response) => self.on_response(agent, response),
@@ -371,7 +387,7 @@ impl Hub {
         agent: &str,
         data: Map<String, Value>,
         cost: usize,
-        raw: Option<Box<str>>,
+        raw: Option<Arc<str>>,
     ) {
         let Some(live) = self.live.get_mut(agent) else {
             return;
@@ -398,8 +414,9 @@ impl Hub {
             self.guard_keystores(agent, managed.iter().copied());
         }
         if let Some(live) = self.live.get_mut(agent) {
-            live.last_stats = raw;
+            live.last_stats = raw.clone();
         }
+        self.ops_on_report(agent, true, raw);
     }
 
     fn on_response(&mut self, agent: &str, mut response: CommandResponse) {
@@ -438,6 +455,7 @@ impl Hub {
                 let record = self.store.get(&response.id).cloned();
                 if let Some(record) = &record {
                     self.guard_confirmed_keys(agent, record, &response);
+                    self.ops_on_outcome(agent, record, &response);
                 }
                 let (command, target) = record.map(|r| (r.command, r.target)).unwrap_or_default();
                 self.line_after_commit(render::response(agent, &command, &target, &response));
@@ -487,6 +505,7 @@ impl Hub {
         }
         let fresh = self.store.record_event(agent, &event, &mut self.batch);
         if fresh {
+            self.ops_on_event(agent, event.kind.as_str(), &event.data);
             self.line_after_commit(render::event(agent, &event));
             if event.kind == EventKind::KeyUpdate {
                 self.guard_key_update(agent, &event);
@@ -525,6 +544,7 @@ impl Hub {
                 return;
             }
         };
+        self.ops_sync_registry(registry.agents.keys().cloned());
         let revoked: Vec<String> = self
             .live
             .iter()

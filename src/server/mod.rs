@@ -26,6 +26,7 @@ mod guard;
 mod hub;
 pub mod journal;
 pub mod keyguard;
+mod ops;
 pub mod prom;
 mod render;
 pub mod schedule;
@@ -66,6 +67,12 @@ pub struct ServerConfig {
     pub client_ca: Option<PathBuf>,
     pub heartbeat_s: u64,
     pub max_message_bytes: usize,
+    /// `--admin-listen`: `/metrics` and `/healthz` (off when absent).
+    pub admin_listen: Option<String>,
+    /// `--alerts`: rules' settings and sinks (rules run without it too).
+    pub alerts_file: Option<PathBuf>,
+    /// `--schedules`: commands the server issues on its own.
+    pub schedules_file: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -75,6 +82,8 @@ pub enum ServerError {
     Signals(io::Error),
     Threads(io::Error),
     Control(control::ControlError),
+    Admin { addr: String, source: io::Error },
+    Ops(String),
     Tls(transport::TransportError),
     Tokens(tokens::TokenError),
 }
@@ -96,6 +105,11 @@ impl fmt::Display for ServerError {
             ServerError::Threads(e) => write!(f, "cannot start the server's threads: {e}"),
             ServerError::Tokens(e) => write!(f, "{e}"),
             ServerError::Control(e) => write!(f, "{e}"),
+            ServerError::Admin { addr, source } => write!(
+                f,
+                "cannot listen on {addr} for the admin listener: {source} (pick another --admin-listen)"
+            ),
+            ServerError::Ops(e) => f.write_str(e),
         }
     }
 }
@@ -167,7 +181,7 @@ pub enum HubEvent {
         /// The frame as received, for reports the hub keeps (`stats`,
         /// `summary`): kept as text, parsed when shown, since a parsed
         /// report costs several times its text for every agent.
-        raw: Option<Box<str>>,
+        raw: Option<Arc<str>>,
     },
     Disconnected {
         agent: String,
@@ -186,6 +200,10 @@ pub enum HubEvent {
     OperatorClosed,
     /// SIGTERM or SIGINT: close every connection, flush, exit 0.
     Terminate(&'static str),
+    /// A sink accepted or refused an alert notice.
+    AlertDelivery(alerts::DeliveryReport),
+    /// `/healthz` or `/metrics` on the admin listener.
+    Admin(admin::AdminRequest),
     Tick,
 }
 
@@ -219,6 +237,23 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let out = console::Out::new();
     // The first line is the bound address alone, for scripts using port 0.
     out.line(&local.to_string());
+    let (tx, rx) = mpsc::sync_channel::<HubEvent>(HUB_QUEUE);
+    // Then the admin listener's, when there is one (operations.md).
+    let admin = match &config.admin_listen {
+        Some(addr) => {
+            let hub = tx.clone();
+            let submit: admin::Submit =
+                Arc::new(move |request| hub.try_send(HubEvent::Admin(request)).is_ok());
+            let server =
+                admin::AdminServer::start(addr, submit).map_err(|source| ServerError::Admin {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            out.line(&format!("admin: {}", server.url()));
+            Some(server)
+        }
+        None => None,
+    };
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     out.line(&format!(
         "warden server {}: agents connect to {scheme}://{local}/agent; data in {}; type `help`",
@@ -237,7 +272,24 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let journal = journal::Journal::start(files).map_err(ServerError::Threads)?;
     let writers =
         transport::WriterPool::start(transport::writer::WRITERS).map_err(ServerError::Threads)?;
-    let (tx, rx) = mpsc::sync_channel::<HubEvent>(HUB_QUEUE);
+    let external_url = admin.as_ref().map(|a| a.url()).unwrap_or_default();
+    let alerts = ops::start_alerts(
+        &data_dir,
+        config.alerts_file.as_deref(),
+        &external_url,
+        tx.clone(),
+    )
+    .map_err(ServerError::Ops)?;
+    let planner = match &config.schedules_file {
+        Some(path) => {
+            let file = schedule::ScheduleFile::load(path).map_err(ServerError::Ops)?;
+            Some(
+                schedule::Planner::open(&data_dir, file, crate::protocol::now_ms())
+                    .map_err(ServerError::Ops)?,
+            )
+        }
+        None => None,
+    };
     let budget = Arc::new(ByteBudget::new(HUB_QUEUE_BYTES));
     let heartbeat_s = config.heartbeat_s.max(1);
     let shared = Arc::new(conn::ConnShared {
@@ -267,9 +319,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     control::spawn(control_listener, tx.clone()).map_err(ServerError::Threads)?;
     spawn_ticker(tx);
 
-    let mut hub = hub::Hub::new(config, store, journal, tokens, out, interactive, budget);
+    let ops = ops::Ops::new(alerts, planner);
+    let mut hub = hub::Hub::new(config, store, journal, tokens, out, budget, ops);
+    hub.interactive = interactive;
+    hub.ops_start();
     hub.prompt();
     hub.run(rx);
+    drop(admin);
     // A clean exit removes the socket; a crash leaves it, replaced at start.
     let _ = std::fs::remove_file(control_path);
     Ok(())

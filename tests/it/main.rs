@@ -2,6 +2,7 @@
 //! against real containers under the real Docker Engine.
 mod agent_limits;
 mod agent_wire;
+mod alerts;
 mod backups;
 mod chain_cmds;
 mod chainkeys;

@@ -153,7 +153,6 @@ impl Lines {
         }
     }
 
-    /// Everything that arrives within `window` (for asserting absence).
     /// The first line within `window` that `pred` accepts, if any (for output typed
     /// again and again until it shows something).
     pub fn drain_until(&mut self, window: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
@@ -172,6 +171,7 @@ impl Lines {
         None
     }
 
+    /// Everything that arrives within `window` (for asserting absence).
     pub fn drain_for(&mut self, window: Duration) -> Vec<String> {
         let deadline = Instant::now() + window;
         let mut got = Vec::new();
