@@ -9,6 +9,12 @@
 //! batches' follow-ups in order. So ten outcomes that arrive together cost
 //! one fsync, and an acked message is on disk whatever happens next.
 //!
+//! Rotation: a file past its size limit is renamed `<name>.1` (older
+//! generations shift to `.2` …, the oldest beyond [`Rotation::keep`] is
+//! deleted) and a new one is started, after a commit, so no record is ever
+//! split across files. The store reads the generations back, oldest first,
+//! at start.
+//!
 //! Invariants:
 //! - A follow-up runs only after every line of its batch, and of every batch
 //!   before it, is synced.
@@ -80,19 +86,87 @@ pub struct Journal {
     thread: Option<JoinHandle<()>>,
 }
 
+/// When the journal's files are rotated.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    /// A file past this size is rotated after the commit that passed it.
+    pub max_bytes: u64,
+    /// Rotated generations kept (`<name>.1` … `<name>.keep`).
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    /// 64 MiB a file and 4 generations: at most ~320 MiB for each of the
+    /// history, events and audit log, a few hundred thousand commands.
+    fn default() -> Rotation {
+        Rotation {
+            max_bytes: 64 * 1024 * 1024,
+            keep: 4,
+        }
+    }
+}
+
+/// The names of `path`'s rotated generations that exist, oldest first,
+/// then `path` itself: the order to read them back in.
+pub fn generations(path: &Path, keep: u32) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = (1..=keep.max(1))
+        .rev()
+        .map(|n| generation(path, n))
+        .filter(|p| p.exists())
+        .collect();
+    out.push(path.to_path_buf());
+    out
+}
+
+fn generation(path: &Path, n: u32) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    std::path::PathBuf::from(name)
+}
+
 /// The files, opened by [`Journal::open`] before the thread starts, so a
 /// data dir that cannot be written fails the start, not the first write.
 pub struct Files {
     logs: Vec<(Log, JsonLog)>,
+    rotation: Rotation,
 }
 
 impl Files {
     pub fn open(data_dir: &Path) -> io::Result<Files> {
+        Files::open_with(data_dir, Rotation::default())
+    }
+
+    pub fn open_with(data_dir: &Path, rotation: Rotation) -> io::Result<Files> {
         let mut logs = Vec::new();
         for (log, name) in LOGS {
             logs.push((log, JsonLog::open(&data_dir.join(name))?));
         }
-        Ok(Files { logs })
+        Ok(Files { logs, rotation })
+    }
+
+    /// Rotate every file past the size limit: `name` → `name.1` → … and a
+    /// new, empty `name`.
+    fn rotate_full(&mut self) -> io::Result<()> {
+        for (_, file) in self.logs.iter_mut() {
+            let path = file.path().to_path_buf();
+            if std::fs::metadata(&path)?.len() < self.rotation.max_bytes {
+                continue;
+            }
+            let keep = self.rotation.keep.max(1);
+            let _ = std::fs::remove_file(generation(&path, keep));
+            for n in (1..keep).rev() {
+                let from = generation(&path, n);
+                if from.exists() {
+                    std::fs::rename(&from, generation(&path, n + 1))?;
+                }
+            }
+            std::fs::rename(&path, generation(&path, 1))?;
+            *file = JsonLog::open(&path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+        }
+        Ok(())
     }
 
     /// Append every line of `batches`, then sync each file written once.
@@ -116,6 +190,9 @@ impl Files {
             if dirty[i] {
                 file.sync()?;
             }
+        }
+        if dirty.iter().any(|d| *d) {
+            self.rotate_full()?;
         }
         Ok(())
     }
@@ -214,6 +291,45 @@ mod tests {
         let order: Vec<i32> = seen.iter().map(|(n, _)| *n).collect();
         assert_eq!(order, (0..50).collect::<Vec<_>>());
         assert!(seen.iter().all(|(_, written)| *written), "{seen:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn full_files_rotate_into_generations_read_back_in_order() {
+        let dir = std::env::temp_dir().join(format!("warden-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rotation = Rotation {
+            max_bytes: 100,
+            keep: 2,
+        };
+        let mut journal = Journal::start(Files::open_with(&dir, rotation).unwrap()).unwrap();
+        let (done, committed) = std::sync::mpsc::channel();
+        for n in 0..20 {
+            let mut batch = Batch::default();
+            batch.write(
+                Log::Audit,
+                &json!({"n": n, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}),
+            );
+            let done = done.clone();
+            batch.then(move || done.send(()).unwrap());
+            journal.submit(batch);
+            // One commit each, so the file passes its limit again and again.
+            committed.recv().unwrap();
+        }
+        journal.finish();
+        let path = dir.join("audit.jsonl");
+        let files = generations(&path, rotation.keep);
+        assert_eq!(files.len(), 3, "{files:?}");
+        let mut seen = Vec::new();
+        for file in &files {
+            let (records, _) = crate::fsutil::read_json_lines::<serde_json::Value>(file).unwrap();
+            seen.extend(records.iter().map(|r| r["n"].as_i64().unwrap()));
+        }
+        // The oldest generations were deleted; what is left is in order.
+        assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+        assert_eq!(seen.last(), Some(&19));
+        assert!(std::fs::metadata(&files[0]).unwrap().len() >= 100);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -143,6 +143,18 @@ impl EventLine {
     }
 }
 
+/// Every record of a journal file and its rotated generations, oldest first.
+fn read_generations<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<(Vec<T>, usize)> {
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for file in super::journal::generations(path, super::journal::Rotation::default().keep) {
+        let (mut more, torn) = fsutil::read_json_lines::<T>(&file)?;
+        records.append(&mut more);
+        skipped += torn;
+    }
+    Ok((records, skipped))
+}
+
 /// What happened to a terminal response the agent sent.
 #[derive(Debug, PartialEq)]
 pub enum ResponseVerdict {
@@ -173,7 +185,7 @@ impl Store {
         fsutil::ensure_private_dir(data_dir)?;
         let history_path = data_dir.join("commands.jsonl");
         let events_path = data_dir.join("events.jsonl");
-        let (lines, skipped_history) = fsutil::read_json_lines::<HistoryLine>(&history_path)?;
+        let (lines, skipped_history) = read_generations::<HistoryLine>(&history_path)?;
         let mut commands = HashMap::new();
         let mut order = Vec::new();
         for line in lines {
@@ -189,7 +201,7 @@ impl Store {
                 }
             }
         }
-        let (events, skipped_events) = fsutil::read_json_lines::<EventLine>(&events_path)?;
+        let (events, skipped_events) = read_generations::<EventLine>(&events_path)?;
         let key_updates = events.iter().filter_map(EventLine::key_record).collect();
         let backups = events.iter().filter_map(EventLine::backup_record).collect();
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();
