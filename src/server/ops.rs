@@ -290,6 +290,14 @@ impl Hub {
     pub(super) fn ops_on_delivery(&mut self, report: DeliveryReport) {
         self.audit(report.audit_entry());
         self.ops.alerts.on_report(&report);
+        // Saved now, not at the next evaluation: a crash in between would
+        // forget that the sink accepted it and send the notice again. A
+        // small atomic write, only when a sink answered.
+        if report.settles().is_some()
+            && let Err(e) = self.ops.alerts.engine.save()
+        {
+            crate::log::error(&format!("cannot save the alert state: {e}"));
+        }
     }
 
     /// `/healthz` and `/metrics`, answered by the hub itself: a frozen hub
