@@ -146,6 +146,7 @@ fn client(agent: &Agent, container: &str) -> Result<RpcClient, Failure> {
 pub fn rotate_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
     let rpc = client(agent, container)?;
     let session_key = rpc.author_rotate_keys()?;
+    agent.watch.keystores.forget(container);
     let keys = split(&session_key).map_err(|f| Failure {
         code: ErrorCode::Internal,
         message: format!(

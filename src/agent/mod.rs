@@ -13,11 +13,13 @@
 pub mod backups;
 pub mod config;
 mod keys;
+mod keystore_cache;
 mod node;
 pub mod outbox;
 mod runner;
 mod stats;
 mod summary;
+mod watch;
 
 use crate::protocol::{self, CommandRequest, CommandResponse, ErrorCode, Hello, Message};
 use crate::session::{End, PingWhen, send_error};
@@ -73,6 +75,8 @@ pub struct Agent {
     keystores: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
     /// Serialises updates of the known-session-keys file.
     known_keys_lock: Mutex<()>,
+    /// Managed containers and keystore listings, kept by `docker events`.
+    watch: watch::ContainerWatch,
     /// Makes event ids unique within this process (with the time).
     event_seq: std::sync::atomic::AtomicU64,
     /// Set on SIGTERM: new commands are refused while the running ones finish.
@@ -243,6 +247,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         connection: Mutex::new(None),
         keystores: Mutex::new(Default::default()),
         known_keys_lock: Mutex::new(()),
+        watch: Default::default(),
         event_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
         running: AtomicUsize::new(0),
@@ -251,6 +256,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
         .map_err(|e| AgentError::Config(format!("cannot install the SIGTERM handler: {e}")))?;
     backups::recover(&agent);
+    watch::spawn(agent.clone());
     stats::spawn(agent.clone());
     summary::spawn(agent.clone());
 

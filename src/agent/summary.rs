@@ -151,7 +151,7 @@ pub(super) fn session_key_sets(
     agent: &Agent,
     inspect: &ContainerInspect,
 ) -> Vec<Vec<(KeyTypeId, [u8; 32])>> {
-    let keystore = super::node::keystore_keys(agent, inspect);
+    let keystore = super::keystore_cache::keystore_keys(agent, inspect);
     if let Ok(keys) = &keystore {
         agent.remember_keystore(&inspect.name, keys);
     }
@@ -244,10 +244,8 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
 /// One summary: era, payouts, and the era watch's events.
 pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
     let inspected: Vec<ContainerInspect> = agent
-        .managed_containers()
-        .ok()
-        .filter(|n| !n.is_empty())
-        .and_then(|names| agent.docker.inspect(&names).ok())
+        .watch
+        .containers(agent)
         .unwrap_or_default()
         .into_iter()
         .filter(|c| c.state.running)

@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod readme;
 mod secrets;
+mod stats_events;
 mod support;
 mod tls;
 mod wire;
