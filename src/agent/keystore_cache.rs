@@ -10,6 +10,7 @@
 //!   within that time;
 //! - failures are not cached: the next call lists again.
 use super::Agent;
+use super::watch::Generation;
 use crate::chain::KeyTypeId;
 use crate::docker::ContainerInspect;
 use std::collections::HashMap;
@@ -27,13 +28,13 @@ pub struct KeystoreCache {
 }
 
 struct Entry {
-    generation: u64,
+    generation: Generation,
     listed: Instant,
     keys: Keys,
 }
 
 impl KeystoreCache {
-    fn cached(&self, container: &str, generation: u64) -> Option<Keys> {
+    fn cached(&self, container: &str, generation: Generation) -> Option<Keys> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(container)
@@ -48,7 +49,7 @@ impl KeystoreCache {
         entries.remove(container);
     }
 
-    fn keep(&self, container: &str, generation: u64, keys: &Keys) {
+    fn keep(&self, container: &str, generation: Generation, keys: &Keys) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         // Names are managed containers; the cap only guards against a policy
         // pattern that matches ever-new names.
@@ -83,4 +84,27 @@ pub fn keystore_keys(agent: &Agent, inspect: &ContainerInspect) -> Result<Keys, 
         agent.watch.keystores.keep(&inspect.name, generation, &keys);
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_is_served_only_for_its_generation_and_until_forgotten() {
+        let cache = KeystoreCache::default();
+        let keys: Keys = vec![(KeyTypeId(*b"babe"), [7; 32])];
+        assert_eq!(cache.cached("3node0", (1, 0)), None);
+        cache.keep("3node0", (1, 0), &keys);
+        assert_eq!(cache.cached("3node0", (1, 0)), Some(keys.clone()));
+        assert_eq!(cache.cached("3node0", (1, 1)), None, "an event since");
+        assert_eq!(cache.cached("3node0", (2, 0)), None, "the stream restarted");
+        assert_eq!(cache.cached("3node1", (1, 0)), None);
+        cache.forget("3node0");
+        assert_eq!(
+            cache.cached("3node0", (1, 0)),
+            None,
+            "rotated through warden"
+        );
+    }
 }

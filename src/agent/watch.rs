@@ -44,8 +44,14 @@ struct State {
     snapshot: Option<(Instant, Vec<ContainerInspect>)>,
     /// Bumped by every relevant event; a refresh that saw it move keeps nothing.
     events_seen: u64,
+    /// Bumped at every (re)start of the stream: events may have been missed
+    /// while it was down, so nothing cached before is good after.
+    epoch: u64,
     generations: HashMap<String, u64>,
 }
+
+/// A container's place in the event history: (stream epoch, events about it).
+pub type Generation = (u64, u64);
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
@@ -78,19 +84,20 @@ impl ContainerWatch {
 
     /// How many relevant events `container` has had since the stream
     /// started; `None` while the stream is down (nothing may be cached then).
-    pub fn generation(&self, container: &str) -> Option<u64> {
+    pub fn generation(&self, container: &str) -> Option<Generation> {
         let state = lock(&self.state);
-        state
-            .stream_up
-            .then(|| state.generations.get(container).copied().unwrap_or(0))
+        state.stream_up.then(|| {
+            let events = state.generations.get(container).copied().unwrap_or(0);
+            (state.epoch, events)
+        })
     }
 
-    fn on_line(&self, agent: &Agent, line: EventLine) {
+    /// One line of the stream; `manages` is the agent's policy.
+    fn on_line(&self, line: EventLine, manages: impl Fn(&str) -> bool) {
         let mut state = lock(&self.state);
         match line {
             EventLine::Event(event) => {
-                let manages = |n: &str| agent.config.policy.manages(n);
-                if !(manages(&event.name) || event.old_name.as_deref().is_some_and(manages)) {
+                if !(manages(&event.name) || event.old_name.as_deref().is_some_and(&manages)) {
                     return;
                 }
                 state.events_seen += 1;
@@ -113,6 +120,7 @@ impl ContainerWatch {
         state.stream_up = true;
         state.snapshot = None;
         state.events_seen += 1;
+        state.epoch += 1;
         state.generations.clear();
     }
 }
@@ -140,7 +148,8 @@ pub fn spawn(agent: Arc<Agent>) {
                 agent.watch.stream_started();
                 let stream = agent.docker.watch_events(since, move |line| {
                     let ended = line == EventLine::Ended;
-                    for_stream.watch.on_line(&for_stream, line);
+                    let policy = &for_stream.config.policy;
+                    for_stream.watch.on_line(line, |n| policy.manages(n));
                     if ended {
                         let _ = ended_tx.send(());
                     }
@@ -152,7 +161,7 @@ pub fn spawn(agent: Arc<Agent>) {
                         crate::log::warn("the docker events stream ended; restarting it");
                     }
                     Err(e) => {
-                        agent.watch.on_line(&agent, EventLine::Ended);
+                        agent.watch.on_line(EventLine::Ended, |_| false);
                         crate::log::warn(&format!(
                             "cannot watch docker events ({e}); reading docker every interval"
                         ));
@@ -167,4 +176,74 @@ pub fn spawn(agent: Arc<Agent>) {
             }
         })
         .expect("spawn docker-events thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ContainerEvent;
+
+    fn event(action: &str, name: &str, old_name: Option<&str>) -> EventLine {
+        EventLine::Event(ContainerEvent {
+            action: action.into(),
+            name: name.into(),
+            old_name: old_name.map(Into::into),
+        })
+    }
+
+    fn has_snapshot(watch: &ContainerWatch) -> bool {
+        lock(&watch.state).snapshot.is_some()
+    }
+
+    fn put_snapshot(watch: &ContainerWatch) {
+        lock(&watch.state).snapshot = Some((Instant::now(), Vec::new()));
+    }
+
+    #[test]
+    fn only_events_about_managed_containers_drop_the_snapshot() {
+        let watch = ContainerWatch::default();
+        let manages = |n: &str| n.starts_with("3node");
+        assert_eq!(
+            watch.generation("3node0"),
+            None,
+            "nothing is cached before the stream"
+        );
+        watch.stream_started();
+        put_snapshot(&watch);
+        let before = watch.generation("3node0");
+        watch.on_line(event("die", "other", None), manages);
+        watch.on_line(EventLine::Unreadable, manages);
+        assert!(has_snapshot(&watch));
+        assert_eq!(watch.generation("3node0"), before);
+
+        watch.on_line(event("die", "3node0", None), manages);
+        assert!(!has_snapshot(&watch));
+        assert_ne!(watch.generation("3node0"), before);
+        assert_eq!(watch.generation("3node1").map(|g| g.1), Some(0));
+
+        // A managed container renamed away is still news.
+        put_snapshot(&watch);
+        let old = watch.generation("3node1");
+        watch.on_line(event("rename", "elsewhere", Some("3node1")), manages);
+        assert!(!has_snapshot(&watch));
+        assert_ne!(watch.generation("3node1"), old);
+    }
+
+    #[test]
+    fn a_stream_that_ends_or_restarts_invalidates_everything() {
+        let watch = ContainerWatch::default();
+        let manages = |_: &str| true;
+        watch.stream_started();
+        put_snapshot(&watch);
+        let first = watch.generation("3node0");
+        watch.on_line(EventLine::Ended, manages);
+        assert!(!has_snapshot(&watch));
+        assert_eq!(watch.generation("3node0"), None, "no caching while down");
+        watch.stream_started();
+        assert_ne!(
+            watch.generation("3node0"),
+            first,
+            "events may have been missed while it was down"
+        );
+    }
 }
