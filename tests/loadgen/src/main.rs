@@ -230,6 +230,13 @@ fn run(args: &Args) -> Result<Row, String> {
     )?;
     let result = measure(args, &mut srv, tokens, deadline);
     srv.stop();
+    // The load generator shares the cores with the server: say what it took.
+    eprintln!(
+        "loadgen: N={} took {:.1} s, {:.2} s of its own CPU",
+        args.agents,
+        started.elapsed().as_secs_f64(),
+        cpu_ticks(std::process::id()) as f64 / TICKS_PER_S
+    );
     result
 }
 
