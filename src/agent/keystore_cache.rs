@@ -5,9 +5,10 @@
 //! Invariants:
 //! - a listing is served only while the events stream runs and the
 //!   container's generation (see `watch.rs`) is the one it was listed at;
+//! - a `docker cp` into the container (`extract-to-dir`) is an event too;
 //! - nothing is served older than [`MAX_AGE`]: keys added without any
-//!   container event (`author_rotateKeys` over RPC by someone else) show up
-//!   within that time;
+//!   container event (`author_rotateKeys` over RPC by someone else, files
+//!   written through a host volume) show up within that time;
 //! - failures are not cached: the next call lists again.
 use super::Agent;
 use super::watch::Generation;
@@ -17,8 +18,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The longest a listing is served without a change event.
-pub const MAX_AGE: Duration = Duration::from_secs(600);
+/// The longest a listing is served without a change event: keys that
+/// arrive without one (written through a host volume, or by an `exec`) reach
+/// the duplicate-key guard within this time.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
 
 pub type Keys = Vec<(KeyTypeId, [u8; 32])>;
 

@@ -19,9 +19,10 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The lifecycle actions that change what `ps`/`inspect` say about a
-/// container. `stop` and `kill` are always followed by `die`; `health_status`
-/// is matched by prefix by the engine (`health_status: healthy`).
-pub const ACTIONS: [&str; 10] = [
+/// container, and `extract-to-dir` (a `docker cp` into it, which may bring
+/// keystore files). `stop` and `kill` are always followed by `die`;
+/// `health_status` is matched by prefix by the engine (`health_status: healthy`).
+pub const ACTIONS: [&str; 11] = [
     "create",
     "start",
     "restart",
@@ -32,6 +33,7 @@ pub const ACTIONS: [&str; 10] = [
     "unpause",
     "update",
     "health_status",
+    "extract-to-dir",
 ];
 
 /// Longest event line kept (events carry the container's labels, which are
@@ -222,6 +224,7 @@ mod tests {
         );
         assert!(argv.iter().all(|a| !a.contains("exec")), "{argv:?}");
         assert!(argv.contains(&"event=die".to_string()));
+        assert!(argv.contains(&"event=extract-to-dir".to_string()));
         assert_eq!(argv[argv.len() - 2..], ["--since", "1796402923"]);
     }
 }
