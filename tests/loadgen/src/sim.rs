@@ -136,8 +136,10 @@ fn open_once(index: usize, token: &str, shared: &Shared) -> Result<(Ws, TcpStrea
 fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
     let (mut ws, reader) = open(index, token, shared)?;
     let mut welcomed = false;
-    // Spread the fleet's stats over the interval, as independent agents would be.
-    let mut next_stats = Instant::now() + STATS_INTERVAL.mul_f64((index % 97) as f64 / 97.0 + 0.01);
+    // Spread the fleet's stats over the interval, as independent agents would
+    // be; the first one is due that long after `welcome`.
+    let first_stats = STATS_INTERVAL.mul_f64((index % 97) as f64 / 97.0 + 0.01);
+    let mut next_stats = Instant::now() + first_stats;
     // A command id whose terminal response awaits its ack, with its round.
     let mut pending: Vec<(String, u64)> = Vec::new();
     loop {
@@ -151,7 +153,14 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
             send(&mut ws, "stats", stats(index))?;
             next_stats = now + STATS_INTERVAL;
         }
-        let wait = next_stats
+        // Until `welcome` no stats are due: wait for it (or the stop check),
+        // never wake every millisecond for a stats time already passed.
+        let wake = if welcomed {
+            next_stats
+        } else {
+            Instant::now() + Duration::from_secs(1)
+        };
+        let wait = wake
             .min(shared.deadline)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -178,6 +187,7 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
         match frame["type"].as_str().unwrap_or("") {
             "welcome" => {
                 welcomed = true;
+                next_stats = at + first_stats;
                 let _ = shared.reports.send(Report::Welcome(at));
             }
             "ping" => send(&mut ws, "pong", json!({"timestamp": data["timestamp"]}))?,
