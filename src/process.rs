@@ -321,6 +321,95 @@ fn drain(mut pipe: impl Read, cap: usize, keep: Keep) -> io::Result<Stream> {
     Ok(stream)
 }
 
+/// A long-lived child whose stdout is read line by line (`docker events`),
+/// started by [`spawn_lines`]. Dropping it kills and reaps the child.
+#[derive(Debug)]
+pub struct LineChild {
+    child: Child,
+}
+
+impl LineChild {
+    /// Whether the child still runs; one that has exited is reaped here.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for LineChild {
+    fn drop(&mut self) {
+        // The reader thread ends by itself: the pipe closes with the child.
+        kill_and_reap(&mut self.child);
+    }
+}
+
+/// Starts `program args…` (no shell, stdin and stderr null) and calls
+/// `on_line` on a thread named `thread_name` with each line of its stdout,
+/// without the newline and cut to `max_line` bytes, then once with `None`
+/// when its output ends (it exited or was killed). `on_line` must not block
+/// for long: the child waits on a full pipe meanwhile. Added for the agent's
+/// `docker events` stream (the only caller); kept apart from [`run`], whose
+/// children are bounded in time.
+pub fn spawn_lines(
+    program: &OsStr,
+    args: &[String],
+    thread_name: &str,
+    max_line: usize,
+    mut on_line: impl FnMut(Option<&str>) + Send + 'static,
+) -> Result<LineChild, RunError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(RunError::Spawn)?;
+    let Some(stdout) = child.stdout.take() else {
+        kill_and_reap(&mut child);
+        return Err(RunError::Io(io::Error::other(
+            "the child's stdout is missing",
+        )));
+    };
+    let spawned = thread::Builder::new()
+        .name(thread_name.to_owned())
+        .spawn(move || {
+            read_lines(stdout, max_line, &mut on_line);
+            on_line(None);
+        });
+    if let Err(error) = spawned {
+        kill_and_reap(&mut child);
+        return Err(RunError::Io(error));
+    }
+    Ok(LineChild { child })
+}
+
+/// Calls `on_line` with each line of `pipe` (at most `max_line` bytes of it)
+/// until the pipe ends or fails.
+fn read_lines(pipe: impl Read, max_line: usize, on_line: &mut impl FnMut(Option<&str>)) {
+    use std::io::BufRead;
+    let mut reader = io::BufReader::with_capacity(16 * 1024, pipe);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok([]) => return,
+            Ok(buf) => buf,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let (taken, ends_line) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let content = &buf[..taken - usize::from(ends_line)];
+        let room = max_line.saturating_sub(line.len());
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        reader.consume(taken);
+        if ends_line {
+            on_line(Some(&String::from_utf8_lossy(&line)));
+            line.clear();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +500,17 @@ mod tests {
         assert_eq!((none.bytes.len(), none.truncated), (0, true));
         let empty = drain(&b""[..], 0, Keep::Head).unwrap();
         assert_eq!(empty, Stream::default());
+    }
+
+    #[test]
+    fn read_lines_splits_and_bounds_lines() {
+        let mut seen = Vec::new();
+        read_lines(&b"one\ntwo is long\n\nthree"[..], 5, &mut |l: Option<
+            &str,
+        >| {
+            seen.push(l.map(str::to_owned))
+        });
+        let expected = ["one", "two i", ""].map(|s| Some(s.to_owned()));
+        assert_eq!(seen, expected, "a last line without newline is not a line");
     }
 }

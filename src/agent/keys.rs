@@ -73,6 +73,7 @@ fn client(agent: &Agent, container: &str) -> Result<RpcClient, Failure> {
 pub fn rotate_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
     let rpc = client(agent, container)?;
     let session_key = rpc.author_rotate_keys()?;
+    agent.watch.keystores.forget(container);
     let keys = split(&session_key).map_err(|f| Failure {
         code: ErrorCode::Internal,
         message: format!(
@@ -381,7 +382,7 @@ pub fn chain_keys_report(
 /// deletes no key, and until `session.setKeys` registers the new set, the
 /// node's stash is found only through an older one.
 pub(super) fn session_key_sets(agent: &Agent, inspect: &ContainerInspect) -> KeySets {
-    let keystore = super::node::keystore_keys(agent, inspect).ok();
+    let keystore = super::keystore_cache::keystore_keys(agent, inspect).ok();
     if let Some(keys) = &keystore {
         agent.remember_keystore(&inspect.name, keys);
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod dispatch;
 mod failure;
 mod keys;
+mod keystore_cache;
 pub mod ledger;
 pub mod limits;
 mod node;
@@ -23,6 +24,7 @@ pub mod policy;
 mod runner;
 mod stats;
 mod summary;
+mod watch;
 
 use crate::protocol::{self, CommandResponse, ErrorCode, Hello, Message};
 use crate::session::{End, PingWhen, send_error};
@@ -75,6 +77,8 @@ pub struct Agent {
     keystores: Mutex<std::collections::BTreeMap<String, Vec<(String, String)>>>,
     /// Serialises updates of the known-session-keys file.
     known_keys_lock: Mutex<()>,
+    /// Managed containers and keystore listings, kept by `docker events`.
+    watch: watch::ContainerWatch,
     /// Makes event ids unique within this process (with the time).
     event_seq: std::sync::atomic::AtomicU64,
     /// Numbers command threads (`cmd-<n>`).
@@ -279,6 +283,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         connection: Mutex::new(None),
         keystores: Mutex::new(Default::default()),
         known_keys_lock: Mutex::new(()),
+        watch: Default::default(),
         event_seq: std::sync::atomic::AtomicU64::new(0),
         command_seq: std::sync::atomic::AtomicU64::new(0),
         shutting_down: AtomicBool::new(false),
@@ -294,6 +299,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
     crate::signals::on_terminate(move |signal| for_signals.terminate(signal))
         .map_err(|e| AgentError::Config(format!("cannot install the SIGTERM handler: {e}")))?;
     backups::recover(&agent);
+    watch::spawn(agent.clone());
     stats::spawn(agent.clone());
     summary::spawn(agent.clone());
 

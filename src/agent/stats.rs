@@ -112,13 +112,13 @@ fn node_reports(
 
 type Rows = (Vec<Value>, Vec<ContainerInspect>);
 
+/// One `docker stats` for the running containers; `ps` and `inspect` only
+/// when `docker events` said something changed (see `watch.rs`).
 fn container_rows(agent: &Agent) -> Result<Rows, crate::docker::DockerError> {
-    let names = agent.managed_containers()?;
-    if names.is_empty() {
+    let inspected = agent.watch.containers(agent)?;
+    if inspected.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let inspected = agent.docker.inspect(&refs)?;
     let running: Vec<&str> = inspected
         .iter()
         .filter(|c| c.state.running)

@@ -256,10 +256,8 @@ fn node_check(v: &NodeView) -> Value {
 /// One summary: era, payouts, and the era watch's events.
 pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
     let inspected: Vec<ContainerInspect> = agent
-        .managed_containers()
-        .ok()
-        .filter(|n| !n.is_empty())
-        .and_then(|names| agent.docker.inspect(&names).ok())
+        .watch
+        .containers(agent)
         .unwrap_or_default()
         .into_iter()
         .filter(|c| c.state.running)

@@ -9,7 +9,8 @@
 //! - nothing else in warden spawns `docker`; callers get [`Docker`]'s methods;
 //! - no shell: every command is an argv list, and every container name in it has
 //!   passed [`validate_container_name`] (so no word is read as an option or a path);
-//! - every call has a timeout; on expiry the `docker` process is killed and reaped;
+//! - every call has a timeout; on expiry the `docker` process is killed and reaped
+//!   (the events stream alone runs until dropped, and is then killed and reaped);
 //! - captured output is bounded per stream ([`Docker::with_output_cap`]); the
 //!   child is always drained, so it never blocks writing;
 //! - stdin is null: no call can wait for input;
@@ -20,12 +21,18 @@
 //! Docker 28.2 CLI talking to Engine 20.10.24 (API 1.41). The JSON of `docker ps`
 //! and `docker stats` is built by the CLI, that of `docker inspect` by the engine.
 //!
+//! `docker events` (`events.rs`) is the one long-lived call: a stream of container
+//! lifecycle changes that tells the agent when to re-read `ps`/`inspect`, so an idle
+//! agent runs one `docker stats` per interval and nothing else. It is killed and
+//! reaped when dropped.
+//!
 //! Left out on purpose: `docker run`/`rm`/`pull` (warden manages containers the
-//! operator created, it does not create them), `docker events` (stats are polled),
-//! and the engine's HTTP API (the CLI brings contexts, TLS and ssh for free).
+//! operator created, it does not create them), and the engine's HTTP API (the CLI
+//! brings contexts, TLS and ssh for free).
 
 mod args;
 mod error;
+mod events;
 mod parse;
 
 use std::ffi::OsString;
@@ -38,6 +45,9 @@ pub use args::{
     stats_args, stop_args, validate_container_name,
 };
 pub use error::DockerError;
+pub use events::{
+    ACTIONS as EVENT_ACTIONS, ContainerEvent, EventLine, EventStream, events_args, parse_event,
+};
 pub use parse::{
     ContainerConfig, ContainerInspect, ContainerState, ContainerStats, ContainerSummary,
     HostConfig, Mount, parse_docker_time, parse_inspect, parse_percent, parse_ps, parse_size,

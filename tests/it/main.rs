@@ -18,6 +18,7 @@ mod packaging;
 mod readme;
 mod secrets;
 mod signed;
+mod stats_events;
 mod support;
 mod tls;
 mod wire;

@@ -230,6 +230,13 @@ fn run(args: &Args) -> Result<Row, String> {
     )?;
     let result = measure(args, &mut srv, tokens, deadline);
     srv.stop();
+    // The load generator shares the cores with the server: say what it took.
+    eprintln!(
+        "loadgen: N={} took {:.1} s, {:.2} s of its own CPU",
+        args.agents,
+        started.elapsed().as_secs_f64(),
+        cpu_ticks(std::process::id()) as f64 / TICKS_PER_S
+    );
     result
 }
 
@@ -251,6 +258,7 @@ fn measure(
         deadline,
         stop: AtomicBool::new(false),
         round: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
         reports: tx,
     });
     let rss_base_kib = rss_kib(pid);
@@ -309,6 +317,10 @@ fn measure(
         row.connect_all = Some(last_welcome - connect_started);
     } else {
         eprintln!("loadgen: only {} of {n} agents connected", row.connected);
+    }
+    let retries = shared.retries.load(Ordering::Relaxed);
+    if retries > 0 {
+        eprintln!("loadgen: {retries} connection attempts were refused or reset and retried");
     }
 
     // Idle: every agent has sent its first stats within one interval.

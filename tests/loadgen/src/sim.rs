@@ -41,6 +41,8 @@ pub struct Shared {
     /// The coordinator's current round, echoed in reports so a late event of
     /// an earlier round is told apart.
     pub round: AtomicU64,
+    /// Connection attempts that failed and were retried.
+    pub retries: AtomicU64,
     pub reports: Sender<Report>,
 }
 
@@ -61,24 +63,33 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn connect(shared: &Shared) -> Result<TcpStream, String> {
-    // A fleet reconnecting at once may overflow the server's accept backlog:
-    // retry refused or timed-out connects until the run's deadline.
-    let mut last = String::new();
-    while Instant::now() < shared.deadline && !shared.stop.load(Ordering::Relaxed) {
-        match TcpStream::connect_timeout(&shared.addr, Duration::from_secs(10)) {
-            Ok(s) => return Ok(s),
+/// Connects, upgrades and says `hello`, retrying as the real agent does
+/// (backoff from 0.5 s, doubling, with jitter) when the server refuses or
+/// resets the connection: a fleet connecting at once overflows accept
+/// backlogs and pre-upgrade caps.
+fn open(index: usize, token: &str, shared: &Shared) -> Result<(Ws, TcpStream), String> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match open_once(index, token, shared) {
+            Ok(opened) => return Ok(opened),
             Err(e) => {
-                last = e.to_string();
-                std::thread::sleep(Duration::from_millis(100));
+                // Jitter from the index: agents do not retry in lockstep.
+                let jitter = backoff.mul_f64(((index * 7919) % 1000) as f64 / 1000.0);
+                let wait = backoff / 2 + jitter;
+                if shared.stop.load(Ordering::Relaxed) || Instant::now() + wait >= shared.deadline {
+                    return Err(e);
+                }
+                shared.retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(wait);
+                backoff = (backoff * 2).min(Duration::from_secs(8));
             }
         }
     }
-    Err(format!("connect: {last}"))
 }
 
-fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
-    let tcp = connect(shared)?;
+fn open_once(index: usize, token: &str, shared: &Shared) -> Result<(Ws, TcpStream), String> {
+    let tcp = TcpStream::connect_timeout(&shared.addr, Duration::from_secs(10))
+        .map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
@@ -112,17 +123,23 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
         .write_buffer_size(0);
     let (mut ws, _) = tungstenite::client::client_with_config(request, stream, Some(config))
         .map_err(|e| format!("upgrade: {e}"))?;
-    let agent_id = format!("a{index}");
     send(
         &mut ws,
         "hello",
-        json!({"agent_id": agent_id, "host_name": format!("host-{index}"),
+        json!({"agent_id": format!("a{index}"), "host_name": format!("host-{index}"),
                "version": "loadgen", "protocol": 1, "containers": CONTAINERS,
                "commands": ["status", "logs", "start", "stop", "restart"]}),
     )?;
+    Ok((ws, reader))
+}
+
+fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
+    let (mut ws, reader) = open(index, token, shared)?;
     let mut welcomed = false;
-    // Spread the fleet's stats over the interval, as independent agents would be.
-    let mut next_stats = Instant::now() + STATS_INTERVAL.mul_f64((index % 97) as f64 / 97.0 + 0.01);
+    // Spread the fleet's stats over the interval, as independent agents would
+    // be; the first one is due that long after `welcome`.
+    let first_stats = STATS_INTERVAL.mul_f64((index % 97) as f64 / 97.0 + 0.01);
+    let mut next_stats = Instant::now() + first_stats;
     // A command id whose terminal response awaits its ack, with its round.
     let mut pending: Vec<(String, u64)> = Vec::new();
     loop {
@@ -136,7 +153,14 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
             send(&mut ws, "stats", stats(index))?;
             next_stats = now + STATS_INTERVAL;
         }
-        let wait = next_stats
+        // Until `welcome` no stats are due: wait for it (or the stop check),
+        // never wake every millisecond for a stats time already passed.
+        let wake = if welcomed {
+            next_stats
+        } else {
+            Instant::now() + Duration::from_secs(1)
+        };
+        let wait = wake
             .min(shared.deadline)
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1));
@@ -163,6 +187,7 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
         match frame["type"].as_str().unwrap_or("") {
             "welcome" => {
                 welcomed = true;
+                next_stats = at + first_stats;
                 let _ = shared.reports.send(Report::Welcome(at));
             }
             "ping" => send(&mut ws, "pong", json!({"timestamp": data["timestamp"]}))?,
