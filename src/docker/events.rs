@@ -188,7 +188,7 @@ mod tests {
             parse_event(rename).and_then(|e| e.old_name),
             Some("3node0".into())
         );
-        let health = r#"{"Type":"container","Action":"health_status: healthy","Actor":{"Attributes":{"name":"n"}}}"#;
+        let health = r#"{"Type":"container","Action":"health_status: healthy","Actor":{"Attributes":{"name":"n0"}}}"#;
         assert_eq!(
             parse_event(health).map(|e| e.action),
             Some("health_status: healthy".into())
