@@ -22,7 +22,7 @@ pub fn error(message: &str) {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for the current time.
 pub fn timestamp() -> String {
-    format_utc(crate::protocol::now_ms() / 1000)
+    format_utc(crate::clock::now_ms() / 1000)
 }
 
 /// Civil date from Unix seconds (Howard Hinnant's days-from-civil inverse).

@@ -109,13 +109,7 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// Milliseconds since the Unix epoch, the protocol's only time format.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hello {

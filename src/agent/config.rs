@@ -13,7 +13,7 @@
 //! widens or narrows what the agent does. `policy` is described in
 //! docs/policy.md.
 use super::policy::Policy;
-use crate::server::tokens::Token;
+use crate::identity::Token;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -276,7 +276,13 @@ impl LocalConfig {
 
 impl AgentConfig {
     pub fn load(args: AgentArgs) -> Result<AgentConfig, String> {
-        crate::server::tokens::validate_agent_id(&args.agent_id).map_err(|e| e.to_string())?;
+        if !crate::identity::is_valid_agent_id(&args.agent_id) {
+            return Err(format!(
+                "invalid agent id {:?}: {}",
+                args.agent_id,
+                crate::identity::AGENT_ID_RULE
+            ));
+        }
         if !(args.server_url.starts_with("ws://") || args.server_url.starts_with("wss://")) {
             return Err(format!(
                 "--server {}: use ws://HOST:PORT/agent or wss://HOST:PORT/agent",

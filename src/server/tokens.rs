@@ -7,7 +7,6 @@
 //! can re-read it at any time without a lock.
 use crate::fsutil;
 use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,37 +18,7 @@ use subtle::ConstantTimeEq;
 const FILE_NAME: &str = "agents.json";
 const LOCK_NAME: &str = "agents.lock";
 
-/// A bearer token. Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(secret: String) -> Token {
-        Token(secret)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    fn generate() -> io::Result<Token> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| io::Error::other("the system random generator failed"))?;
-        Ok(Token(hex::encode(bytes)))
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::identity::Token;
 
 fn token_hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
@@ -79,7 +48,8 @@ impl fmt::Display for TokenError {
         match self {
             TokenError::InvalidAgentId(id) => write!(
                 f,
-                "invalid agent id {id:?}: use 1 to 64 characters from A-Z a-z 0-9 . _ - (starting with a letter or digit)"
+                "invalid agent id {id:?}: {}",
+                crate::identity::AGENT_ID_RULE
             ),
             TokenError::UnknownAgent(id) => {
                 write!(f, "no agent {id:?} is registered (see `warden token list`)")
@@ -98,15 +68,10 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// Agent ids travel in commands, file names and log lines: keep them plain.
+/// Agent ids travel in commands, file names and log lines: keep them plain
+/// (the rule is `identity::is_valid_agent_id`, shared with the agent).
 pub fn validate_agent_id(id: &str) -> Result<(), TokenError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok {
+    if crate::identity::is_valid_agent_id(id) {
         Ok(())
     } else {
         Err(TokenError::InvalidAgentId(id.to_string()))

@@ -12,6 +12,7 @@ mod era;
 mod faults;
 mod fleet;
 mod hub_scale;
+mod layers;
 mod netkey;
 mod official;
 mod packaging;
