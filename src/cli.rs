@@ -64,6 +64,10 @@ OPTIONS:
                            and show in `alerts` and on stdout.
     --schedules FILE       commands the server runs on its own, e.g. a nightly staggered
                            backup_keys of every validator (docs/operations.md)
+    --log-max-mb N         rotate commands.jsonl, events.jsonl, audit.jsonl and keys.jsonl
+                           past N MiB (default 64)
+    --log-keep N           rotated generations kept, FILE.1 .. FILE.N (default 4)
+    --log-max-age-days N   delete rotated generations older than N days (default 365; 0: never)
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
@@ -342,6 +346,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         admin_listen: None,
         alerts_file: None,
         schedules_file: None,
+        rotation: Default::default(),
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -354,6 +359,20 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("admin-listen") => config.admin_listen = Some(parser.value()?.string()?),
             Long("alerts") => config.alerts_file = Some(parser.value()?.into()),
             Long("schedules") => config.schedules_file = Some(parser.value()?.into()),
+            Long("log-max-mb") => {
+                let mb: u64 = parser.value()?.parse()?;
+                if mb == 0 {
+                    return Err("--log-max-mb must be at least 1".into());
+                }
+                config.rotation.max_bytes = mb.saturating_mul(1024 * 1024);
+            }
+            Long("log-keep") => {
+                config.rotation.keep = parser.value()?.parse()?;
+                if !(1..=100).contains(&config.rotation.keep) {
+                    return Err("--log-keep must be between 1 and 100".into());
+                }
+            }
+            Long("log-max-age-days") => config.rotation.max_age_days = parser.value()?.parse()?,
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {

@@ -86,22 +86,47 @@ pub struct Journal {
     thread: Option<JoinHandle<()>>,
 }
 
-/// When the journal's files are rotated.
-#[derive(Clone, Copy, Debug)]
+/// When the journal's files are rotated, and how long generations live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
     /// A file past this size is rotated after the commit that passed it.
     pub max_bytes: u64,
     /// Rotated generations kept (`<name>.1` … `<name>.keep`).
     pub keep: u32,
+    /// A rotated generation last written longer ago than this is deleted
+    /// (at start and at each rotation); 0 keeps them whatever their age.
+    pub max_age_days: u64,
 }
 
 impl Default for Rotation {
-    /// 64 MiB a file and 4 generations: at most ~320 MiB for each of the
-    /// history, events and audit log, a few hundred thousand commands.
+    /// 64 MiB a file, 4 generations, 365 days: at most ~320 MiB for each of
+    /// the history, events and audit log, a few hundred thousand commands.
     fn default() -> Rotation {
         Rotation {
             max_bytes: 64 * 1024 * 1024,
             keep: 4,
+            max_age_days: 365,
+        }
+    }
+}
+
+impl Rotation {
+    /// Delete `path`'s rotated generations older than `max_age_days`.
+    fn prune_old(&self, path: &Path) {
+        if self.max_age_days == 0 {
+            return;
+        }
+        let max_age = std::time::Duration::from_secs(self.max_age_days * 86_400);
+        for n in 1..=self.keep.max(1) {
+            let old = generation(path, n);
+            let too_old = std::fs::metadata(&old)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if too_old {
+                let _ = std::fs::remove_file(&old);
+            }
         }
     }
 }
@@ -139,7 +164,9 @@ impl Files {
     pub fn open_with(data_dir: &Path, rotation: Rotation) -> io::Result<Files> {
         let mut logs = Vec::new();
         for (log, name) in LOGS {
-            logs.push((log, JsonLog::open(&data_dir.join(name))?));
+            let path = data_dir.join(name);
+            rotation.prune_old(&path);
+            logs.push((log, JsonLog::open(&path)?));
         }
         Ok(Files { logs, rotation })
     }
@@ -162,6 +189,7 @@ impl Files {
             }
             std::fs::rename(&path, generation(&path, 1))?;
             *file = JsonLog::open(&path)?;
+            self.rotation.prune_old(&path);
             if let Some(dir) = path.parent() {
                 std::fs::File::open(dir)?.sync_all()?;
             }
@@ -302,6 +330,7 @@ mod tests {
         let rotation = Rotation {
             max_bytes: 100,
             keep: 2,
+            max_age_days: 0,
         };
         let mut journal = Journal::start(Files::open_with(&dir, rotation).unwrap()).unwrap();
         let (done, committed) = std::sync::mpsc::channel();
@@ -330,6 +359,33 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
         assert_eq!(seen.last(), Some(&19));
         assert!(std::fs::metadata(&files[0]).unwrap().len() >= 100);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn generations_past_their_age_are_deleted() {
+        let dir = std::env::temp_dir().join(format!("warden-age-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        for n in 1..=3 {
+            std::fs::write(generation(&path, n), b"{}\n").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(generation(&path, 3))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let rotation = Rotation {
+            max_bytes: 1 << 20,
+            keep: 3,
+            max_age_days: 30,
+        };
+        let _files = Files::open_with(&dir, rotation).unwrap();
+        assert!(generation(&path, 1).exists() && generation(&path, 2).exists());
+        assert!(!generation(&path, 3).exists(), "40 days old, kept 30");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub alerts_file: Option<PathBuf>,
     /// `--schedules`: commands the server issues on its own.
     pub schedules_file: Option<PathBuf>,
+    /// `--log-max-mb`, `--log-keep`, `--log-max-age-days`: how the
+    /// journal's files rotate.
+    pub rotation: journal::Rotation,
 }
 
 #[derive(Debug)]
@@ -213,8 +216,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         path: data_dir.clone(),
         source,
     };
-    let store = Store::open(&data_dir).map_err(data_dir_error)?;
-    let files = journal::Files::open(&data_dir).map_err(data_dir_error)?;
+    let store = Store::open_keeping(&data_dir, config.rotation.keep).map_err(data_dir_error)?;
+    let files = journal::Files::open_with(&data_dir, config.rotation).map_err(data_dir_error)?;
     let tokens = TokenStore::new(&data_dir);
     tokens.load().map_err(ServerError::Tokens)?;
     let tls = match (&config.tls_cert, &config.tls_key) {

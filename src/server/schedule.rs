@@ -80,21 +80,6 @@ fn parse_at(at: &str) -> Option<u32> {
     (h < 24 && m < 60 && at.len() == 5).then_some(h * 60 + m)
 }
 
-/// `*` matches any run of characters; everything else is literal.
-pub fn glob_matches(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(after) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=after.len())
-                .filter(|i| after.is_char_boundary(*i))
-                .any(|i| glob_matches(rest, &after[i..]))
-        }
-    }
-}
-
 impl ScheduleFile {
     pub fn load(path: &Path) -> Result<ScheduleFile, String> {
         let bytes =
@@ -200,7 +185,12 @@ impl Schedule {
     fn targets(&self, view: &FleetView) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (agent, a) in &view.agents {
-            if !self.agents.iter().any(|p| glob_matches(p, agent)) || !a.connected {
+            if !self
+                .agents
+                .iter()
+                .any(|p| crate::glob::glob_match(p, agent))
+                || !a.connected
+            {
                 continue;
             }
             for (name, c) in &a.containers {

@@ -144,10 +144,13 @@ impl EventLine {
 }
 
 /// Every record of a journal file and its rotated generations, oldest first.
-fn read_generations<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<(Vec<T>, usize)> {
+fn read_generations<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    keep: u32,
+) -> io::Result<(Vec<T>, usize)> {
     let mut records = Vec::new();
     let mut skipped = 0;
-    for file in super::journal::generations(path, super::journal::Rotation::default().keep) {
+    for file in super::journal::generations(path, keep) {
         let (mut more, torn) = fsutil::read_json_lines::<T>(&file)?;
         records.append(&mut more);
         skipped += torn;
@@ -182,10 +185,15 @@ pub struct Store {
 
 impl Store {
     pub fn open(data_dir: &Path) -> io::Result<Store> {
+        Store::open_keeping(data_dir, super::journal::Rotation::default().keep)
+    }
+
+    /// Open, reading back `keep` rotated generations of each file.
+    pub fn open_keeping(data_dir: &Path, keep: u32) -> io::Result<Store> {
         fsutil::ensure_private_dir(data_dir)?;
         let history_path = data_dir.join("commands.jsonl");
         let events_path = data_dir.join("events.jsonl");
-        let (lines, skipped_history) = read_generations::<HistoryLine>(&history_path)?;
+        let (lines, skipped_history) = read_generations::<HistoryLine>(&history_path, keep)?;
         let mut commands = HashMap::new();
         let mut order = Vec::new();
         for line in lines {
@@ -201,7 +209,7 @@ impl Store {
                 }
             }
         }
-        let (events, skipped_events) = read_generations::<EventLine>(&events_path)?;
+        let (events, skipped_events) = read_generations::<EventLine>(&events_path, keep)?;
         let key_updates = events.iter().filter_map(EventLine::key_record).collect();
         let backups = events.iter().filter_map(EventLine::backup_record).collect();
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();

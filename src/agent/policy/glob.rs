@@ -22,38 +22,8 @@ impl Glob {
     }
 }
 
-/// Iterative matching with one backtrack point: on a mismatch, the most
-/// recent `*` absorbs one more character. Earlier stars never need to be
-/// revisited, so this is O(pattern × text) at worst, with no exponential
-/// blow-up on patterns like `*a*a*a*b`.
-pub(super) fn glob_match(pattern: &str, text: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let text: Vec<char> = text.chars().collect();
-    let (mut p, mut t) = (0, 0);
-    // (index in pattern just after the last `*`, index in text it resumes at)
-    let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some('*') => {
-                p += 1;
-                backtrack = Some((p, t));
-            }
-            Some(&c) if c == '?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match backtrack {
-                Some((after_star, resume)) => {
-                    p = after_star;
-                    t = resume + 1;
-                    backtrack = Some((after_star, resume + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
-}
+/// The one glob engine (`*` and `?` only), shared with agent targeting.
+pub(super) use crate::glob::glob_match;
 
 pub(super) fn parse_container_pattern(pattern: &str, path: &str) -> Result<Glob, PolicyError> {
     if pattern.is_empty() {
