@@ -245,16 +245,23 @@ pub fn metrics_url(port: u16) -> String {
 /// with `--no-prometheus`, or in its own network namespace (its metrics are on
 /// its own loopback there unless published; configure a URL then).
 pub fn metrics_url_from_inspect(inspect: &ContainerInspect) -> Option<String> {
-    if inspect.args.iter().any(|arg| arg == "--no-prometheus")
-        || inspect.host_config.network_mode != "host"
-    {
+    if inspect.host_config.network_mode != "host" {
         return None;
     }
-    let port = match inspect.command_line_value("--prometheus-port") {
-        None => DEFAULT_PROMETHEUS_PORT,
-        Some(text) => text.parse().ok().filter(|port| *port != 0)?,
-    };
-    Some(metrics_url(port))
+    prometheus_port(inspect).map(metrics_url)
+}
+
+/// The port the node serves Prometheus on, inside its own network
+/// namespace: `--prometheus-port`, else Substrate's 9615; none with
+/// `--no-prometheus`.
+pub fn prometheus_port(inspect: &ContainerInspect) -> Option<u16> {
+    if inspect.args.iter().any(|arg| arg == "--no-prometheus") {
+        return None;
+    }
+    match inspect.command_line_value("--prometheus-port") {
+        None => Some(DEFAULT_PROMETHEUS_PORT),
+        Some(text) => text.parse().ok().filter(|port| *port != 0),
+    }
 }
 
 /// What went wrong fetching a metrics page.

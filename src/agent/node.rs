@@ -192,6 +192,37 @@ fn from_rpc(client: &RpcClient, inspect: &ContainerInspect) -> Result<Value, Rpc
     }))
 }
 
+/// The node's Prometheus page read from inside its container (`docker exec
+/// curl`), when it has one and it says the node's height.
+fn scrape_inside(
+    agent: &Agent,
+    metrics: &MetricsClient,
+    inspect: &ContainerInspect,
+) -> Option<NodeMetrics> {
+    let port = metrics::prometheus_port(inspect)?;
+    let timeout = metrics.timeout();
+    let seconds = format!("{:.3}", timeout.max(Duration::from_millis(1)).as_secs_f64());
+    let argv: Vec<String> = [
+        "curl",
+        "-sS",
+        "--max-time",
+        &seconds,
+        &metrics::metrics_url(port),
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    let out = agent
+        .docker
+        .exec(&inspect.name, &argv, timeout + Duration::from_secs(2))
+        .ok()?;
+    if out.exit_code != 0 || out.truncated {
+        return None;
+    }
+    let m = metrics::parse(&out.stdout);
+    m.best.is_some().then_some(m)
+}
+
 /// One node's health, for `stats.nodes`. Never fails: what could not be
 /// learned is `null`, with the reason in `rpc_error`. A running node also
 /// carries `peer_id` and `network_key` (see [`identity`]).
@@ -210,6 +241,14 @@ fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) ->
     if let Some(url) = metrics::metrics_url_from_inspect(inspect)
         && let Ok(m) = metrics.scrape(&url)
     {
+        let mut v = from_metrics(&m);
+        v["rpc_error"] = Value::Null;
+        return v;
+    }
+    // A bridge-networked node serves Prometheus on its own loopback: one
+    // `docker exec curl` for the whole page costs a fifth of the five RPC
+    // calls below, each its own exec.
+    if let Some(m) = scrape_inside(agent, metrics, inspect) {
         let mut v = from_metrics(&m);
         v["rpc_error"] = Value::Null;
         return v;

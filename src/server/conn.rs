@@ -227,6 +227,11 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     );
     let (conn, auth) = match accepted {
         Ok((conn, auth)) => {
+            // The token was valid: the connection is authenticated now and
+            // leaves the pool of unauthenticated ones, so no eviction can
+            // cut it while it says hello (under a reconnect storm a slow
+            // hello would otherwise be the oldest in the pool).
+            drop(admitted);
             let conn = Arc::new(conn);
             if conn.queue_writes(&shared.writers).is_err() {
                 return;
@@ -248,7 +253,6 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
-    drop(admitted);
     let session = Arc::new(Session {
         agent_id: auth.agent_id.clone(),
         conn_id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),

@@ -26,6 +26,7 @@ mod guard;
 mod hub;
 pub mod journal;
 pub mod keyguard;
+mod listen;
 mod ops;
 pub mod prom;
 mod render;
@@ -37,7 +38,6 @@ use crate::protocol::{Hello, Message};
 use crate::transport;
 use std::fmt;
 use std::io::{self, IsTerminal};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, mpsc};
@@ -227,7 +227,7 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         ),
         _ => None,
     };
-    let listener = TcpListener::bind(&config.listen).map_err(|source| ServerError::Listen {
+    let listener = listen::bind(&config.listen).map_err(|source| ServerError::Listen {
         addr: config.listen.clone(),
         source,
     })?;
