@@ -246,11 +246,20 @@ fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) ->
         return v;
     }
     // A bridge-networked node serves Prometheus on its own loopback: one
-    // `docker exec curl` for the whole page costs a fifth of the five RPC
-    // calls below, each its own exec.
+    // `docker exec curl` for the whole page and one RPC call cost two execs
+    // instead of the five RPC calls below, each its own exec.
     if let Some(m) = scrape_inside(agent, metrics, inspect) {
         let mut v = from_metrics(&m);
-        v["rpc_error"] = Value::Null;
+        // Commands need the RPC: one cheap call says whether it answers.
+        let rpc = rpc_for(agent, &inspect.name, Some(inspect))
+            .and_then(|client| client.system_health().map(|_| ()));
+        match rpc {
+            Ok(()) => v["rpc_error"] = Value::Null,
+            Err(e) => {
+                v["rpc_error"] = json!(e.to_string());
+                v["rpc_code"] = json!(e.wire_code());
+            }
+        }
         return v;
     }
     let outcome =
