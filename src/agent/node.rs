@@ -118,13 +118,15 @@ fn list_names(agent: &Agent, container: &str, dir: &str) -> Result<Option<Vec<St
             "cannot list {dir} in {container}: {}",
             out.stderr.trim()
         )),
-        Err(crate::docker::DockerError::ExecStart { .. }) => {
-            match crate::backup::list_dir(&agent.docker, container, dir) {
-                Ok(names) => Ok(Some(names)),
-                Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        // No `ls` in the image, or a stopped container: tar headers instead.
+        Err(
+            crate::docker::DockerError::ExecStart { .. }
+            | crate::docker::DockerError::NotRunning { .. },
+        ) => match crate::backup::list_dir(&agent.docker, container, dir) {
+            Ok(names) => Ok(Some(names)),
+            Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
     }
 }

@@ -84,6 +84,14 @@ fn node_reports(
             .map(|c| {
                 let probe = scope.spawn(move || {
                     let mut status = super::node::status(agent, metrics, c);
+                    // A stopped node's keystore is listed here (the summary
+                    // lists running ones): the server refuses a `start` whose
+                    // keys another node holds, and needs every node's keys.
+                    if !c.state.running
+                        && let Ok(keys) = super::node::keystore_keys(agent, c)
+                    {
+                        agent.remember_keystore(&c.name, &keys);
+                    }
                     if let Some(listed) = agent.keystore_of(&c.name) {
                         let keys: Vec<Value> = listed
                             .into_iter()

@@ -29,7 +29,7 @@ impl Hub {
     }
 
     /// A reply that refuses the line (ctl exit code 1, or 2 for usage).
-    fn refuse(&mut self, code: u8, text: &str) {
+    pub(super) fn refuse(&mut self, code: u8, text: &str) {
         if let Some(tx) = &self.reply {
             let _ = tx.send(Update::Exit(code));
         }
@@ -216,6 +216,7 @@ impl Hub {
             );
             self.say(&summary);
         }
+        let plan = self.double_sign_gate(plan, &request.controls);
         self.issue(plan);
     }
 
@@ -252,6 +253,7 @@ impl Hub {
                 Err(e) => skipped.push(format!("{agent} ({e})")),
             }
         }
+        let plan = self.double_sign_gate(plan, &request.controls);
         self.issue(plan);
         if !skipped.is_empty() {
             self.refuse(exit::FAILED, &format!("skipped: {}", skipped.join("; ")));

@@ -55,6 +55,8 @@ pub(super) struct Live {
     pub last_summary: Option<Box<str>>,
     /// Durable events it may still send before being told to wait.
     pub event_budget: RateLimit,
+    /// When the server last received its `stats` (server clock; 0: never).
+    pub stats_ms: i64,
 }
 
 impl Live {
@@ -324,6 +326,7 @@ impl Hub {
                 last_stats: None,
                 last_summary: None,
                 event_budget: RateLimit::new(EVENTS_PER_S, EVENT_BURST),
+                stats_ms: 0,
             },
         );
     }
@@ -399,6 +402,7 @@ impl Hub {
         }
         if let Some(live) = self.live.get_mut(agent) {
             live.last_stats = raw;
+            live.stats_ms = now_ms();
         }
     }
 

@@ -6,6 +6,7 @@ mod backups;
 mod chain_cmds;
 mod chainkeys;
 mod ctl;
+mod doublesign;
 mod durability;
 mod era;
 mod faults;
