@@ -22,7 +22,7 @@ USAGE:
     warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] <operator line...>
     warden config check [--kind agent|alerts|schedules] FILE
     warden operator-key new --out FILE
     warden help [COMMAND] | --help | --version
@@ -62,7 +62,7 @@ const CTL_HELP: &str = "\
 warden ctl: one operator line to the running server, for scripts and cron
 
 USAGE:
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] <operator line...>
 
 The line is the language of the server's prompt (`list`, `nodes`, `send host1 status
 3node0`, `send 'val-*' backup_keys 3node0`, `broadcast status all`, `history`, ...) and
@@ -76,6 +76,10 @@ OPTIONS:
                      status, code, error and result)
     --wait[=SECS]    return only once every command the line issued has an outcome
                      (default 60 s)
+    --yes            confirm a broadcast that changes nodes (start, stop, restart,
+                     backup_keys, ...): without it such a broadcast is refused (exit 1).
+                     `batch=N` on the line rolls it N agents at a time, stopping at the
+                     first failure
 
 EXIT CODES:
     0  done, and nothing failed
@@ -195,6 +199,8 @@ pub struct CtlArgs {
     pub json: bool,
     /// `--wait[=SECS]`.
     pub wait_s: Option<u64>,
+    /// `--yes`: confirms a broadcast that changes nodes.
+    pub yes: bool,
     pub line: String,
 }
 
@@ -265,6 +271,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         data_dir: default_server_dir(),
         json: false,
         wait_s: None,
+        yes: false,
         line: String::new(),
     };
     let mut words: Vec<String> = Vec::new();
@@ -273,6 +280,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Short('h') | Long("help") if words.is_empty() => return Ok(Cli::Help(CTL_HELP)),
             Long("data-dir") if words.is_empty() => args.data_dir = parser.value()?.into(),
             Long("json") if words.is_empty() => args.json = true,
+            Long("yes") if words.is_empty() => args.yes = true,
             Long("wait") if words.is_empty() => {
                 args.wait_s = Some(match parser.optional_value() {
                     Some(v) => v.parse()?,

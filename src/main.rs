@@ -29,6 +29,7 @@ fn ctl(args: cli::CtlArgs) -> ExitCode {
         line: args.line,
         json: args.json,
         wait_s: args.wait_s,
+        yes: args.yes,
     };
     match warden::server::control::request(&args.data_dir, &request) {
         Ok(reply) => {

@@ -53,6 +53,9 @@ pub struct Request {
     pub json: bool,
     #[serde(default)]
     pub wait_s: Option<u64>,
+    /// `--yes`: confirms a broadcast that changes nodes.
+    #[serde(default)]
+    pub yes: bool,
 }
 
 /// What the server answers.
@@ -69,6 +72,8 @@ pub struct ControlRequest {
     /// With `--wait`: until when outcomes are awaited.
     pub wait_until: Option<Instant>,
     pub updates: Sender<Update>,
+    /// `--yes` was given.
+    pub yes: bool,
 }
 
 /// A command the line issued.
@@ -213,6 +218,7 @@ fn serve(stream: &UnixStream, hub: &SyncSender<HubEvent>) {
         uid,
         wait_until: wait.map(|w| Instant::now() + w),
         updates: tx,
+        yes: request.yes,
     });
     if hub.send(event).is_err() {
         let _ = answer(stream, exit::USAGE, "error: the server is stopping".into());

@@ -70,9 +70,11 @@ impl Hub {
         }
         self.reply = Some(request.updates);
         self.ctl_wait = request.wait_until;
+        self.safety.ctl_yes = request.yes;
         let _ = self.on_operator_line(&request.line);
         self.reply = None;
         self.ctl_wait = None;
+        self.safety.ctl_yes = false;
         // After the commands' records are on disk and they are queued.
         self.batch.then(move || {
             let _ = updates.send(Update::Done);
@@ -80,6 +82,9 @@ impl Hub {
     }
 
     pub(super) fn on_operator_line(&mut self, line: &str) -> Flow {
+        if self.answer_confirmation(line).is_some() {
+            return Flow::Continue;
+        }
         let parsed = match operator::parse_line(line) {
             Ok(Some(c)) => c,
             Ok(None) => return Flow::Continue,
@@ -217,7 +222,7 @@ impl Hub {
             self.say(&summary);
         }
         let plan = self.double_sign_gate(plan, &request.controls);
-        self.issue(plan);
+        let _ = self.issue(plan);
     }
 
     fn broadcast(&mut self, request: operator::CommandRequest) {
@@ -244,25 +249,43 @@ impl Hub {
             self.refuse(exit::FAILED, "error: no agent is connected");
             return;
         }
-        self.tell(Update::Targeted(self.live.len()));
+        if request.command.is_mutating() {
+            self.confirm_broadcast(request);
+        } else {
+            self.run_broadcast(request, None);
+        }
+    }
+
+    /// Send a (confirmed) broadcast to every connected agent, or only to
+    /// those in `only` (the agents its confirmation announced).
+    pub(super) fn run_broadcast(
+        &mut self,
+        request: operator::CommandRequest,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) {
         let mut plan = Vec::new();
         let mut skipped = Vec::new();
         for (agent, live) in &self.live {
+            if only.is_some_and(|o| !o.contains(agent)) {
+                continue;
+            }
             match operator::resolve(&request, &live.containers) {
                 Ok(resolved) => plan.push((agent.clone(), resolved)),
                 Err(e) => skipped.push(format!("{agent} ({e})")),
             }
         }
+        self.tell(Update::Targeted(plan.len() + skipped.len()));
         let plan = self.double_sign_gate(plan, &request.controls);
-        self.issue(plan);
+        let label = format!("broadcast {}", request.command.as_str());
+        self.issue_or_roll(plan, request.controls.batch, label);
         if !skipped.is_empty() {
             self.refuse(exit::FAILED, &format!("skipped: {}", skipped.join("; ")));
         }
     }
 
     /// Record validated commands (one per agent), then send them once the
-    /// record is on disk.
-    fn issue(&mut self, plan: Vec<(String, operator::ResolvedCommand)>) {
+    /// record is on disk. Returns the ids issued.
+    pub(super) fn issue(&mut self, plan: Vec<(String, operator::ResolvedCommand)>) -> Vec<String> {
         let mut requests = Vec::with_capacity(plan.len());
         for (agent, resolved) in plan {
             let request = CommandRequest {
@@ -307,6 +330,7 @@ impl Hub {
                 }
             }
         }
+        let ids = requests.iter().map(|(_, r)| r.id.clone()).collect();
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
         for (agent, request) in requests {
@@ -351,6 +375,7 @@ impl Hub {
                 None => {}
             }
         });
+        ids
     }
 
     fn render_list(&self) -> String {

@@ -106,6 +106,8 @@ pub(super) struct Hub {
     pub ctl_wait: Option<Instant>,
     /// Command id → the ctl client waiting for its outcome, and until when.
     pub watchers: HashMap<String, (Sender<Update>, Instant)>,
+    /// Broadcast confirmations and rollouts (src/server/rollout.rs).
+    pub safety: super::rollout::SafetyState,
 }
 
 #[derive(PartialEq)]
@@ -140,6 +142,7 @@ impl Hub {
             reply: None,
             ctl_wait: None,
             watchers: HashMap::new(),
+            safety: Default::default(),
         };
         hub.registry_stamp = hub.registry_stamp_now();
         hub
@@ -445,6 +448,8 @@ impl Hub {
                 }
                 let (command, target) = record.map(|r| (r.command, r.target)).unwrap_or_default();
                 self.line_after_commit(render::response(agent, &command, &target, &response));
+                let completed = response.status.as_str() == "completed";
+                self.rollout_outcome(agent, &response.id, completed);
             }
             // After the commit too: the first record of it may still be in
             // this very batch.

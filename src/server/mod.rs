@@ -29,6 +29,7 @@ pub mod journal;
 pub mod keyguard;
 pub mod prom;
 mod render;
+mod rollout;
 mod safety;
 pub mod schedule;
 pub mod store;

@@ -16,6 +16,7 @@ mod netkey;
 mod official;
 mod packaging;
 mod readme;
+mod rollout;
 mod secrets;
 mod signed;
 mod support;
