@@ -12,7 +12,7 @@ warden: run a fleet of Substrate validator nodes (Docker containers) from one pl
 
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
-                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
+                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N] [--operator-key FILE]
     warden agent  --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
                   [--config FILE] [--ca-file PEM] [--client-cert PEM --client-key PEM]
                   [--server-fingerprint SHA256] [--state-dir DIR]
@@ -22,7 +22,7 @@ USAGE:
     warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] [--key FILE] <operator line...>
     warden config check [--kind agent|alerts|schedules] FILE
     warden operator-key new --out FILE
     warden help [COMMAND] | --help | --version
@@ -41,7 +41,7 @@ warden server: hold the agents' connections and drive them from stdin
 
 USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
-                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
+                  [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N] [--operator-key FILE]
 
 OPTIONS:
     --listen ADDR:PORT     where agents connect (default 127.0.0.1:7443; port 0 picks a
@@ -53,6 +53,9 @@ OPTIONS:
                            DNS subject alternative name is their agent id (tokens still apply)
     --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
     --max-frame-bytes N    largest message accepted (default 1048576)
+    --operator-key FILE    sign every command typed on stdin with this operator key
+                           (`warden operator-key new`); `signatures=K` on a line holds the
+                           command until K operators signed (`warden ctl --key F approve <id>`)
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
@@ -62,7 +65,7 @@ const CTL_HELP: &str = "\
 warden ctl: one operator line to the running server, for scripts and cron
 
 USAGE:
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] [--key FILE] <operator line...>
 
 The line is the language of the server's prompt (`list`, `nodes`, `send host1 status
 3node0`, `send 'val-*' backup_keys 3node0`, `broadcast status all`, `history`, ...) and
@@ -80,6 +83,11 @@ OPTIONS:
                      backup_keys, ...): without it such a broadcast is refused (exit 1).
                      `batch=N` on the line rolls it N agents at a time, stopping at the
                      first failure
+    --key FILE       sign the line's commands with this operator key (made by
+                     `warden operator-key new`); the key never leaves this process: the
+                     server holds the commands, this client checks and signs each payload.
+                     `signatures=K` on the line holds a command until K operators signed;
+                     others co-sign with `warden ctl --key FILE approve <id>`
 
 EXIT CODES:
     0  done, and nothing failed
@@ -201,6 +209,8 @@ pub struct CtlArgs {
     pub wait_s: Option<u64>,
     /// `--yes`: confirms a broadcast that changes nodes.
     pub yes: bool,
+    /// `--key FILE`: sign the line's commands with this operator key.
+    pub key: Option<PathBuf>,
     pub line: String,
 }
 
@@ -272,6 +282,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         json: false,
         wait_s: None,
         yes: false,
+        key: None,
         line: String::new(),
     };
     let mut words: Vec<String> = Vec::new();
@@ -281,6 +292,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("data-dir") if words.is_empty() => args.data_dir = parser.value()?.into(),
             Long("json") if words.is_empty() => args.json = true,
             Long("yes") if words.is_empty() => args.yes = true,
+            Long("key") if words.is_empty() => args.key = Some(parser.value()?.into()),
             Long("wait") if words.is_empty() => {
                 args.wait_s = Some(match parser.optional_value() {
                     Some(v) => v.parse()?,
@@ -336,6 +348,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         client_ca: None,
         heartbeat_s: crate::server::DEFAULT_HEARTBEAT_S,
         max_message_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
+        operator_key: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -345,6 +358,12 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("tls-cert") => config.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => config.tls_key = Some(parser.value()?.into()),
             Long("client-ca") => config.client_ca = Some(parser.value()?.into()),
+            Long("operator-key") => {
+                let file: PathBuf = parser.value()?.into();
+                // Checked now: a server that cannot sign must not start.
+                crate::operator_keys::load(&file).map_err(|e| e.to_string())?;
+                config.operator_key = Some(file);
+            }
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {

@@ -90,6 +90,10 @@ pub enum OperatorCommand {
     Backups {
         agent: Option<String>,
     },
+    /// Co-sign a command the server holds until it has its signatures.
+    Approve {
+        id: String,
+    },
     Quit,
 }
 
@@ -123,6 +127,8 @@ pub struct CommandRequest {
 ///   the reason goes into the audit log.
 /// - `batch=N` (only for `broadcast`): roll the command N agents at a time,
 ///   stopping at the first failure.
+/// - `signatures=K` (any command): hold it until K operator signatures are
+///   collected (`approve <id>`), then send it with them.
 ///
 /// For any other command these words stay params and are refused as such.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -130,6 +136,9 @@ pub struct Controls {
     pub force: bool,
     pub reason: Option<String>,
     pub batch: Option<usize>,
+    /// `signatures=K` (1 to 16): hold the command until K operators signed
+    /// it (`approve <id>`), then send it.
+    pub signatures: Option<usize>,
 }
 
 /// Largest `batch=N`.
@@ -484,6 +493,12 @@ const VERBS: &[Verb] = &[
         parse: parse_show,
     },
     Verb {
+        name: "approve",
+        usage: "approve <command id>",
+        description: "co-sign a command held for more operator signatures (with a key)",
+        parse: parse_approve,
+    },
+    Verb {
         name: "history",
         usage: "history [agent]",
         description: "recent commands and their outcome",
@@ -696,6 +711,12 @@ fn parse_show(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, Par
     Ok(OperatorCommand::Show { id })
 }
 
+fn parse_approve(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    let id = required_argument(lexer, verb, "the command id")?;
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Approve { id })
+}
+
 fn parse_history(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
     let agent = optional_argument(lexer, verb, "the agent id")?;
     expect_end(lexer, verb)?;
@@ -842,6 +863,20 @@ fn take_control(
                 controls.batch = Some(n)
             }
             _ => return bad(format!("batch= takes one number from 1 to {MAX_BATCH}")),
+        },
+        "signatures" => match value.parse::<usize>() {
+            Ok(k)
+                if (1..=crate::operator_keys::MAX_SIGNATURES).contains(&k)
+                    && controls.signatures.is_none() =>
+            {
+                controls.signatures = Some(k)
+            }
+            _ => {
+                return bad(format!(
+                    "signatures= takes one number from 1 to {}",
+                    crate::operator_keys::MAX_SIGNATURES
+                ));
+            }
         },
         _ => return Ok(false),
     }
@@ -1602,6 +1637,7 @@ mod tests {
             let line = match verb.name {
                 "send" => "send host1 status".to_owned(),
                 "broadcast" => "broadcast status".to_owned(),
+                "approve" => "approve 1".to_owned(),
                 "show" => "show 1".to_owned(),
                 name => name.to_owned(),
             };
@@ -1625,3 +1661,7 @@ mod tests {
         assert_eq!(unique.len(), names.len());
     }
 }
+
+#[cfg(test)]
+#[path = "operator_controls_tests.rs"]
+mod controls_tests;

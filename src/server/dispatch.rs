@@ -71,10 +71,14 @@ impl Hub {
         self.reply = Some(request.updates);
         self.ctl_wait = request.wait_until;
         self.safety.ctl_yes = request.yes;
+        self.safety.ctl_key = request.key.clone();
+        self.safety.ctl_signature = request.signature.clone();
         let _ = self.on_operator_line(&request.line);
         self.reply = None;
         self.ctl_wait = None;
         self.safety.ctl_yes = false;
+        self.safety.ctl_key = None;
+        self.safety.ctl_signature = None;
         // After the commands' records are on disk and they are queued.
         self.batch.then(move || {
             let _ = updates.send(Update::Done);
@@ -148,6 +152,7 @@ impl Hub {
                 let text = render::keys(&keys);
                 self.say(&text);
             }
+            OperatorCommand::Approve { id } => self.approve(&id),
             OperatorCommand::Send { agent, request } => self.send(agent, request),
             OperatorCommand::Broadcast { request } => self.broadcast(request),
         }
@@ -222,7 +227,9 @@ impl Hub {
             self.say(&summary);
         }
         let plan = self.double_sign_gate(plan, &request.controls);
+        self.safety.wanted = request.controls.signatures;
         let _ = self.issue(plan);
+        self.safety.wanted = None;
     }
 
     fn broadcast(&mut self, request: operator::CommandRequest) {
@@ -277,7 +284,9 @@ impl Hub {
         self.tell(Update::Targeted(plan.len() + skipped.len()));
         let plan = self.double_sign_gate(plan, &request.controls);
         let label = format!("broadcast {}", request.command.as_str());
+        self.safety.wanted = request.controls.signatures;
         self.issue_or_roll(plan, request.controls.batch, label);
+        self.safety.wanted = None;
         if !skipped.is_empty() {
             self.refuse(exit::FAILED, &format!("skipped: {}", skipped.join("; ")));
         }
@@ -298,6 +307,19 @@ impl Hub {
             };
             requests.push((agent, request));
         }
+        let wanted = self.safety.wanted;
+        let held_ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
+        let requests = self.sign_or_hold(requests, wanted);
+        let _ = self.record_and_send(requests);
+        held_ids
+    }
+
+    /// Record commands ready to go, then send them once the record is on
+    /// disk. Returns their ids.
+    pub(super) fn record_and_send(
+        &mut self,
+        requests: Vec<(String, CommandRequest)>,
+    ) -> Vec<String> {
         let records = requests
             .iter()
             .map(|(agent, r)| CommandRecord {
@@ -330,7 +352,7 @@ impl Hub {
                 }
             }
         }
-        let ids = requests.iter().map(|(_, r)| r.id.clone()).collect();
+        let ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
         for (agent, request) in requests {
@@ -422,6 +444,7 @@ fn verb_name(command: &OperatorCommand) -> &'static str {
         OperatorCommand::Keys { .. } => "keys",
         OperatorCommand::Nodes { .. } => "nodes",
         OperatorCommand::Backups { .. } => "backups",
+        OperatorCommand::Approve { .. } => "approve",
         OperatorCommand::Quit => "quit",
     }
 }

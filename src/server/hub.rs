@@ -145,6 +145,7 @@ impl Hub {
             safety: Default::default(),
         };
         hub.registry_stamp = hub.registry_stamp_now();
+        hub.load_operator_key();
         hub
     }
 

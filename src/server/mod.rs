@@ -21,6 +21,7 @@ mod budget;
 mod conn;
 pub mod console;
 pub mod control;
+pub mod ctlsign;
 mod dispatch;
 pub mod doublesign;
 mod guard;
@@ -32,6 +33,7 @@ mod render;
 mod rollout;
 mod safety;
 pub mod schedule;
+mod signing;
 pub mod store;
 pub mod tokens;
 
@@ -69,6 +71,8 @@ pub struct ServerConfig {
     pub client_ca: Option<PathBuf>,
     pub heartbeat_s: u64,
     pub max_message_bytes: usize,
+    /// `--operator-key FILE`: sign every command typed on stdin.
+    pub operator_key: Option<PathBuf>,
 }
 
 #[derive(Debug)]

@@ -26,6 +26,14 @@ pub const CONFIRM_WINDOW: Duration = Duration::from_secs(120);
 pub struct SafetyState {
     /// The ctl request being handled carried `--yes`.
     pub ctl_yes: bool,
+    /// Its `--key` (public key: the client signs), and its signature (for
+    /// `approve`).
+    pub ctl_key: Option<String>,
+    pub ctl_signature: Option<crate::operator_keys::CommandSignature>,
+    /// The line's `signatures=K`, while it is issued.
+    pub wanted: Option<usize>,
+    /// The operator key and the commands held for signatures.
+    pub signing: super::signing::Signing,
     confirming: Option<Confirming>,
     rollout: Option<Rollout>,
 }

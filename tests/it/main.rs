@@ -19,6 +19,7 @@ mod readme;
 mod rollout;
 mod secrets;
 mod signed;
+mod signed_server;
 mod support;
 mod tls;
 mod wire;
