@@ -413,6 +413,7 @@ impl Hub {
     fn on_response(&mut self, agent: &str, mut response: CommandResponse) {
         // Agent text printed inline must not start a line of its own.
         response.error = response.error.map(|e| console::inline(&e).into_owned());
+        super::outcome::bound(&mut response);
         if !response.status.is_terminal() {
             self.store.record_progress(agent, &response);
             self.out.line(&format!(

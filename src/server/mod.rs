@@ -28,6 +28,7 @@ mod guard;
 mod hub;
 pub mod journal;
 pub mod keyguard;
+pub mod outcome;
 pub mod prom;
 mod render;
 mod rollout;

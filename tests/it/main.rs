@@ -3,6 +3,7 @@
 mod agent_limits;
 mod agent_wire;
 mod backups;
+mod bounded;
 mod chain_cmds;
 mod chainkeys;
 mod ctl;
