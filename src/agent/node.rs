@@ -137,9 +137,29 @@ pub fn keystore_keys(
     agent: &Agent,
     inspect: &ContainerInspect,
 ) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
+    listed_keys(agent, inspect, false)
+}
+
+/// The same, for the server's double-sign check: a node without a keystore
+/// directory holds no keys (an empty listing, not an error).
+pub fn keystore_listing(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
+    listed_keys(agent, inspect, true)
+}
+
+fn listed_keys(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+    missing_is_empty: bool,
+) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
     let dir = keystore_dir(agent, inspect)?;
-    let names = list_names(agent, &inspect.name, &dir)?
-        .ok_or_else(|| format!("{dir} does not exist in {}", inspect.name))?;
+    let names = match list_names(agent, &inspect.name, &dir)? {
+        Some(names) => names,
+        None if missing_is_empty => Vec::new(),
+        None => return Err(format!("{dir} does not exist in {}", inspect.name)),
+    };
     Ok(names
         .iter()
         .filter_map(|name| chain::parse_keystore_file_name(name.trim()).ok())

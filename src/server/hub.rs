@@ -413,7 +413,6 @@ impl Hub {
     fn on_response(&mut self, agent: &str, mut response: CommandResponse) {
         // Agent text printed inline must not start a line of its own.
         response.error = response.error.map(|e| console::inline(&e).into_owned());
-        super::outcome::bound(&mut response);
         if !response.status.is_terminal() {
             self.store.record_progress(agent, &response);
             self.out.line(&format!(
@@ -423,9 +422,11 @@ impl Hub {
             ));
             return;
         }
-        let verdict = self
-            .store
-            .record_response(agent, &response, &mut self.batch);
+        // What is kept on disk (and in memory) is bounded; the operator
+        // still sees the whole of what the agent sent.
+        let verdict =
+            self.store
+                .record_response(agent, &super::outcome::bounded(&response), &mut self.batch);
         let ack = Message::CommandAck(protocol::IdRef {
             id: response.id.clone(),
         });

@@ -1,7 +1,7 @@
 //! What the server keeps of a command's result: bounded, whatever the agent
 //! sent. An agent caps its own output (exec, payout, logs), but the server
 //! does not trust that: a result or error text stored in commands.jsonl (and
-//! printed, and handed to ctl) is at most [`MAX_STORED_RESULT`] /
+//! kept in the server's memory) is at most [`MAX_STORED_RESULT`] /
 //! [`MAX_STORED_ERROR`] bytes. What is cut ends with a marker giving the
 //! full length, so nobody mistakes a cut text for the whole.
 use crate::protocol::CommandResponse;
@@ -27,6 +27,13 @@ fn head(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}{}", &text[..end], marker(text.len()))
+}
+
+/// A copy of `response` with its result and error bounded, for the record.
+pub fn bounded(response: &CommandResponse) -> CommandResponse {
+    let mut copy = response.clone();
+    bound(&mut copy);
+    copy
 }
 
 /// Bound `response`'s result and error in place.

@@ -116,7 +116,10 @@ impl Hub {
                 }
                 _ => {
                     for why in refusals {
-                        self.refuse(exit::FAILED, &format!("[{agent}] {command} {target} {why}"));
+                        self.refuse(
+                            exit::FAILED,
+                            &format!("error: {agent}: {command} {target} {why}"),
+                        );
                     }
                 }
             }
