@@ -353,6 +353,9 @@ impl Hub {
             }
         }
         let ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
+        for (_, r) in &requests {
+            self.safety.signing.remember(r);
+        }
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
         for (agent, request) in requests {

@@ -317,7 +317,7 @@ impl Hub {
                 target: record.target.clone(),
                 params: record.params.clone(),
                 timestamp: record.issued_ms,
-                signatures: Vec::new(),
+                signatures: self.safety.signing.signatures_of(&record.id),
             };
             let _ = session.send(&Message::Command(request));
         }
