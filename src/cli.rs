@@ -25,6 +25,7 @@ USAGE:
     warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] [--key FILE] <operator line...>
     warden config check [--kind agent|alerts|schedules] FILE
     warden operator-key new --out FILE
+    warden approve <command id> --key FILE [--data-dir DIR]
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -264,9 +265,10 @@ where
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
             "ctl" => parse_ctl(&mut parser),
+            "approve" => parse_approve(&mut parser),
             "config" => parse_config(&mut parser),
             "operator-key" => parse_operator_key(&mut parser),
-            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl, config or operator-key (see warden --help)")
+            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl, approve, config or operator-key (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
@@ -318,6 +320,33 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     // Quote each word back, so one holding blanks stays one word.
     args.line =
         shlex::try_join(words.iter().map(String::as_str)).map_err(|e| format!("ctl: {e}"))?;
+    Ok(Cli::Ctl(args))
+}
+
+/// `approve <id> --key FILE [--data-dir DIR]`: `warden ctl --key FILE
+/// approve <id>`, co-signing a command the server holds.
+fn parse_approve(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = CtlArgs {
+        data_dir: default_server_dir(),
+        json: false,
+        wait_s: None,
+        yes: false,
+        key: None,
+        line: String::new(),
+    };
+    let mut id = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data-dir") => args.data_dir = parser.value()?.into(),
+            Long("key") => args.key = Some(parser.value()?.into()),
+            Value(word) if id.is_none() => id = Some(word.string()?),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let (Some(id), Some(_)) = (id, &args.key) else {
+        return Err("usage: warden approve <command id> --key FILE [--data-dir DIR]".into());
+    };
+    args.line = shlex::try_join(["approve", id.as_str()]).map_err(|e| format!("approve: {e}"))?;
     Ok(Cli::Ctl(args))
 }
 
@@ -637,6 +666,22 @@ mod tests {
             parse(&["restore-keys", "--container", "a"])
                 .unwrap_err()
                 .contains("--file")
+        );
+    }
+
+    #[test]
+    fn approve_is_ctl_approve_with_a_key() {
+        let Cli::Ctl(ctl) =
+            parse(&["approve", "c17-3", "--key", "/k", "--data-dir", "/d"]).unwrap()
+        else {
+            panic!("not ctl")
+        };
+        assert_eq!(ctl.line, "approve c17-3");
+        assert_eq!(ctl.key.as_deref(), Some(std::path::Path::new("/k")));
+        assert!(parse(&["approve", "c17-3"]).is_err(), "a key is required");
+        assert!(
+            parse(&["approve", "--key", "/k"]).is_err(),
+            "an id is required"
         );
     }
 

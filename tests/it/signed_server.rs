@@ -108,11 +108,14 @@ fn two_of_three_through_the_server_runs_and_one_untrusted_or_moved_does_not() {
     assert!(reply.stdout.contains("does not verify"), "{reply:?}");
     assert_eq!(n0.state(), "running");
 
-    // alice (stdin) and bob (ctl, client-side signing): it runs.
-    let out = ctl(
-        &data_dir,
-        &["--key", &bob.display().to_string(), "approve", &for_n0],
-    );
+    // alice (stdin) and bob (`warden approve`, client-side signing): it runs.
+    let out = warden()
+        .args(["approve", &for_n0, "--key"])
+        .arg(&bob)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 of 2 signatures; sending"), "{text}");
