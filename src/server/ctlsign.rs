@@ -106,3 +106,66 @@ fn matches_line(pending: &PendingPayload, line: Option<&OperatorCommand>) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(agent: &str, id: &str, command: &str, target: &str, params: &str) -> PendingPayload {
+        PendingPayload {
+            id: id.into(),
+            agent: agent.into(),
+            payload: format!(
+                "[\"warden-command-v1\",\"{agent}\",\"{id}\",\"{command}\",\"{target}\",{params},1]"
+            ),
+        }
+    }
+
+    fn line(text: &str) -> Option<OperatorCommand> {
+        operator::parse_line(text).unwrap()
+    }
+
+    #[test]
+    fn a_payload_other_than_the_line_is_never_signed() {
+        let sent = line("send h1 logs n0 lines=100");
+        let ok = pending("h1", "c1", "logs", "n0", "{\"lines\":100}");
+        assert_eq!(matches_line(&ok, sent.as_ref()), Ok(()));
+        for (bad, why) in [
+            (
+                pending("h2", "c1", "logs", "n0", "{\"lines\":100}"),
+                "agent",
+            ),
+            (pending("h1", "c1", "stop", "n0", "{}"), "command"),
+            (
+                pending("h1", "c1", "logs", "n1", "{\"lines\":100}"),
+                "target",
+            ),
+            (
+                pending("h1", "c1", "logs", "n0", "{\"lines\":5000}"),
+                "param",
+            ),
+        ] {
+            let e = matches_line(&bad, sent.as_ref()).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        // The server announced one agent and id, the payload says another.
+        let mut lying = ok.clone();
+        lying.id = "c2".into();
+        assert!(matches_line(&lying, sent.as_ref()).is_err());
+        // A glob's agents are the server's to choose; the rest is checked.
+        let glob = line("send 'h*' status n0");
+        assert_eq!(
+            matches_line(&pending("h9", "c3", "status", "n0", "{}"), glob.as_ref()),
+            Ok(())
+        );
+        // approve signs only the id it names.
+        let approve = line("approve c1");
+        assert_eq!(matches_line(&ok, approve.as_ref()), Ok(()));
+        let other = pending("h1", "c7", "stop", "n0", "{}");
+        assert!(matches_line(&other, approve.as_ref()).is_err());
+        // Not a payload at all.
+        let mut junk = ok;
+        junk.payload = "[\"other-domain\"]".into();
+        assert!(matches_line(&junk, sent.as_ref()).is_err());
+    }
+}
