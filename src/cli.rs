@@ -14,6 +14,7 @@ USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
                   [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
                   [--admin-listen ADDR:PORT] [--alerts FILE] [--schedules FILE]
+                  [--operator-key FILE]
     warden agent  --server ws[s]://HOST:PORT/agent --agent-id ID --token-file FILE
                   [--config FILE] [--ca-file PEM] [--client-cert PEM --client-key PEM]
                   [--server-fingerprint SHA256] [--state-dir DIR]
@@ -23,9 +24,10 @@ USAGE:
     warden backup-keys (--container NAME... | --all) [--dest DIR] [--keep N] [--notify]
                        [--config FILE] [--state-dir DIR]
     warden restore-keys --container NAME --file NAME [--dest DIR] [--config FILE] [--state-dir DIR]
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] [--key FILE] <operator line...>
     warden config check [--kind agent|alerts|schedules] FILE
     warden operator-key new --out FILE
+    warden approve <command id> --key FILE [--data-dir DIR]
     warden help [COMMAND] | --help | --version
 
 Start here:
@@ -44,6 +46,7 @@ USAGE:
     warden server [--listen ADDR:PORT] [--data-dir DIR] [--tls-cert PEM --tls-key PEM]
                   [--client-ca PEM] [--heartbeat-s N] [--max-frame-bytes N]
                   [--admin-listen ADDR:PORT] [--alerts FILE] [--schedules FILE]
+                  [--operator-key FILE]
 
 OPTIONS:
     --listen ADDR:PORT     where agents connect (default 127.0.0.1:7443; port 0 picks a
@@ -68,6 +71,9 @@ OPTIONS:
                            past N MiB (default 64)
     --log-keep N           rotated generations kept, FILE.1 .. FILE.N (default 4)
     --log-max-age-days N   delete rotated generations older than N days (default 365; 0: never)
+    --operator-key FILE    sign every command typed on stdin with this operator key
+                           (`warden operator-key new`); `signatures=K` on a line holds the
+                           command until K operators signed (`warden ctl --key F approve <id>`)
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
@@ -77,7 +83,7 @@ const CTL_HELP: &str = "\
 warden ctl: one operator line to the running server, for scripts and cron
 
 USAGE:
-    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] <operator line...>
+    warden ctl [--data-dir DIR] [--json] [--wait[=SECS]] [--yes] [--key FILE] <operator line...>
 
 The line is the language of the server's prompt (`list`, `nodes`, `send host1 status
 3node0`, `send 'val-*' backup_keys 3node0`, `broadcast status all`, `history`, ...) and
@@ -91,6 +97,15 @@ OPTIONS:
                      status, code, error and result)
     --wait[=SECS]    return only once every command the line issued has an outcome
                      (default 60 s)
+    --yes            confirm a broadcast that changes nodes (start, stop, restart,
+                     backup_keys, ...): without it such a broadcast is refused (exit 1).
+                     `batch=N` on the line rolls it N agents at a time, stopping at the
+                     first failure
+    --key FILE       sign the line's commands with this operator key (made by
+                     `warden operator-key new`); the key never leaves this process: the
+                     server holds the commands, this client checks and signs each payload.
+                     `signatures=K` on the line holds a command until K operators signed;
+                     others co-sign with `warden ctl --key FILE approve <id>`
 
 EXIT CODES:
     0  done, and nothing failed
@@ -210,6 +225,10 @@ pub struct CtlArgs {
     pub json: bool,
     /// `--wait[=SECS]`.
     pub wait_s: Option<u64>,
+    /// `--yes`: confirms a broadcast that changes nodes.
+    pub yes: bool,
+    /// `--key FILE`: sign the line's commands with this operator key.
+    pub key: Option<PathBuf>,
     pub line: String,
 }
 
@@ -263,9 +282,10 @@ where
             "backup-keys" => parse_backup(&mut parser),
             "restore-keys" => parse_restore(&mut parser),
             "ctl" => parse_ctl(&mut parser),
+            "approve" => parse_approve(&mut parser),
             "config" => parse_config(&mut parser),
             "operator-key" => parse_operator_key(&mut parser),
-            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl, config or operator-key (see warden --help)")
+            other => Err(format!("unknown subcommand {other:?}: use server, agent, token, backup-keys, restore-keys, ctl, approve, config or operator-key (see warden --help)")
             .into()),
         },
         other => Err(other.unexpected()),
@@ -280,6 +300,8 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         data_dir: default_server_dir(),
         json: false,
         wait_s: None,
+        yes: false,
+        key: None,
         line: String::new(),
     };
     let mut words: Vec<String> = Vec::new();
@@ -288,6 +310,8 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Short('h') | Long("help") if words.is_empty() => return Ok(Cli::Help(CTL_HELP)),
             Long("data-dir") if words.is_empty() => args.data_dir = parser.value()?.into(),
             Long("json") if words.is_empty() => args.json = true,
+            Long("yes") if words.is_empty() => args.yes = true,
+            Long("key") if words.is_empty() => args.key = Some(parser.value()?.into()),
             Long("wait") if words.is_empty() => {
                 args.wait_s = Some(match parser.optional_value() {
                     Some(v) => v.parse()?,
@@ -313,6 +337,33 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     // Quote each word back, so one holding blanks stays one word.
     args.line =
         shlex::try_join(words.iter().map(String::as_str)).map_err(|e| format!("ctl: {e}"))?;
+    Ok(Cli::Ctl(args))
+}
+
+/// `approve <id> --key FILE [--data-dir DIR]`: `warden ctl --key FILE
+/// approve <id>`, co-signing a command the server holds.
+fn parse_approve(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
+    let mut args = CtlArgs {
+        data_dir: default_server_dir(),
+        json: false,
+        wait_s: None,
+        yes: false,
+        key: None,
+        line: String::new(),
+    };
+    let mut id = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data-dir") => args.data_dir = parser.value()?.into(),
+            Long("key") => args.key = Some(parser.value()?.into()),
+            Value(word) if id.is_none() => id = Some(word.string()?),
+            other => return Err(other.unexpected()),
+        }
+    }
+    let (Some(id), Some(_)) = (id, &args.key) else {
+        return Err("usage: warden approve <command id> --key FILE [--data-dir DIR]".into());
+    };
+    args.line = shlex::try_join(["approve", id.as_str()]).map_err(|e| format!("approve: {e}"))?;
     Ok(Cli::Ctl(args))
 }
 
@@ -347,6 +398,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         alerts_file: None,
         schedules_file: None,
         rotation: Default::default(),
+        operator_key: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -373,6 +425,12 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
                 }
             }
             Long("log-max-age-days") => config.rotation.max_age_days = parser.value()?.parse()?,
+            Long("operator-key") => {
+                let file: PathBuf = parser.value()?.into();
+                // Checked now: a server that cannot sign must not start.
+                crate::operator_keys::load(&file).map_err(|e| e.to_string())?;
+                config.operator_key = Some(file);
+            }
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {
@@ -646,6 +704,22 @@ mod tests {
             parse(&["restore-keys", "--container", "a"])
                 .unwrap_err()
                 .contains("--file")
+        );
+    }
+
+    #[test]
+    fn approve_is_ctl_approve_with_a_key() {
+        let Cli::Ctl(ctl) =
+            parse(&["approve", "c17-3", "--key", "/k", "--data-dir", "/d"]).unwrap()
+        else {
+            panic!("not ctl")
+        };
+        assert_eq!(ctl.line, "approve c17-3");
+        assert_eq!(ctl.key.as_deref(), Some(std::path::Path::new("/k")));
+        assert!(parse(&["approve", "c17-3"]).is_err(), "a key is required");
+        assert!(
+            parse(&["approve", "--key", "/k"]).is_err(),
+            "an id is required"
         );
     }
 

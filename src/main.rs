@@ -29,8 +29,15 @@ fn ctl(args: cli::CtlArgs) -> ExitCode {
         line: args.line,
         json: args.json,
         wait_s: args.wait_s,
+        yes: args.yes,
+        key: None,
+        signature: None,
     };
-    match warden::server::control::request(&args.data_dir, &request) {
+    let answer = match &args.key {
+        Some(key) => warden::server::ctlsign::run(&args.data_dir, request, key),
+        None => warden::server::control::request(&args.data_dir, &request),
+    };
+    match answer {
         Ok(reply) => {
             print!("{}", reply.stdout);
             ExitCode::from(reply.exit)

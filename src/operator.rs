@@ -94,6 +94,10 @@ pub enum OperatorCommand {
     Alerts,
     /// The schedule file and its state.
     Schedules,
+    /// Co-sign a command the server holds until it has its signatures.
+    Approve {
+        id: String,
+    },
     Quit,
 }
 
@@ -116,7 +120,35 @@ pub struct CommandRequest {
     /// The params as written (after coercion and shorthands), without
     /// defaults; [`resolve`] gives the canonical form.
     pub params: Map<String, Value>,
+    /// Words for the server, never sent to the agent (see [`Controls`]).
+    pub controls: Controls,
 }
+
+/// Words of a request line that the server acts on and strips before the
+/// params reach the agent (which refuses params it does not know):
+/// - `force=true reason="…"` (only for `start` and `restore_keys`): send
+///   although the double-sign check refuses; both words are needed, and
+///   the reason goes into the audit log.
+/// - `batch=N` (only for `broadcast`): roll the command N agents at a time,
+///   stopping at the first failure.
+/// - `signatures=K` (any command): hold it until K operator signatures are
+///   collected (`approve <id>`), then send it with them.
+///
+/// For any other command these words stay params and are refused as such.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Controls {
+    pub force: bool,
+    pub reason: Option<String>,
+    pub batch: Option<usize>,
+    /// `signatures=K` (1 to 16): hold the command until K operators signed
+    /// it (`approve <id>`), then send it.
+    pub signatures: Option<usize>,
+}
+
+/// Largest `batch=N`.
+pub const MAX_BATCH: usize = 1000;
+/// Longest `reason=…`, in bytes.
+pub const MAX_REASON_BYTES: usize = 1024;
 
 /// A target checked against one agent's containers: the wire's `target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,6 +357,10 @@ pub enum ParseErrorKind {
         command: CommandName,
     },
     InvalidParams(ParamError),
+    /// A bad `force=`, `reason=` or `batch=` word (see [`Controls`]).
+    BadControl {
+        detail: String,
+    },
 }
 
 impl ParseError {
@@ -358,6 +394,7 @@ impl ParseError {
             | ParseErrorKind::MixedMapParam { .. }
             | ParseErrorKind::UnexpectedWord { .. }
             | ParseErrorKind::AllNotAllowed { .. }
+            | ParseErrorKind::BadControl { .. }
             | ParseErrorKind::InvalidParams(_) => "invalid_params",
         }
     }
@@ -391,6 +428,7 @@ impl fmt::Display for ParseErrorKind {
                 "{word:?} is not a param; write key=value, or key.entry=value for a map"
             ),
             ParseErrorKind::DuplicateParam { key } => write!(f, "{key} is given twice"),
+            ParseErrorKind::BadControl { detail } => f.write_str(detail),
             ParseErrorKind::MixedMapParam { key } => write!(
                 f,
                 "{key} is given both as one value and as a map ({key}.entry=value)"
@@ -457,6 +495,12 @@ const VERBS: &[Verb] = &[
         usage: "show <command id>",
         description: "a command's status, result or error",
         parse: parse_show,
+    },
+    Verb {
+        name: "approve",
+        usage: "approve <command id>",
+        description: "co-sign a command held for more operator signatures (with a key)",
+        parse: parse_approve,
     },
     Verb {
         name: "history",
@@ -554,7 +598,7 @@ fn command_syntax(command: CommandName) -> (&'static [&'static str], &'static st
 }
 
 /// `send` or `broadcast`: the words before the agent command.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum RequestVerb {
     Send,
     Broadcast,
@@ -693,6 +737,12 @@ fn parse_show(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, Par
     Ok(OperatorCommand::Show { id })
 }
 
+fn parse_approve(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
+    let id = required_argument(lexer, verb, "the command id")?;
+    expect_end(lexer, verb)?;
+    Ok(OperatorCommand::Approve { id })
+}
+
 fn parse_history(lexer: &mut Lexer<'_>, verb: &Verb) -> Result<OperatorCommand, ParseError> {
     let agent = optional_argument(lexer, verb, "the agent id")?;
     expect_end(lexer, verb)?;
@@ -750,9 +800,15 @@ fn parse_request(
     let error = |kind| ParseError::new(kind, Some(usage.clone()));
 
     let mut params = Map::new();
+    let mut controls = Controls::default();
     let mut target = TargetWord::Unspecified;
     let mut took_lines_shorthand = false;
     while let Some(word) = lexer.next_word().map_err(error)? {
+        if let Some((key, value)) = word.as_param()
+            && take_control(&mut controls, command, request_verb, key, value).map_err(error)?
+        {
+            continue;
+        }
         if let Some((key, value)) = word.as_param() {
             add_param(&mut params, key, coerce(value, word.quoted)).map_err(error)?;
         } else if target == TargetWord::Unspecified {
@@ -784,13 +840,73 @@ fn parse_request(
     if target == TargetWord::All && !command.allows_all_target() {
         return Err(error(ParseErrorKind::AllNotAllowed { command }));
     }
+    if controls.force != controls.reason.is_some() {
+        return Err(error(ParseErrorKind::BadControl {
+            detail: "force=true and reason=\"…\" go together: the reason is recorded in the \
+                     audit log"
+                .into(),
+        }));
+    }
     commands::validate_params(command, &params)
         .map_err(|err| error(ParseErrorKind::InvalidParams(err)))?;
     Ok(CommandRequest {
         command,
         target,
         params,
+        controls,
     })
+}
+
+/// Take `key=value` into `controls` when it is one of the server's words
+/// for this command (`Ok(true)`); `Ok(false)` leaves it a param.
+fn take_control(
+    controls: &mut Controls,
+    command: CommandName,
+    request_verb: RequestVerb,
+    key: &str,
+    value: &str,
+) -> Result<bool, ParseErrorKind> {
+    let bad = |detail: String| Err(ParseErrorKind::BadControl { detail });
+    let forcible = matches!(command, CommandName::Start | CommandName::RestoreKeys);
+    match key {
+        "force" if forcible => {
+            if value != "true" || controls.force {
+                return bad("force takes one value, true (`force=true reason=\"…\"`)".into());
+            }
+            controls.force = true;
+        }
+        "reason" if forcible => {
+            let reason = value.trim();
+            if reason.is_empty() || reason.len() > MAX_REASON_BYTES || controls.reason.is_some() {
+                return bad(format!(
+                    "reason= takes one non-empty text of at most {MAX_REASON_BYTES} bytes"
+                ));
+            }
+            controls.reason = Some(reason.to_owned());
+        }
+        "batch" if request_verb == RequestVerb::Broadcast => match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_BATCH).contains(&n) && controls.batch.is_none() => {
+                controls.batch = Some(n)
+            }
+            _ => return bad(format!("batch= takes one number from 1 to {MAX_BATCH}")),
+        },
+        "signatures" => match value.parse::<usize>() {
+            Ok(k)
+                if (1..=crate::operator_keys::MAX_SIGNATURES).contains(&k)
+                    && controls.signatures.is_none() =>
+            {
+                controls.signatures = Some(k)
+            }
+            _ => {
+                return bad(format!(
+                    "signatures= takes one number from 1 to {}",
+                    crate::operator_keys::MAX_SIGNATURES
+                ));
+            }
+        },
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn is_param_name(name: &str) -> bool {
@@ -1016,6 +1132,7 @@ mod tests {
             command: command.parse().unwrap(),
             target,
             params: object(params),
+            controls: Controls::default(),
         }
     }
 
@@ -1546,6 +1663,7 @@ mod tests {
             let line = match verb.name {
                 "send" => "send host1 status".to_owned(),
                 "broadcast" => "broadcast status".to_owned(),
+                "approve" => "approve 1".to_owned(),
                 "show" => "show 1".to_owned(),
                 name => name.to_owned(),
             };
@@ -1569,3 +1687,7 @@ mod tests {
         assert_eq!(unique.len(), names.len());
     }
 }
+
+#[cfg(test)]
+#[path = "operator_controls_tests.rs"]
+mod controls_tests;

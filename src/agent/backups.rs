@@ -10,6 +10,9 @@ use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 
 /// The one mapping from backup errors to the wire's codes.
+/// Public keys a `backup_complete` event lists, at most.
+const MAX_EVENT_KEYS: usize = 512;
+
 /// The `backup_complete` event for a finished backup.
 pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
     let timestamp = now_ms();
@@ -20,6 +23,19 @@ pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
     data.insert("backup_file".into(), json!(report.file_name));
     data.insert("bytes".into(), json!(report.bytes));
     data.insert("sha256".into(), json!(report.sha256));
+    // The archive's public keys, so the server can refuse a restore that
+    // would make two nodes sign with them (left out past a bound: the
+    // server then refuses such a restore unless forced).
+    let keys: Vec<String> = report
+        .entries
+        .iter()
+        .filter_map(|e| e.strip_prefix("keystore/"))
+        .filter_map(|name| crate::chain::parse_keystore_file_name(name).ok())
+        .map(|e| format!("0x{}", hex::encode(e.public_key)))
+        .collect();
+    if keys.len() <= MAX_EVENT_KEYS {
+        data.insert("keys".into(), json!(keys));
+    }
     data.insert("timestamp".into(), json!(timestamp));
     Event {
         kind: EventKind::BackupComplete,

@@ -118,13 +118,15 @@ fn list_names(agent: &Agent, container: &str, dir: &str) -> Result<Option<Vec<St
             "cannot list {dir} in {container}: {}",
             out.stderr.trim()
         )),
-        Err(crate::docker::DockerError::ExecStart { .. }) => {
-            match crate::backup::list_dir(&agent.docker, container, dir) {
-                Ok(names) => Ok(Some(names)),
-                Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+        // No `ls` in the image, or a stopped container: tar headers instead.
+        Err(
+            crate::docker::DockerError::ExecStart { .. }
+            | crate::docker::DockerError::NotRunning { .. },
+        ) => match crate::backup::list_dir(&agent.docker, container, dir) {
+            Ok(names) => Ok(Some(names)),
+            Err(e) if crate::backup::is_missing_path(&e) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(e.to_string()),
     }
 }
@@ -135,9 +137,29 @@ pub fn keystore_keys(
     agent: &Agent,
     inspect: &ContainerInspect,
 ) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
+    listed_keys(agent, inspect, false)
+}
+
+/// The same, for the server's double-sign check: a node without a keystore
+/// directory holds no keys (an empty listing, not an error).
+pub fn keystore_listing(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
+    listed_keys(agent, inspect, true)
+}
+
+fn listed_keys(
+    agent: &Agent,
+    inspect: &ContainerInspect,
+    missing_is_empty: bool,
+) -> Result<Vec<(KeyTypeId, [u8; 32])>, String> {
     let dir = keystore_dir(agent, inspect)?;
-    let names = list_names(agent, &inspect.name, &dir)?
-        .ok_or_else(|| format!("{dir} does not exist in {}", inspect.name))?;
+    let names = match list_names(agent, &inspect.name, &dir)? {
+        Some(names) => names,
+        None if missing_is_empty => Vec::new(),
+        None => return Err(format!("{dir} does not exist in {}", inspect.name)),
+    };
     Ok(names
         .iter()
         .filter_map(|name| chain::parse_keystore_file_name(name.trim()).ok())

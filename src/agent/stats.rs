@@ -84,6 +84,15 @@ fn node_reports(
             .map(|c| {
                 let probe = scope.spawn(move || {
                     let mut status = super::node::status(agent, metrics, c);
+                    // A stopped node's keystore is listed here, and a running
+                    // one's until the summary lists it: the server refuses a
+                    // `start` whose keys another node holds, and needs every
+                    // node's keys (a node without a keystore holds none).
+                    if (!c.state.running || agent.keystore_of(&c.name).is_none())
+                        && let Ok(keys) = super::node::keystore_listing(agent, c)
+                    {
+                        agent.remember_keystore(&c.name, &keys);
+                    }
                     if let Some(listed) = agent.keystore_of(&c.name) {
                         let keys: Vec<Value> = listed
                             .into_iter()

@@ -53,6 +53,25 @@ pub struct Request {
     pub json: bool,
     #[serde(default)]
     pub wait_s: Option<u64>,
+    /// `--yes`: confirms a broadcast that changes nodes.
+    #[serde(default)]
+    pub yes: bool,
+    /// `--key`: the client's operator public key; the server holds the
+    /// line's commands and answers their payloads for the client to sign.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// With `approve <id>`: the client's signature over that payload.
+    #[serde(default)]
+    pub signature: Option<crate::operator_keys::CommandSignature>,
+}
+
+/// A command held for signatures: what the ctl client signs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingPayload {
+    pub id: String,
+    pub agent: String,
+    /// The exact bytes to sign (UTF-8; see `operator_keys::signing_payload`).
+    pub payload: String,
 }
 
 /// What the server answers.
@@ -60,6 +79,9 @@ pub struct Request {
 pub struct Reply {
     pub exit: u8,
     pub stdout: String,
+    /// Commands held for the client's signature (`--key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingPayload>,
 }
 
 /// One ctl line on its way to the hub.
@@ -69,6 +91,10 @@ pub struct ControlRequest {
     /// With `--wait`: until when outcomes are awaited.
     pub wait_until: Option<Instant>,
     pub updates: Sender<Update>,
+    /// `--yes` was given.
+    pub yes: bool,
+    pub key: Option<String>,
+    pub signature: Option<crate::operator_keys::CommandSignature>,
 }
 
 /// A command the line issued.
@@ -94,6 +120,8 @@ pub enum Update {
     Issued(Vec<Issued>),
     /// The commands actually queued for their agents.
     Reached(usize),
+    /// Commands held for signatures, with their payloads.
+    Pending(Vec<PendingPayload>),
     /// The immediate answer is complete (everything before is on disk).
     Done,
     /// A command's terminal outcome (with `--wait`).
@@ -177,8 +205,22 @@ pub fn spawn(listener: UnixListener, hub: SyncSender<HubEvent>) -> io::Result<()
     Ok(())
 }
 
-fn answer(mut stream: &UnixStream, exit: u8, stdout: String) -> io::Result<()> {
-    let mut line = serde_json::to_vec(&Reply { exit, stdout }).map_err(io::Error::other)?;
+fn answer(stream: &UnixStream, exit: u8, stdout: String) -> io::Result<()> {
+    answer_with(stream, exit, stdout, Vec::new())
+}
+
+fn answer_with(
+    mut stream: &UnixStream,
+    exit: u8,
+    stdout: String,
+    pending: Vec<PendingPayload>,
+) -> io::Result<()> {
+    let reply = Reply {
+        exit,
+        stdout,
+        pending,
+    };
+    let mut line = serde_json::to_vec(&reply).map_err(io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)
 }
@@ -213,17 +255,35 @@ fn serve(stream: &UnixStream, hub: &SyncSender<HubEvent>) {
         uid,
         wait_until: wait.map(|w| Instant::now() + w),
         updates: tx,
+        yes: request.yes,
+        key: request.key.clone(),
+        signature: request.signature.clone(),
     });
     if hub.send(event).is_err() {
         let _ = answer(stream, exit::USAGE, "error: the server is stopping".into());
         return;
     }
-    let (exit, stdout) = collect(&rx, wait, request.json);
-    let _ = answer(stream, exit, stdout);
+    let (exit, stdout, pending) = collect(&rx, wait, request.json);
+    let _ = answer_with(stream, exit, stdout, pending);
 }
 
 /// Gather the hub's updates into the answer: text, or one JSON document.
-fn collect(rx: &Receiver<Update>, wait: Option<Duration>, as_json: bool) -> (u8, String) {
+fn collect(
+    rx: &Receiver<Update>,
+    wait: Option<Duration>,
+    as_json: bool,
+) -> (u8, String, Vec<PendingPayload>) {
+    let mut pending = Vec::new();
+    let (exit, stdout) = collect_text(rx, wait, as_json, &mut pending);
+    (exit, stdout, pending)
+}
+
+fn collect_text(
+    rx: &Receiver<Update>,
+    wait: Option<Duration>,
+    as_json: bool,
+    pending: &mut Vec<PendingPayload>,
+) -> (u8, String) {
     let mut text = Vec::new();
     let mut exit = exit::OK;
     let mut verb = "";
@@ -237,6 +297,7 @@ fn collect(rx: &Receiver<Update>, wait: Option<Duration>, as_json: bool) -> (u8,
             Ok(Update::Verb(v)) => verb = v,
             Ok(Update::Targeted(n)) => targeted = n,
             Ok(Update::Reached(n)) => reached = n,
+            Ok(Update::Pending(list)) => pending.extend(list),
             Ok(Update::Issued(list)) => commands.extend(list.into_iter().map(|i| (i, None))),
             Ok(Update::Done) => break,
             Ok(Update::Outcome { .. }) => {}

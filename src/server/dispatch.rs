@@ -29,7 +29,7 @@ impl Hub {
     }
 
     /// A reply that refuses the line (ctl exit code 1, or 2 for usage).
-    fn refuse(&mut self, code: u8, text: &str) {
+    pub(super) fn refuse(&mut self, code: u8, text: &str) {
         if let Some(tx) = &self.reply {
             let _ = tx.send(Update::Exit(code));
         }
@@ -70,9 +70,15 @@ impl Hub {
         }
         self.reply = Some(request.updates);
         self.ctl_wait = request.wait_until;
+        self.safety.ctl_yes = request.yes;
+        self.safety.ctl_key = request.key.clone();
+        self.safety.ctl_signature = request.signature.clone();
         let _ = self.on_operator_line(&request.line);
         self.reply = None;
         self.ctl_wait = None;
+        self.safety.ctl_yes = false;
+        self.safety.ctl_key = None;
+        self.safety.ctl_signature = None;
         // After the commands' records are on disk and they are queued.
         self.batch.then(move || {
             let _ = updates.send(Update::Done);
@@ -80,6 +86,9 @@ impl Hub {
     }
 
     pub(super) fn on_operator_line(&mut self, line: &str) -> Flow {
+        if self.answer_confirmation(line).is_some() {
+            return Flow::Continue;
+        }
         let parsed = match operator::parse_line(line) {
             Ok(Some(c)) => c,
             Ok(None) => return Flow::Continue,
@@ -151,6 +160,7 @@ impl Hub {
                 let text = self.render_schedules();
                 self.say(&text);
             }
+            OperatorCommand::Approve { id } => self.approve(&id),
             OperatorCommand::Send { agent, request } => self.send(agent, request),
             OperatorCommand::Broadcast { request } => self.broadcast(request),
         }
@@ -224,7 +234,10 @@ impl Hub {
             );
             self.say(&summary);
         }
-        self.issue(plan);
+        let plan = self.double_sign_gate(plan, &request.controls);
+        self.safety.wanted = request.controls.signatures;
+        let _ = self.issue(plan);
+        self.safety.wanted = None;
     }
 
     fn broadcast(&mut self, request: operator::CommandRequest) {
@@ -251,24 +264,45 @@ impl Hub {
             self.refuse(exit::FAILED, "error: no agent is connected");
             return;
         }
-        self.tell(Update::Targeted(self.live.len()));
+        if request.command.is_mutating() {
+            self.confirm_broadcast(request);
+        } else {
+            self.run_broadcast(request, None);
+        }
+    }
+
+    /// Send a (confirmed) broadcast to every connected agent, or only to
+    /// those in `only` (the agents its confirmation announced).
+    pub(super) fn run_broadcast(
+        &mut self,
+        request: operator::CommandRequest,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) {
         let mut plan = Vec::new();
         let mut skipped = Vec::new();
         for (agent, live) in &self.live {
+            if only.is_some_and(|o| !o.contains(agent)) {
+                continue;
+            }
             match operator::resolve(&request, &live.containers) {
                 Ok(resolved) => plan.push((agent.clone(), resolved)),
                 Err(e) => skipped.push(format!("{agent} ({e})")),
             }
         }
-        self.issue(plan);
+        self.tell(Update::Targeted(plan.len() + skipped.len()));
+        let plan = self.double_sign_gate(plan, &request.controls);
+        let label = format!("broadcast {}", request.command.as_str());
+        self.safety.wanted = request.controls.signatures;
+        self.issue_or_roll(plan, request.controls.batch, label);
+        self.safety.wanted = None;
         if !skipped.is_empty() {
             self.refuse(exit::FAILED, &format!("skipped: {}", skipped.join("; ")));
         }
     }
 
     /// Record validated commands (one per agent), then send them once the
-    /// record is on disk.
-    fn issue(&mut self, plan: Vec<(String, operator::ResolvedCommand)>) {
+    /// record is on disk. Returns the ids issued.
+    pub(super) fn issue(&mut self, plan: Vec<(String, operator::ResolvedCommand)>) -> Vec<String> {
         let mut requests = Vec::with_capacity(plan.len());
         for (agent, resolved) in plan {
             let request = CommandRequest {
@@ -281,6 +315,19 @@ impl Hub {
             };
             requests.push((agent, request));
         }
+        let wanted = self.safety.wanted;
+        let held_ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
+        let requests = self.sign_or_hold(requests, wanted);
+        let _ = self.record_and_send(requests);
+        held_ids
+    }
+
+    /// Record commands ready to go, then send them once the record is on
+    /// disk. Returns their ids.
+    pub(super) fn record_and_send(
+        &mut self,
+        requests: Vec<(String, CommandRequest)>,
+    ) -> Vec<String> {
         let records = requests
             .iter()
             .map(|(agent, r)| CommandRecord {
@@ -315,6 +362,10 @@ impl Hub {
                     self.watchers.insert(r.id.clone(), (tx.clone(), until));
                 }
             }
+        }
+        let ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
+        for (_, r) in &requests {
+            self.safety.signing.remember(r);
         }
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
@@ -360,6 +411,7 @@ impl Hub {
                 None => {}
             }
         });
+        ids
     }
 
     fn render_list(&self) -> String {
@@ -408,6 +460,7 @@ fn verb_name(command: &OperatorCommand) -> &'static str {
         OperatorCommand::Backups { .. } => "backups",
         OperatorCommand::Alerts => "alerts",
         OperatorCommand::Schedules => "schedules",
+        OperatorCommand::Approve { .. } => "approve",
         OperatorCommand::Quit => "quit",
     }
 }

@@ -56,6 +56,8 @@ pub(super) struct Live {
     pub last_summary: Option<Arc<str>>,
     /// Durable events it may still send before being told to wait.
     pub event_budget: RateLimit,
+    /// When the server last received its `stats` (server clock; 0: never).
+    pub stats_ms: i64,
 }
 
 impl Live {
@@ -109,6 +111,8 @@ pub(super) struct Hub {
     pub ops: Ops,
     /// Who issues the line being handled when it is not stdin or ctl.
     pub issued_by: Option<&'static str>,
+    /// Broadcast confirmations and rollouts (src/server/rollout.rs).
+    pub safety: super::rollout::SafetyState,
 }
 
 #[derive(PartialEq)]
@@ -145,8 +149,10 @@ impl Hub {
             watchers: HashMap::new(),
             ops,
             issued_by: None,
+            safety: Default::default(),
         };
         hub.registry_stamp = hub.registry_stamp_now();
+        hub.load_operator_key();
         hub
     }
 
@@ -324,7 +330,7 @@ impl Hub {
                 target: record.target.clone(),
                 params: record.params.clone(),
                 timestamp: record.issued_ms,
-                signatures: Vec::new(),
+                signatures: self.safety.signing.signatures_of(&record.id),
             };
             let _ = session.send(&Message::Command(request));
         }
@@ -337,6 +343,7 @@ impl Hub {
                 last_stats: None,
                 last_summary: None,
                 event_budget: RateLimit::new(EVENTS_PER_S, EVENT_BURST),
+                stats_ms: 0,
             },
         );
     }
@@ -415,6 +422,7 @@ impl Hub {
         }
         if let Some(live) = self.live.get_mut(agent) {
             live.last_stats = raw.clone();
+            live.stats_ms = now_ms();
         }
         self.ops_on_report(agent, true, raw);
     }
@@ -431,9 +439,11 @@ impl Hub {
             ));
             return;
         }
-        let verdict = self
-            .store
-            .record_response(agent, &response, &mut self.batch);
+        // What is kept on disk (and in memory) is bounded; the operator
+        // still sees the whole of what the agent sent.
+        let verdict =
+            self.store
+                .record_response(agent, &super::outcome::bounded(&response), &mut self.batch);
         let ack = Message::CommandAck(protocol::IdRef {
             id: response.id.clone(),
         });
@@ -459,6 +469,8 @@ impl Hub {
                 }
                 let (command, target) = record.map(|r| (r.command, r.target)).unwrap_or_default();
                 self.line_after_commit(render::response(agent, &command, &target, &response));
+                let completed = response.status.as_str() == "completed";
+                self.rollout_outcome(agent, &response.id, completed);
             }
             // After the commit too: the first record of it may still be in
             // this very batch.

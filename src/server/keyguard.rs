@@ -152,6 +152,19 @@ impl KeyGuard {
         self.check(touched.into_iter())
     }
 
+    /// Every key held, as `(key type, public key, agent, container)`, for the
+    /// double-sign check before `start` and `restore_keys` (peer ids left out).
+    pub fn holdings(&self) -> Vec<(String, String, String, String)> {
+        self.holders
+            .iter()
+            .filter(|(key, _)| !key.starts_with(PEER_PREFIX))
+            .flat_map(|(key, (key_type, set))| {
+                set.iter()
+                    .map(move |(a, c)| (key_type.clone(), key.clone(), a.clone(), c.clone()))
+            })
+            .collect()
+    }
+
     /// Public keys tracked: what bounds this structure's memory.
     pub fn tracked_keys(&self) -> usize {
         self.holders.len()

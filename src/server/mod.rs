@@ -21,16 +21,22 @@ mod budget;
 mod conn;
 pub mod console;
 pub mod control;
+pub mod ctlsign;
 mod dispatch;
+pub mod doublesign;
 mod guard;
 mod hub;
 pub mod journal;
 pub mod keyguard;
 mod listen;
 mod ops;
+pub mod outcome;
 pub mod prom;
 mod render;
+mod rollout;
+mod safety;
 pub mod schedule;
+mod signing;
 pub mod store;
 pub mod tokens;
 
@@ -76,6 +82,8 @@ pub struct ServerConfig {
     /// `--log-max-mb`, `--log-keep`, `--log-max-age-days`: how the
     /// journal's files rotate.
     pub rotation: journal::Rotation,
+    /// `--operator-key FILE`: sign every command typed on stdin.
+    pub operator_key: Option<PathBuf>,
 }
 
 #[derive(Debug)]

@@ -74,6 +74,8 @@ pub struct BackupRecord {
     pub bytes: u64,
     /// When the agent finished it (the event's timestamp).
     pub at_ms: i64,
+    /// The archive's public keys, when the event listed them.
+    pub keys: Option<Vec<String>>,
 }
 
 /// One session-key report from an agent, as `keys` shows it.
@@ -118,6 +120,11 @@ impl EventLine {
                 .get("timestamp")
                 .and_then(Value::as_i64)
                 .unwrap_or(self.received_ms),
+            keys: self.data.get("keys").and_then(Value::as_array).map(|a| {
+                a.iter()
+                    .filter_map(|k| Some(k.as_str()?.to_string()))
+                    .collect()
+            }),
         })
     }
 

@@ -16,6 +16,7 @@ fn stop_start_restart_status_and_logs_round_trip_through_docker() {
     assert_eq!(n0.state(), "exited");
     assert_eq!(n1.state(), "running", "only the target stops");
 
+    f.wait_stats(&n0.name);
     let id = f.server.send(&format!("send {a} start {}", n0.name));
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     assert_eq!(n0.state(), "running");

@@ -85,6 +85,7 @@ fn official_shape_backup_and_restore_give_the_node_its_own_files() {
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     f.server.outcome(&id, WAIT);
     n0.exec_root(&["rm", &format!("{CHAIN}/network/secret_ed25519")]);
+    f.wait_stats(&n0.name);
     let id = f.server.send(&format!(
         "send {a} restore_keys {} backup_file={file}",
         n0.name

@@ -961,3 +961,13 @@ pub fn wait_rpc_in(node: &Node) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+impl Fleet {
+    /// Wait until the server shows a `stats` of this agent with `container`
+    /// in it: the double-sign check before `start` and `restore_keys` refuses
+    /// while the server has no stats (and so no keystore listing) yet.
+    pub fn wait_stats(&mut self, container: &str) {
+        let command = format!("nodes {}", self.agent_id);
+        self.server.poll_line(&command, |l| l.contains(container));
+    }
+}
