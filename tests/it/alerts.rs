@@ -230,6 +230,22 @@ fn alerts_fire_once_resolve_once_survive_restarts_and_reach_a_receiver_that_was_
     // no second firing. The agent comes back: one resolved notice.
     f.agent.kill();
     wait_notices(&bodies, "AgentDown", "firing", 1);
+    // Restart only once the server recorded the acceptance: a notice in
+    // flight at a crash may be sent again (at least once, by contract).
+    let audit = f.server.data_dir.join("audit.jsonl");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            l.contains("\"alert_delivery\"")
+                && l.contains("AgentDown")
+                && l.contains("\"delivered\"")
+        })
+    {
+        assert!(Instant::now() < deadline, "the delivery was never audited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     f.server.restart();
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(notices(&bodies, "AgentDown", "firing").len(), 1);
@@ -292,7 +308,7 @@ fn a_missed_schedule_slot_runs_once_at_start_and_never_in_a_burst() {
     let _agent = AgentProc::start(dir.path(), &server.url(), &agent_id, &token, &config, &[]);
     let started = server
         .out
-        .wait_for("schedule nightly: backup_keys", Duration::from_secs(60));
+        .wait_for("schedule nightly: backup_keys", Duration::from_secs(120));
     assert!(started.contains(&node.name), "{started}");
     let id = started
         .rsplit('(')
@@ -300,7 +316,7 @@ fn a_missed_schedule_slot_runs_once_at_start_and_never_in_a_burst() {
         .unwrap()
         .trim_end_matches(')')
         .to_string();
-    let outcome = server.outcome(&id, Duration::from_secs(120));
+    let outcome = server.outcome(&id, Duration::from_secs(240));
     assert!(outcome.contains("completed"), "{outcome}");
     // Once, not once per missed day.
     let later = server.out.drain_for(Duration::from_secs(5));
