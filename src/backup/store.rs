@@ -43,9 +43,23 @@ pub fn prepare_dir(dir: &Path) -> io::Result<()> {
             dir.display()
         )));
     }
+    // Key backups are ours alone: a directory another user owns could be
+    // read, or swapped, by that user.
+    let uid = rustix::process::getuid().as_raw();
+    if std::os::unix::fs::MetadataExt::uid(&meta) != uid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {}, not to this user (uid {uid}); give the backups a directory of their own",
+                dir.display(),
+                std::os::unix::fs::MetadataExt::uid(&meta)
+            ),
+        ));
+    }
     if meta.permissions().mode() & 0o077 != 0 {
-        // Key backups: no one but the owner may list or read them.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        // Key backups: no one but the owner may list or read them. Through
+        // the opened directory (fchmod), so the path is not resolved twice.
+        File::open(dir)?.set_permissions(fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }

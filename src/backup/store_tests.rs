@@ -339,3 +339,25 @@ fn stale_temps_of_other_processes_are_removed() {
     drop(own);
     assert!(!path.exists());
 }
+
+#[test]
+fn a_backup_dir_is_made_private_and_another_users_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = TempDir::new("store-owner");
+    let dir = temp.path().join("backups");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    prepare_dir(&dir).unwrap();
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // Another user's directory (only root can make one to test with).
+    if rustix::process::getuid().is_root() {
+        let theirs = temp.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+        let error = prepare_dir(&theirs).unwrap_err();
+        assert!(error.to_string().contains("uid 4242"), "{error}");
+    }
+}
