@@ -137,6 +137,12 @@ fn ctl_round_trips_with_text_json_every_exit_code_and_wait() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(stdout(&out).contains("timed out"), "{}", stdout(&out));
 
+    // A broadcast that changes nodes must name its target (issue 10): each
+    // agent's only container would be every validator of the fleet at once.
+    let out = ctl(&data_dir, &["--yes", "broadcast", "stop"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).contains("needs a target"), "{}", stdout(&out));
+
     // Usage errors and `quit`: 2, and the server keeps running.
     assert_eq!(ctl(&data_dir, &["frobnicate"]).status.code(), Some(2));
     let out = ctl(&data_dir, &["quit"]);
