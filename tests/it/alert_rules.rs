@@ -1,7 +1,7 @@
 //! Every alert rule end to end (issue 12): real agent, server with
 //! `--alerts`, real test-node containers, and the local receiver of
 //! [`crate::alert_support`]. Each condition is produced for real on the
-//! node: its control file (peers, syncing, hang_rpc), a block time of an
+//! node: its control file (peers, syncing, hang_rpc, finality_lag), a block time of an
 //! hour (a height that does not move), keystore files copied between
 //! containers, a backup directory that cannot be created. Each notice must
 //! reach the receiver exactly once as firing and once as resolved; one rule
@@ -60,6 +60,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     let lonely = Node::start("alert-rules-peers");
     let syncing = Node::start("alert-rules-sync");
     let hung = Node::start("alert-rules-hang");
+    let lagging = Node::start("alert-rules-lag");
     // One block an hour: its best height stays where it starts.
     let frozen = Node::start_with(
         "alert-rules-stall",
@@ -68,6 +69,8 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     write_control(&lonely, &dir, &json!({"peers": 0}));
     write_control(&syncing, &dir, &json!({"syncing": true}));
     write_control(&hung, &dir, &json!({"hang_rpc": true}));
+    // Finality 30 blocks behind best (the test node's control field).
+    write_control(&lagging, &dir, &json!({"finality_lag": 30}));
     let alerts = alerts_file(
         &dir,
         &receiver,
@@ -77,10 +80,11 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
             "NodeSyncing": {"for_s": 1},
             "NodeRpcUnreachable": {"for_s": 3},
             "NodeStalled": {"threshold": 6},
+            "NodeFinalityLag": {"threshold": 5, "for_s": 1},
         }),
     );
     let mut f = alert_fleet(
-        &[&lonely, &syncing, &hung, &frozen],
+        &[&lonely, &syncing, &hung, &lagging, &frozen],
         json!({"allow": ["status"]}),
         &alerts,
     );
@@ -89,6 +93,9 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     assert!(summary.contains("has 0 peers"), "{summary}");
     wait_count(&bodies, "NodeSyncing", &syncing.name, "firing", 1, FIRE);
     wait_count(&bodies, "NodeRpcUnreachable", &hung.name, "firing", 1, FIRE);
+    let lag = wait_count(&bodies, "NodeFinalityLag", &lagging.name, "firing", 1, FIRE);
+    let summary = lag["alerts"][0]["annotations"]["summary"].as_str().unwrap();
+    assert!(summary.contains("blocks behind best"), "{summary}");
     let stalled = wait_count(&bodies, "NodeStalled", &frozen.name, "firing", 1, FIRE);
     let summary = stalled["alerts"][0]["annotations"]["summary"]
         .as_str()
@@ -97,7 +104,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
 
     // The conditions clear for real: peers back, sync done, RPC answering,
     // and the frozen node restarted on a genesis two hours old (best #2).
-    for node in [&lonely, &syncing, &hung] {
+    for node in [&lonely, &syncing, &hung, &lagging] {
         write_control(node, &dir, &json!({}));
     }
     let genesis = dir.join("genesis");
@@ -132,6 +139,14 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
         FIRE,
     );
     wait_count(&bodies, "NodeStalled", &frozen.name, "resolved", 1, FIRE);
+    wait_count(
+        &bodies,
+        "NodeFinalityLag",
+        &lagging.name,
+        "resolved",
+        1,
+        FIRE,
+    );
     f.server.out.drain_for(QUIET);
     expect_exactly(
         &bodies,
@@ -140,6 +155,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
             ("NodeSyncing", &syncing.name),
             ("NodeRpcUnreachable", &hung.name),
             ("NodeStalled", &frozen.name),
+            ("NodeFinalityLag", &lagging.name),
         ],
     );
     drop(receiver);
