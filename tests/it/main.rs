@@ -2,6 +2,8 @@
 //! against real containers under the real Docker Engine.
 mod agent_limits;
 mod agent_wire;
+mod alert_rules;
+mod alert_support;
 mod alerts;
 mod backups;
 mod bounded;

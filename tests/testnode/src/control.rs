@@ -1,7 +1,8 @@
 //! The control file: what a test wants the node to report, re-read on every use.
 //!
 //! Shape (every field optional):
-//! `{"storage": {"0x<key>": "0x<value>"}, "peers": 3, "syncing": false, "hang_rpc": false}`.
+//! `{"storage": {"0x<key>": "0x<value>"}, "peers": 3, "syncing": false, "hang_rpc": false,
+//!   "finality_lag": 2}`.
 //! Tests change it while the node runs (`docker exec`, or a bind mount). There is no real-node
 //! counterpart: it stands in for the chain's state and the network's behaviour.
 
@@ -12,6 +13,7 @@ use std::sync::Mutex;
 
 use serde::Deserialize;
 
+use crate::chain::FINALITY_LAG;
 use crate::log;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -25,6 +27,9 @@ pub struct Control {
     pub syncing: bool,
     /// Accept RPC requests and never answer them (for timeout tests).
     pub hang_rpc: bool,
+    /// Blocks finality trails best by (default [`FINALITY_LAG`]): a larger value stands in for
+    /// a GRANDPA stall, for the NodeFinalityLag alert.
+    pub finality_lag: u64,
 }
 
 impl Default for Control {
@@ -34,6 +39,7 @@ impl Default for Control {
             peers: 3,
             syncing: false,
             hang_rpc: false,
+            finality_lag: FINALITY_LAG,
         }
     }
 }
@@ -48,6 +54,11 @@ impl Control {
             .map(|(key, value)| (key.to_ascii_lowercase(), value))
             .collect();
         Ok(control)
+    }
+
+    /// The finalized block number when the best is `best`.
+    pub fn finalized(&self, best: u64) -> u64 {
+        best.saturating_sub(self.finality_lag)
     }
 
     /// The value stored under `key` (hex, any case, `0x` optional).
@@ -110,6 +121,15 @@ mod tests {
         assert_eq!(control.peers, 0);
         assert!(control.hang_rpc);
         assert!(!control.syncing);
+    }
+
+    #[test]
+    fn finality_trails_best_by_the_configured_lag() {
+        let default = Control::parse("{}").unwrap();
+        assert_eq!(default.finalized(60), 60 - FINALITY_LAG);
+        let stalled = Control::parse(r#"{"finality_lag": 30}"#).unwrap();
+        assert_eq!(stalled.finalized(60), 30);
+        assert_eq!(stalled.finalized(12), 0);
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl Node {
         let best = self.chain.best_at(now_ms);
         Status {
             best,
-            finalized: Chain::finalized_of(best),
+            finalized: control.finalized(best),
             sync_target: if control.syncing {
                 best + SYNC_GAP
             } else {

@@ -289,7 +289,7 @@ impl CallContext<'_> {
                 ok(number.map(|n| self.chain().header(n)))
             }
             "chain_getFinalizedHead" | "chain_getFinalisedHead" => {
-                let finalized = Chain::finalized_of(self.best());
+                let finalized = self.control.finalized(self.best());
                 ok(hex::encode_prefixed(&self.chain().block_hash(finalized)))
             }
             "chain_getBlockHash" | "chain_getHead" => self
