@@ -142,6 +142,35 @@ fn alerts_fire_once_resolve_once_survive_restarts_and_reach_a_receiver_that_was_
     // Deliveries are audited.
     let audit = std::fs::read_to_string(f.server.data_dir.join("audit.jsonl")).unwrap();
     assert!(audit.contains("ContainerDown"), "{audit}");
+
+    // A condition that clears while the server is down is resolved once it
+    // is back, not left firing.
+    docker(&["stop", "-t", "1", &node.name]);
+    wait_notices(&bodies, "ContainerDown", "firing", 2);
+    let deadline = Instant::now() + WAIT;
+    while std::fs::read_to_string(f.server.data_dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.contains("\"alert_delivery\"")
+                && l.contains("ContainerDown")
+                && l.contains("\"delivered\"")
+        })
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second firing was never audited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f.server.kill();
+    docker(&["start", &node.name]);
+    node.wait_state("running", WAIT);
+    f.server.restart();
+    wait_notices(&bodies, "ContainerDown", "resolved", 2);
+    assert_eq!(notices(&bodies, "ContainerDown", "firing").len(), 2);
     drop(receiver);
 }
 
