@@ -610,3 +610,7 @@ fn valid_container_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String
         .map(str::to_string)
         .collect()
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
