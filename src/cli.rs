@@ -53,6 +53,9 @@ OPTIONS:
                            DNS subject alternative name is their agent id (tokens still apply)
     --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
     --max-frame-bytes N    largest message accepted (default 1048576)
+    --admin-listen ADDR:PORT
+                           serve the web dashboard there (docs/dashboard.md); off when
+                           absent; port 0 picks one, printed as `admin: http://…`
 
 Operator commands are read from stdin, one per line; type `help` at the prompt.
 End of input does not stop the server (under systemd there is no terminal): `quit` does.
@@ -338,6 +341,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
         client_ca: None,
         heartbeat_s: crate::server::DEFAULT_HEARTBEAT_S,
         max_message_bytes: crate::protocol::DEFAULT_MAX_FRAME_BYTES,
+        admin_listen: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -347,6 +351,7 @@ fn parse_server(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
             Long("tls-cert") => config.tls_cert = Some(parser.value()?.into()),
             Long("tls-key") => config.tls_key = Some(parser.value()?.into()),
             Long("client-ca") => config.client_ca = Some(parser.value()?.into()),
+            Long("admin-listen") => config.admin_listen = Some(parser.value()?.string()?),
             Long("heartbeat-s") => {
                 config.heartbeat_s = parser.value()?.parse()?;
                 if config.heartbeat_s == 0 || config.heartbeat_s > 3600 {

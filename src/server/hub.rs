@@ -215,6 +215,7 @@ impl Hub {
                 );
             }
             HubEvent::Tick => self.on_tick(),
+            HubEvent::Web(request) => self.on_web(request),
             HubEvent::Terminate(signal) => {
                 crate::log::info(&format!("{signal}: closing every connection and stopping"));
                 return Flow::Quit;

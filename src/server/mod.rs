@@ -31,6 +31,7 @@ mod render;
 pub mod schedule;
 pub mod store;
 pub mod tokens;
+pub mod web;
 
 use crate::protocol::{Hello, Message};
 use crate::transport;
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     pub client_ca: Option<PathBuf>,
     pub heartbeat_s: u64,
     pub max_message_bytes: usize,
+    /// `--admin-listen`: the dashboard (and, with the lead's wiring,
+    /// `/metrics` and `/healthz`); off when absent.
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug)]
@@ -187,6 +191,8 @@ pub enum HubEvent {
     /// SIGTERM or SIGINT: close every connection, flush, exit 0.
     Terminate(&'static str),
     Tick,
+    /// The dashboard's questions and actions (src/server/web/).
+    Web(web::WebRequest),
 }
 
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
@@ -265,6 +271,25 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     })
     .map_err(ServerError::Signals)?;
     control::spawn(control_listener, tx.clone()).map_err(ServerError::Threads)?;
+    // Dashboard wiring (branch dashboard): the admin listener with the web
+    // module; this branch's hub does not answer /metrics or /healthz.
+    let _admin = match &config.admin_listen {
+        Some(addr) => {
+            let hub = tx.clone();
+            let submit: web::Submit =
+                Arc::new(move |request| hub.try_send(HubEvent::Web(request)).is_ok());
+            let dashboard = Arc::new(web::Web::new(tokens.clone(), submit));
+            let server =
+                admin::AdminServer::start_with_web(addr, Arc::new(|_| false), Some(dashboard))
+                    .map_err(|source| ServerError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+            out.line(&format!("admin: {}", server.url()));
+            Some(server)
+        }
+        None => None,
+    };
     spawn_ticker(tx);
 
     let mut hub = hub::Hub::new(config, store, journal, tokens, out, interactive, budget);

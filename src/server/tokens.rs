@@ -59,7 +59,7 @@ impl fmt::Display for Token {
     }
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
 }
 
