@@ -6,6 +6,8 @@ mod backups;
 mod chain_cmds;
 mod chainkeys;
 mod ctl;
+mod dashboard;
+mod dashboard_cdp;
 mod durability;
 mod era;
 mod faults;
