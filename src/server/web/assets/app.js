@@ -52,6 +52,8 @@ function render() {
   const bad = all.filter((r) => r.severity === 2).length, warn = all.filter((r) => r.severity === 1).length;
   $("#counts").textContent = `${fleet.agents.filter((a) => a.connected).length}/${fleet.agents.length} agents · ${fleet.nodes.length} nodes · ${bad} down · ${warn} warnings`;
   $("#alerts").innerHTML = fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join("");
+  // One tile per node: 200 fit one screen; the word says what is wrong.
+  $("#overview").innerHTML = all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join("");
   let html = "";
   for (const r of all) {
     const text = `${r.agent} ${r.container} ${r.problem}`.toLowerCase();
