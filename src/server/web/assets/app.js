@@ -8,7 +8,9 @@ const READ_ONLY = document.querySelector('meta[name=mode]').content === "read-on
 const esc = (v) => String(v ?? "-").replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const ago = (ms, now) => { if (!ms) return "never"; const s = Math.max(0, Math.round((now - ms) / 1000));
   return s < 90 ? s + "s" : s < 5400 ? Math.round(s / 60) + "m" : s < 172800 ? Math.round(s / 3600) + "h" : Math.round(s / 86400) + "d"; };
-let fleet = null, watching = null;
+let fleet = null, watching = null, latest = null, scheduled = false;
+// OK rows listed in the table unless asked for all (the tiles show every node).
+const OK_ROWS = 200;
 
 // Commands of protocol.md's table: params, and what the confirmation says.
 const COMMANDS = {
@@ -32,7 +34,12 @@ function connect() {
   const url = new URL("live", location.href); url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
   ws.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "pill up"; };
-  ws.onmessage = (m) => { fleet = JSON.parse(m.data); render(); };
+  // Only the newest snapshot matters: parse and draw once a frame at most,
+  // so a big fleet changing fast never queues work in the browser.
+  ws.onmessage = (m) => {
+    latest = m.data;
+    if (!scheduled) { scheduled = true; requestAnimationFrame(() => { scheduled = false; fleet = JSON.parse(latest); render(); }); }
+  };
   ws.onclose = () => { $("#conn").textContent = "disconnected: reconnecting"; $("#conn").className = "pill down"; setTimeout(connect, 2000); };
 }
 
@@ -54,15 +61,18 @@ function render() {
   $("#alerts").innerHTML = fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join("");
   // One tile per node: 200 fit one screen; the word says what is wrong.
   $("#overview").innerHTML = all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join("");
-  let html = "";
+  let html = "", okShown = 0, okHidden = 0;
+  const every = $("#all").checked || f;
   for (const r of all) {
     const text = `${r.agent} ${r.container} ${r.problem}`.toLowerCase();
     if (f && !text.includes(f)) continue;
+    if (!r.severity && !every && okShown++ >= OK_ROWS) { okHidden++; continue; }
     const node = r.container ? `<a href="#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}">${esc(r.container)}</a>` : "-";
     const unc = r.unclaimed == null ? "-" : r.unclaimed + (r.unclaimed > 0 && r.oldest_days != null ? ` (oldest ${r.oldest_days}d)` : "");
     html += `<tr class="sev${r.severity}" data-agent="${esc(r.agent)}" data-container="${esc(r.container)}"><td>${esc(r.problem)}</td><td>${esc(r.agent)}</td><td>${node}</td><td>${esc(r.state)}</td><td>${esc(r.best)}</td><td>${esc(r.finalized)}</td><td>${esc(r.lag)}</td><td>${esc(r.peers)}</td><td>${r.syncing == null ? "-" : r.syncing ? "yes" : "no"}</td><td>${esc(r.era)}</td><td>${r.validator ? esc(r.validator.slice(0, 10)) + "…" : esc(r.roles || "-")}</td><td>${esc(unc)}</td><td>${r.backup_ms ? ago(r.backup_ms, now) : "none"}</td><td>${ago(r.seen, now)}</td></tr>`;
   }
   $("#fleet tbody").innerHTML = html;
+  $("#hidden").textContent = okHidden ? `${okHidden} more nodes are ok (tick "every node" or filter to list them)` : "";
   const withNodes = new Set(fleet.nodes.map((n) => n.agent));
   $("#bare-agents").innerHTML = fleet.agents.filter((a) => a.connected && !withNodes.has(a.id)).map((a) => `<li>${esc(a.id)} (${esc(a.host)}): ${esc(a.docker_error || "no stats yet")}</li>`).join("") || "<li>none</li>";
   $("#commands tbody").innerHTML = fleet.commands.slice().reverse().slice(0, 15).map(cmdRow).join("");
@@ -176,6 +186,7 @@ $("#command").addEventListener("change", paramFields);
 $("#action").addEventListener("submit", (e) => { e.preventDefault(); run(formBody(), "result"); });
 $("#load-logs").addEventListener("click", () => run({agent: watching[0], command: "logs", target: watching[1], params: {lines: 100}}, "logs"));
 $("#filter").addEventListener("input", render);
+$("#all").addEventListener("change", render);
 $("#logout").addEventListener("click", async () => { await post("logout", {}); location.href = "./"; });
 addEventListener("hashchange", route);
 addEventListener("keydown", (e) => { if (e.key === "/" && document.activeElement.tagName !== "INPUT") { e.preventDefault(); $("#filter").focus(); } if (e.key === "Escape" && watching) location.hash = ""; });
