@@ -59,7 +59,8 @@ OPTIONS:
     --heartbeat-s N        ping agents every N seconds; a silent one is dropped after 3N (default 15)
     --max-frame-bytes N    largest message accepted (default 1048576)
     --admin-listen ADDR:PORT
-                           serve GET /metrics (Prometheus) and /healthz there (off when
+                           serve GET /metrics (Prometheus), /healthz and the web dashboard
+                           (docs/dashboard.md) there (off when
                            absent; port 0 picks one, printed as `admin: http://…` on the
                            second line). Keep it on a private address.
     --alerts FILE          alert rules' settings and sinks (webhook, Slack, Discord,
@@ -154,6 +155,9 @@ USAGE:
     warden token add <agent id> [--data-dir DIR]      print a new token for the agent (replaces an old one)
     warden token remove <agent id> [--data-dir DIR]   forget the agent; a running server cuts it off
     warden token list [--data-dir DIR]                registered agent ids
+    warden token add --operator NAME [--read-only]    print a dashboard login token (read-only: sees, never acts)
+    warden token remove --operator NAME               forget the operator; its sessions end
+    warden token list --operators                     registered operators
 
 The token is printed once, alone on one line; only its SHA-256 is stored.
 A running server with the same --data-dir picks changes up within a second.
@@ -192,6 +196,13 @@ pub enum TokenAction {
     Add(String),
     Remove(String),
     List,
+    /// `--operator NAME [--read-only]`: a dashboard login.
+    AddOperator {
+        name: String,
+        read_only: bool,
+    },
+    RemoveOperator(String),
+    ListOperators,
 }
 
 #[derive(Debug)]
@@ -571,21 +582,36 @@ fn parse_restore(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
 fn parse_token(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
     let mut data_dir = default_server_dir();
     let mut words = Vec::new();
+    let mut operator: Option<String> = None;
+    let mut read_only = false;
+    let mut operators = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Cli::Help(TOKEN_HELP)),
             Long("data-dir") => data_dir = parser.value()?.into(),
+            Long("operator") => operator = Some(parser.value()?.string()?),
+            Long("read-only") => read_only = true,
+            Long("operators") => operators = true,
             Value(v) => words.push(v.string()?),
             other => return Err(other.unexpected()),
         }
     }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if operator.is_some() || read_only || operators {
+        let action = match (words.as_slice(), operator, operators) {
+            (["add"], Some(name), false) => TokenAction::AddOperator { name, read_only },
+            (["remove"], Some(name), false) if !read_only => TokenAction::RemoveOperator(name),
+            (["list"], None, true) if !read_only => TokenAction::ListOperators,
+            _ => {
+                return Err("usage: warden token add --operator NAME [--read-only] | \
+                     warden token remove --operator NAME | warden token list --operators"
+                    .into());
+            }
+        };
+        return Ok(Cli::Token { action, data_dir });
+    }
     let action =
-        match words
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
+        match words.as_slice() {
             ["add", id] => TokenAction::Add(id.to_string()),
             ["remove", id] => TokenAction::Remove(id.to_string()),
             ["list"] => TokenAction::List,
@@ -742,6 +768,15 @@ mod tests {
             }
         ));
         assert!(parse(&["token", "add"]).is_err());
+        assert!(matches!(
+            parse(&["token", "add", "--operator", "ann", "--read-only"]).unwrap(),
+            Cli::Token {
+                action: TokenAction::AddOperator { ref name, read_only: true },
+                ..
+            } if name == "ann"
+        ));
+        assert!(parse(&["token", "add", "host1", "--read-only"]).is_err());
+        assert!(parse(&["token", "list", "--operators", "--read-only"]).is_err());
         assert!(
             parse(&["frobnicate"])
                 .unwrap_err()

@@ -84,6 +84,25 @@ fn run(parsed: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         println!("{id}");
                     }
                 }
+                TokenAction::AddOperator { name, read_only } => {
+                    println!("{}", store.add_operator(&name, read_only)?.expose())
+                }
+                TokenAction::RemoveOperator(name) => {
+                    store.remove_operator(&name)?;
+                    eprintln!(
+                        "removed operator {name}; its dashboard sessions end within a second"
+                    );
+                }
+                TokenAction::ListOperators => {
+                    for (name, record) in store.load_operators()?.operators {
+                        let mode = if record.read_only {
+                            "read-only"
+                        } else {
+                            "read-write"
+                        };
+                        println!("{name} {mode}");
+                    }
+                }
             }
         }
     }

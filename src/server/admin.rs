@@ -72,6 +72,16 @@ pub struct AdminServer {
 impl AdminServer {
     /// Bind `addr` (port 0 picks one) and serve until [`AdminServer::shutdown`].
     pub fn start(addr: &str, submit: Submit) -> io::Result<AdminServer> {
+        Self::start_with_web(addr, submit, None)
+    }
+
+    /// [`AdminServer::start`], with the dashboard answering every path but
+    /// `/metrics` and `/healthz` (dashboard hook).
+    pub fn start_with_web(
+        addr: &str,
+        submit: Submit,
+        web: Option<Arc<super::web::Web>>,
+    ) -> io::Result<AdminServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -79,7 +89,7 @@ impl AdminServer {
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("admin-listen".into())
-            .spawn(move || accept_loop(&listener, &s, &active, &submit))?;
+            .spawn(move || accept_loop(&listener, &s, &active, &submit, web))?;
         Ok(AdminServer {
             addr,
             stop,
@@ -120,6 +130,7 @@ fn accept_loop(
     stop: &AtomicBool,
     active: &Arc<AtomicUsize>,
     submit: &Submit,
+    web: Option<Arc<super::web::Web>>,
 ) {
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -141,11 +152,12 @@ fn accept_loop(
         }
         let slot = Slot(active.clone());
         let submit = submit.clone();
+        let web = web.clone();
         let spawned = std::thread::Builder::new()
             .name("admin-conn".into())
             .spawn(move || {
                 let _slot = slot;
-                serve(&stream, &submit);
+                serve(&stream, &submit, web.as_deref());
             });
         if spawned.is_err() {
             // The slot went with the closure that did not run: its Drop ran.
@@ -202,8 +214,16 @@ pub fn read_head(stream: impl Read) -> Result<RequestLine, u16> {
     })
 }
 
-fn serve(stream: &TcpStream, submit: &Submit) {
-    let head = match read_head(stream) {
+fn serve(stream: &TcpStream, submit: &Submit, web: Option<&super::web::Web>) {
+    // Dashboard hook: it reads the request and answers all but these two.
+    let head = match web {
+        Some(web) => match web.serve(stream) {
+            Some(line) => Ok(line),
+            None => return,
+        },
+        None => read_head(stream),
+    };
+    let head = match head {
         Ok(h) => h,
         Err(code) => {
             let _ = respond(stream, code, "text/plain", "bad request\n", false);

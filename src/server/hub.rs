@@ -233,6 +233,7 @@ impl Hub {
             }
             HubEvent::AlertDelivery(report) => self.ops_on_delivery(report),
             HubEvent::Admin(request) => self.ops_on_admin(request),
+            HubEvent::Web(request) => self.on_web(request),
             HubEvent::Terminate(signal) => {
                 crate::log::info(&format!("{signal}: closing every connection and stopping"));
                 return Flow::Quit;

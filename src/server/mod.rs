@@ -39,6 +39,7 @@ pub mod schedule;
 mod signing;
 pub mod store;
 pub mod tokens;
+pub mod web;
 
 use crate::protocol::{Hello, Message};
 use crate::transport;
@@ -216,6 +217,8 @@ pub enum HubEvent {
     /// `/healthz` or `/metrics` on the admin listener.
     Admin(admin::AdminRequest),
     Tick,
+    /// The dashboard's questions and actions (src/server/web/).
+    Web(web::WebRequest),
 }
 
 pub fn run(config: ServerConfig) -> Result<(), ServerError> {
@@ -255,8 +258,13 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
             let hub = tx.clone();
             let submit: admin::Submit =
                 Arc::new(move |request| hub.try_send(HubEvent::Admin(request)).is_ok());
-            let server =
-                admin::AdminServer::start(addr, submit).map_err(|source| ServerError::Admin {
+            // The dashboard answers every other path (src/server/web/).
+            let web_hub = tx.clone();
+            let web_submit: web::Submit =
+                Arc::new(move |request| web_hub.try_send(HubEvent::Web(request)).is_ok());
+            let dashboard = Arc::new(web::Web::new(tokens.clone(), web_submit));
+            let server = admin::AdminServer::start_with_web(addr, submit, Some(dashboard))
+                .map_err(|source| ServerError::Admin {
                     addr: addr.clone(),
                     source,
                 })?;

@@ -5,6 +5,13 @@
 //! token add/remove`, possibly several at once) serialise on an exclusive
 //! lock of `agents.lock` and replace the file atomically, so a running server
 //! can re-read it at any time without a lock.
+//!
+//! Operator tokens (the dashboard's logins, `warden token add --operator
+//! NAME [--read-only]`) live in a sibling file, `operators.json`, hashed the
+//! same way and written under the same lock. The two registries never mix:
+//! an agent is looked up only in `agents.json` and an operator only in
+//! `operators.json`, so an operator token can never authenticate an agent
+//! and an agent token can never log in.
 use crate::fsutil;
 use ring::digest;
 use serde::{Deserialize, Serialize};
@@ -17,10 +24,11 @@ use subtle::ConstantTimeEq;
 
 const FILE_NAME: &str = "agents.json";
 const LOCK_NAME: &str = "agents.lock";
+const OPERATORS_FILE: &str = "operators.json";
 
 pub use crate::identity::Token;
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
 }
 
@@ -35,10 +43,33 @@ pub struct Registry {
     pub agents: BTreeMap<String, AgentRecord>,
 }
 
+/// One operator allowed to log in to the dashboard.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    pub token_sha256: String,
+    pub created_ms: i64,
+    /// Sees everything, acts on nothing.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRegistry {
+    pub operators: BTreeMap<String, OperatorRecord>,
+}
+
+/// Who a dashboard login is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorIdentity {
+    pub name: String,
+    pub read_only: bool,
+}
+
 #[derive(Debug)]
 pub enum TokenError {
     InvalidAgentId(String),
     UnknownAgent(String),
+    UnknownOperator(String),
     Io { path: PathBuf, source: io::Error },
     Corrupt { path: PathBuf, detail: String },
 }
@@ -54,6 +85,10 @@ impl fmt::Display for TokenError {
             TokenError::UnknownAgent(id) => {
                 write!(f, "no agent {id:?} is registered (see `warden token list`)")
             }
+            TokenError::UnknownOperator(name) => write!(
+                f,
+                "no operator {name:?} is registered (see `warden token list --operators`)"
+            ),
             TokenError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             TokenError::Corrupt { path, detail } => {
                 write!(
@@ -149,6 +184,70 @@ impl TokenStore {
         Ok(token)
     }
 
+    pub fn operators_path(&self) -> PathBuf {
+        self.dir.join(OPERATORS_FILE)
+    }
+
+    pub fn load_operators(&self) -> Result<OperatorRegistry, TokenError> {
+        let path = self.operators_path();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TokenError::Corrupt {
+                path,
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OperatorRegistry::default()),
+            Err(e) => Err(TokenError::Io { path, source: e }),
+        }
+    }
+
+    /// Like `modify`, for the operators' file (same lock: one writer at a time).
+    fn modify_operators<T>(
+        &self,
+        change: impl FnOnce(&mut OperatorRegistry) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        fsutil::ensure_private_dir(&self.dir).map_err(self.io_err(self.dir.clone()))?;
+        let lock_path = self.dir.join(LOCK_NAME);
+        let lock: File = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(self.io_err(lock_path.clone()))?;
+        lock.lock().map_err(self.io_err(lock_path))?;
+        let mut registry = self.load_operators()?;
+        let value = change(&mut registry)?;
+        let path = self.operators_path();
+        fsutil::write_json_atomic(&path, &registry).map_err(self.io_err(path))?;
+        Ok(value)
+    }
+
+    /// Register operator `name` (or replace its token) and return the token.
+    /// Names follow the agent-id rule: they go into the audit log.
+    pub fn add_operator(&self, name: &str, read_only: bool) -> Result<Token, TokenError> {
+        validate_agent_id(name)?;
+        let token = Token::generate().map_err(self.io_err(self.operators_path()))?;
+        let hash = token_hash(token.expose());
+        self.modify_operators(|registry| {
+            registry.operators.insert(
+                name.to_string(),
+                OperatorRecord {
+                    token_sha256: hash,
+                    created_ms: crate::protocol::now_ms(),
+                    read_only,
+                },
+            );
+            Ok(())
+        })?;
+        Ok(token)
+    }
+
+    pub fn remove_operator(&self, name: &str) -> Result<(), TokenError> {
+        self.modify_operators(|registry| match registry.operators.remove(name) {
+            Some(_) => Ok(()),
+            None => Err(TokenError::UnknownOperator(name.to_string())),
+        })
+    }
+
     pub fn remove(&self, agent_id: &str) -> Result<(), TokenError> {
         self.modify(|registry| match registry.agents.remove(agent_id) {
             Some(_) => Ok(()),
@@ -171,6 +270,29 @@ impl Registry {
                     .ct_eq(presented_hash.as_bytes()),
             ) {
                 found = Some(id.clone());
+            }
+        }
+        found
+    }
+}
+
+impl OperatorRegistry {
+    /// The operator a presented token belongs to; every hash compared in
+    /// constant time, as for agents.
+    pub fn authenticate(&self, presented: &str) -> Option<OperatorIdentity> {
+        let presented_hash = token_hash(presented);
+        let mut found = None;
+        for (name, record) in &self.operators {
+            if bool::from(
+                record
+                    .token_sha256
+                    .as_bytes()
+                    .ct_eq(presented_hash.as_bytes()),
+            ) {
+                found = Some(OperatorIdentity {
+                    name: name.clone(),
+                    read_only: record.read_only,
+                });
             }
         }
         found
@@ -228,6 +350,53 @@ mod tests {
             format!("{second:?} {second}"),
             "Token(<redacted>) <redacted>"
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn operator_tokens_never_cross_over_with_agents() {
+        let dir = std::env::temp_dir().join(format!("warden-optokens-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = TokenStore::new(&dir);
+        let agent = store.add("alice").unwrap();
+        let admin = store.add_operator("alice", false).unwrap();
+        let viewer = store.add_operator("bob", true).unwrap();
+        let ops = store.load_operators().unwrap();
+        assert_eq!(
+            ops.authenticate(admin.expose()),
+            Some(OperatorIdentity {
+                name: "alice".into(),
+                read_only: false
+            })
+        );
+        assert!(ops.authenticate(viewer.expose()).unwrap().read_only);
+        assert_eq!(
+            ops.authenticate(agent.expose()),
+            None,
+            "an agent cannot log in"
+        );
+        let agents = store.load().unwrap();
+        assert_eq!(
+            agents.authenticate(admin.expose()),
+            None,
+            "an operator is no agent"
+        );
+        assert_eq!(agents.authenticate(viewer.expose()), None);
+        let text = fs::read_to_string(store.operators_path()).unwrap();
+        assert!(!text.contains(admin.expose()), "only the hash is stored");
+        store.remove_operator("bob").unwrap();
+        assert_eq!(
+            store
+                .load_operators()
+                .unwrap()
+                .authenticate(viewer.expose()),
+            None
+        );
+        assert!(matches!(
+            store.remove_operator("bob"),
+            Err(TokenError::UnknownOperator(_))
+        ));
+        assert!(store.add_operator("../x", false).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

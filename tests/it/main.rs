@@ -10,6 +10,8 @@ mod bounded;
 mod chain_cmds;
 mod chainkeys;
 mod ctl;
+mod dashboard;
+mod dashboard_cdp;
 mod doublesign;
 mod durability;
 mod era;
