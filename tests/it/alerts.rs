@@ -113,6 +113,25 @@ fn alerts_fire_once_resolve_once_survive_restarts_and_reach_a_receiver_that_was_
     // no second firing. The agent comes back: one resolved notice.
     f.agent.kill();
     wait_notices(&bodies, "AgentDown", "firing", 1);
+    // The receiver keeps a body before it answers: wait until the server has
+    // saved the acceptance, or the kill below may land in between and the
+    // notice is rightly sent again (at least once, as the contract says).
+    let state = f.server.data_dir.join("alerts").join("state.json");
+    let accepted = || -> bool {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        parsed["alerts"].as_object().is_some_and(|alerts| {
+            alerts.values().any(|r| {
+                r["key"]["rule"] == "AgentDown"
+                    && r["accepted_ms"].as_object().is_some_and(|m| !m.is_empty())
+            })
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while !accepted() {
+        assert!(Instant::now() < deadline, "acceptance never saved");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     f.server.restart();
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(notices(&bodies, "AgentDown", "firing").len(), 1);
