@@ -60,11 +60,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     let lonely = Node::start("alert-rules-peers");
     let syncing = Node::start("alert-rules-sync");
     let hung = Node::start("alert-rules-hang");
-    // One block an hour: its best height stays where it starts.
-    let frozen = Node::start_with(
-        "alert-rules-stall",
-        &["--validator", "--block-time-ms", "3600000"],
-    );
+    let frozen = frozen_node("alert-rules-stall");
     write_control(&lonely, &dir, &json!({"peers": 0}));
     write_control(&syncing, &dir, &json!({"syncing": true}));
     write_control(&hung, &dir, &json!({"hang_rpc": true}));
@@ -76,7 +72,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
             "NodeLowPeers": {"threshold": 2, "for_s": 1},
             "NodeSyncing": {"for_s": 1},
             "NodeRpcUnreachable": {"for_s": 3},
-            "NodeStalled": {"threshold": 6},
+            "NodeStalled": {"threshold": STALL_S},
         }),
     );
     let mut f = alert_fleet(
@@ -100,27 +96,7 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     for node in [&lonely, &syncing, &hung] {
         write_control(node, &dir, &json!({}));
     }
-    let genesis = dir.join("genesis");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    std::fs::write(&genesis, (now_ms - 2 * 3_600_000 - 60_000).to_string()).unwrap();
-    let out = docker(&[
-        "cp",
-        &genesis.display().to_string(),
-        &format!("{}:{GENESIS}", frozen.name),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        docker(&["restart", "-t", "1", &frozen.name])
-            .status
-            .success()
-    );
+    unfreeze(&frozen, &dir);
     wait_count(&bodies, "NodeLowPeers", &lonely.name, "resolved", 1, FIRE);
     wait_count(&bodies, "NodeSyncing", &syncing.name, "resolved", 1, FIRE);
     wait_count(
@@ -141,6 +117,76 @@ fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
             ("NodeRpcUnreachable", &hung.name),
             ("NodeStalled", &frozen.name),
         ],
+    );
+    drop(receiver);
+}
+
+/// `NodeStalled`'s threshold in these tests. A node "unfrozen" by
+/// [`unfreeze`] moves once (#0 to #2) and then stays at #2: it would be
+/// stalled again this long after, so every check that follows an unfreeze
+/// must end well within it.
+const STALL_S: u64 = 15;
+
+/// Starts a test node whose height stays where it starts: one block an hour.
+fn frozen_node(prefix: &str) -> Node {
+    Node::start_with(prefix, &["--validator", "--block-time-ms", "3600000"])
+}
+
+/// Restarts `node` on a genesis two hours old: its height moves (#2).
+fn unfreeze(node: &Node, dir: &TempDir) {
+    let genesis = dir.join(&unique("genesis"));
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    std::fs::write(&genesis, (now_ms - 2 * 3_600_000 - 60_000).to_string()).unwrap();
+    let into = format!("{}:{GENESIS}", node.name);
+    let out = docker(&["cp", &genesis.display().to_string(), &into]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(docker(&["restart", "-t", "1", &node.name]).status.success());
+}
+
+#[test]
+fn every_node_of_a_chain_stuck_at_one_height_is_named_a_chain_stall() {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let receiver = Receiver::start(0, bodies.clone());
+    let dir = TempDir::new("alert-rules-chain");
+    let (n0, n1) = (
+        frozen_node("alert-rules-chain0"),
+        frozen_node("alert-rules-chain1"),
+    );
+    let alerts = alerts_file(
+        &dir,
+        &receiver,
+        3600,
+        json!({"NodeStalled": {"threshold": STALL_S}, "NodeRpcUnreachable": {"for_s": 5}}),
+    );
+    let mut f = alert_fleet(&[&n0, &n1], json!({"allow": ["status"]}), &alerts);
+    for n in [&n0, &n1] {
+        let notice = wait_count(&bodies, "NodeStalled", &n.name, "firing", 1, FIRE);
+        let summary = notice["alerts"][0]["annotations"]["summary"]
+            .as_str()
+            .unwrap();
+        assert!(
+            summary.starts_with("chain stalled: every node of"),
+            "{summary}"
+        );
+        assert!(summary.contains("stopped at #0 (2 nodes"), "{summary}");
+    }
+    for n in [&n0, &n1] {
+        unfreeze(n, &dir);
+    }
+    for n in [&n0, &n1] {
+        wait_count(&bodies, "NodeStalled", &n.name, "resolved", 1, FIRE);
+    }
+    f.server.out.drain_for(QUIET);
+    expect_exactly(
+        &bodies,
+        &[("NodeStalled", &n0.name), ("NodeStalled", &n1.name)],
     );
     drop(receiver);
 }
