@@ -12,6 +12,7 @@ pub mod cron;
 pub mod docker;
 pub mod fsutil;
 pub mod glob;
+pub mod http_agent;
 pub mod identity;
 pub mod log;
 pub mod metrics;

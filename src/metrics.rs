@@ -332,15 +332,7 @@ pub struct MetricsClient {
 
 impl MetricsClient {
     pub fn new(timeout: Duration) -> MetricsClient {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            // The environment's proxy is for the internet, not for 127.0.0.1.
-            .proxy(None)
-            .max_redirects(0)
-            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::http_agent::agent(timeout);
         MetricsClient { agent, timeout }
     }
 

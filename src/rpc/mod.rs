@@ -317,14 +317,7 @@ impl RpcClient {
     /// for `DockerExec`). `DockerExec` runs `docker` from `PATH` unless
     /// [`RpcClient::with_docker`] says otherwise.
     pub fn new(endpoint: Endpoint, timeout: Duration) -> RpcClient {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .proxy(None)
-            .max_redirects(0)
-            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::http_agent::agent(timeout);
         RpcClient {
             endpoint,
             timeout,

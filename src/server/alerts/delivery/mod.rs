@@ -358,16 +358,7 @@ struct Poster {
 
 impl Poster {
     fn new(sink: Sink, external_url: String, timeout: Duration) -> Poster {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            // Loopback receivers and the services' public endpoints: an
-            // environment proxy would be a surprise (and see the payloads).
-            .proxy(None)
-            .max_redirects(0)
-            .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::http_agent::agent(timeout);
         Poster {
             sink,
             external_url,
