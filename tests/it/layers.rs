@@ -8,7 +8,15 @@ use std::path::Path;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "base",
-        &["clock", "log", "fsutil", "process", "glob", "signals"],
+        &[
+            "clock",
+            "log",
+            "fsutil",
+            "process",
+            "glob",
+            "signals",
+            "http_agent",
+        ],
     ),
     (
         "vocabulary",
