@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// evaluation is linear in the fleet (~0.1 s at 5,000 agents).
 const MAX_EVAL_INTERVAL: Duration = Duration::from_secs(10);
 const AGENTS_PER_EVAL_SECOND: usize = 1000;
+/// After a start, schedules wait at most this long (beyond two heartbeats)
+/// for every registered agent to be back before taking a slot.
+const SCHEDULE_SETTLE_MAX: Duration = Duration::from_secs(120);
 
 /// An agent's last `stats` and `summary` frames, as text.
 type Reports = (Option<Arc<str>>, Option<Arc<str>>);
@@ -231,10 +234,17 @@ impl Hub {
     }
 
     fn run_schedule(&mut self, view: &FleetView) {
-        // Right after a start, agents are still reconnecting: a missed slot
-        // waits for them rather than finding no target.
+        // Right after a start, agents are still reconnecting: a slot taken
+        // now would find no target and be spent. Wait until every
+        // registered agent is back with a report, or, for one that does not
+        // come back, SCHEDULE_SETTLE_MAX.
+        let waited_ms = now_ms() - self.ops.started_ms;
         let settle_ms = 2 * self.config.heartbeat_s.max(1) as i64 * 1000;
-        if now_ms() - self.ops.started_ms < settle_ms {
+        let all_back = self.ops.facts.iter().all(|(id, facts)| {
+            facts.connected && self.ops.reports.get(id).is_some_and(|r| r.0.is_some())
+        });
+        let max_ms = SCHEDULE_SETTLE_MAX.as_millis() as i64 + settle_ms;
+        if waited_ms < settle_ms || (!all_back && waited_ms < max_ms) {
             return;
         }
         let Some(run) = self.ops.planner.as_mut().and_then(|p| p.next(view)) else {

@@ -563,7 +563,8 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         json!({
             "ValidatorInactive": {},
             "ValidatorChanged": {"threshold": change_window_s},
-            "UnclaimedPayouts": {"max_unclaimed": 1},
+            // Era 100 unclaimed at era 101 expires in 83 eras: within 90.
+            "UnclaimedPayouts": {"threshold": 90},
         }),
     );
     let mut f = alert_fleet(&[&node], lifecycle_policy(), &alerts);
@@ -587,6 +588,11 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         .as_str()
         .unwrap();
     assert!(summary.starts_with("1 unclaimed eras"), "{summary}");
+    // The expiry form: era 100 + 84 - era 101 = 83 eras left.
+    assert!(
+        unclaimed.to_string().contains("expires in 83 eras"),
+        "{unclaimed}"
+    );
     // The payout is claimed.
     chain_at(101, &session_keys, stash, &[other], true).write_to(&node, control, &dir);
     wait_count(&bodies, "UnclaimedPayouts", &node.name, "resolved", 1, FIRE);

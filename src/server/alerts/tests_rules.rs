@@ -524,3 +524,26 @@ fn duplicate_keys_come_from_the_keystore_listings() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_oldest_unclaimed_era_comes_from_the_summarys_era_list() {
+    let summary = json!({"timestamp": NOW, "payout_info": {"payout_checks": {
+        "3node0": {"current_era": 101, "unclaimed_payouts": 2, "validator_account": "5Grw",
+                   "unclaimed_eras": [{"era": 20, "pages": [0], "page_count": 1, "expires_at_era": 105},
+                                      {"era": 90, "pages": [0], "page_count": 1, "expires_at_era": 175}]}}}});
+    let stats = json!({"timestamp": NOW, "containers": [{"name": "3node0", "state": "running"}],
+        "nodes": {"3node0": {"best": 5, "rpc_error": null}}});
+    let mut facts = AgentFacts {
+        connected: true,
+        last_seen_ms: Some(NOW),
+        ..AgentFacts::default()
+    };
+    facts.on_stats(&stats);
+    facts.on_summary(&summary);
+    let mut agents = std::collections::BTreeMap::new();
+    agents.insert("val-eu-1".to_string(), facts);
+    let view = fleet_view_from_stats(NOW, NOW - 3_600_000, 15, &agents, &[]);
+    let node = &view.agents["val-eu-1"].containers["3node0"];
+    assert_eq!(node.validator.oldest_unclaimed_era, Some(20));
+    assert_eq!(node.validator.unclaimed_eras, Some(2));
+}

@@ -323,8 +323,16 @@ fn agent_view(facts: &AgentFacts) -> AgentView {
             c.validator.account = str_of(check, "validator_account");
             c.validator.active_era = check.get("current_era").and_then(Value::as_u64);
             c.validator.unclaimed_eras = check.get("unclaimed_payouts").and_then(Value::as_u64);
-            c.validator.oldest_unclaimed_era =
-                check.get("oldest_unclaimed_era").and_then(Value::as_u64);
+            // The summary lists each unclaimed era, oldest first
+            // (`unclaimed_eras`); `oldest_unclaimed_era` is the older form.
+            c.validator.oldest_unclaimed_era = check
+                .get("oldest_unclaimed_era")
+                .and_then(Value::as_u64)
+                .or_else(|| {
+                    check
+                        .pointer("/unclaimed_eras/0/era")
+                        .and_then(Value::as_u64)
+                });
         }
         if let Some(f) = facts.containers.get(&name) {
             c.validator.active = f.validator_active;
