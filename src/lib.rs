@@ -18,11 +18,11 @@ pub mod log;
 pub mod metrics;
 pub mod operator;
 pub mod operator_keys;
+pub mod peer_loop;
 pub mod process;
 pub mod protocol;
 pub mod rpc;
 pub mod server;
-pub mod session;
 pub mod signals;
 pub mod transport;
 

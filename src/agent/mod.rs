@@ -26,8 +26,8 @@ mod stats;
 mod summary;
 mod watch;
 
+use crate::peer_loop::{End, PingWhen, send_error};
 use crate::protocol::{self, CommandResponse, ErrorCode, Hello, Message};
-use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome};
 use config::AgentConfig;
 use ledger::Ledger;
@@ -477,7 +477,7 @@ fn read_loop(
     heartbeat: Duration,
     unread: Vec<Incoming>,
 ) -> String {
-    let end = crate::session::run(conn, unread, heartbeat, PingWhen::WhenSilent, |text| {
+    let end = crate::peer_loop::run(conn, unread, heartbeat, PingWhen::WhenSilent, |text| {
         handle_text(agent, conn, text)
     });
     match end {

@@ -4,9 +4,9 @@
 //! goes to the hub.
 use super::admission::Admission;
 use super::tokens::TokenStore;
-use super::{ByteBudget, HubEvent, Session};
+use super::{ByteBudget, HubEvent, LiveAgent};
+use crate::peer_loop::{End, PingWhen, send_error};
 use crate::protocol::{self, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms};
-use crate::session::{End, PingWhen, send_error};
 use crate::transport::{self, Connection, Incoming, ReadOutcome, WriterPool};
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
@@ -253,7 +253,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     let Some((hello, behind_hello)) = await_hello(&conn, &auth, deadline, &shared, &peer) else {
         return;
     };
-    let session = Arc::new(Session {
+    let session = Arc::new(LiveAgent {
         agent_id: auth.agent_id.clone(),
         conn_id: shared.next_conn_id.fetch_add(1, Ordering::Relaxed),
         link: conn.clone(),
@@ -297,7 +297,7 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
 }
 
 fn read_session(
-    session: &Session,
+    session: &LiveAgent,
     conn: &Connection,
     shared: &ConnShared,
     behind_hello: Vec<Incoming>,
@@ -413,13 +413,13 @@ fn token_still_valid(shared: &ConnShared, auth: &Authorized) -> bool {
 
 /// Read frames until the connection ends; returns why it ended.
 fn read_loop(
-    session: &Session,
+    session: &LiveAgent,
     conn: &Connection,
     shared: &ConnShared,
     unread: Vec<Incoming>,
 ) -> String {
     let mut budget = RateLimit::new(MESSAGES_PER_S, MESSAGE_BURST);
-    let end = crate::session::run(conn, unread, shared.heartbeat, PingWhen::Always, |text| {
+    let end = crate::peer_loop::run(conn, unread, shared.heartbeat, PingWhen::Always, |text| {
         session.last_seen_ms.store(now_ms(), Ordering::Relaxed);
         // Throttle a flooding agent: this thread stops reading, so TCP
         // pushes back on it; nothing queues up here.
@@ -436,7 +436,7 @@ fn read_loop(
     }
 }
 
-fn handle_text(session: &Session, conn: &Connection, shared: &ConnShared, text: &str) {
+fn handle_text(session: &LiveAgent, conn: &Connection, shared: &ConnShared, text: &str) {
     let message = match Message::parse_incoming(text) {
         Ok(m) => m,
         Err(Some(Rejection {

@@ -13,7 +13,7 @@ use super::keyguard::KeyGuard;
 use super::ops::Ops;
 use super::store::{ResponseVerdict, Store};
 use super::tokens::TokenStore;
-use super::{ByteBudget, HubEvent, ServerConfig, Session, conn::RateLimit, render};
+use super::{ByteBudget, HubEvent, LiveAgent, ServerConfig, conn::RateLimit, render};
 use crate::protocol::{
     self, CommandRequest, CommandResponse, ErrorBody, ErrorCode, Event, EventKind, Message,
     Welcome, now_ms,
@@ -46,7 +46,7 @@ const EVENT_BURST: f64 = 500.0;
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
 pub(super) struct Live {
-    pub session: Arc<Session>,
+    pub session: Arc<LiveAgent>,
     /// The agent's containers as it last reported them (hello, then stats).
     pub containers: Vec<String>,
     /// Its last `stats` frame, for `nodes` and the health verdict (as
@@ -290,7 +290,7 @@ impl Hub {
         self.out.line("bye");
     }
 
-    fn on_connected(&mut self, session: Arc<Session>) {
+    fn on_connected(&mut self, session: Arc<LiveAgent>) {
         let agent = session.agent_id.clone();
         if let Some(old) = self.live.remove(&agent) {
             // Queued: the old connection's writer sends the close; the hub

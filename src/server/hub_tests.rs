@@ -1,7 +1,9 @@
 //! The hub without a socket: agents are `AgentLink` recorders, so what the
 //! hub sends, and when, is checked directly.
 use super::*;
-use crate::server::{AgentLink, ByteBudget, HubEvent, ServerConfig, Session, journal, ops, tokens};
+use crate::server::{
+    AgentLink, ByteBudget, HubEvent, LiveAgent, ServerConfig, journal, ops, tokens,
+};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
@@ -73,7 +75,7 @@ fn an_outcome_is_acked_only_once_it_is_on_disk() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut hub = hub(&dir);
     let link = Arc::new(Recorder::default());
-    let session = Arc::new(Session {
+    let session = Arc::new(LiveAgent {
         agent_id: "a1".into(),
         conn_id: 1,
         link: link.clone(),

@@ -158,7 +158,7 @@ impl AgentLink for transport::Connection {
 }
 
 /// One authenticated agent connection whose `hello` was valid.
-pub struct Session {
+pub struct LiveAgent {
     pub agent_id: String,
     pub conn_id: u64,
     pub link: Arc<dyn AgentLink>,
@@ -170,7 +170,7 @@ pub struct Session {
     pub token_sha256: String,
 }
 
-impl Session {
+impl LiveAgent {
     /// Queue `message` for the agent and return at once.
     pub fn send(&self, message: &Message) -> io::Result<()> {
         self.link.send_text(&message.to_json())
@@ -183,7 +183,7 @@ impl Session {
 
 /// Everything the hub reacts to.
 pub enum HubEvent {
-    Connected(Arc<Session>),
+    Connected(Arc<LiveAgent>),
     Message {
         agent: String,
         conn_id: u64,

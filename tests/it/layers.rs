@@ -31,7 +31,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "adapters",
-        &["docker", "rpc", "metrics", "transport", "session", "backup"],
+        &[
+            "docker",
+            "rpc",
+            "metrics",
+            "transport",
+            "peer_loop",
+            "backup",
+        ],
     ),
     ("roles", &["agent", "server", "cron", "configcheck"]),
     ("entry", &["cli"]),
