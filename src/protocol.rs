@@ -701,3 +701,7 @@ mod tests {
         assert_eq!(e.data["bytes"], 10);
     }
 }
+
+#[cfg(test)]
+#[path = "protocol/reports_tests.rs"]
+mod report_pins;

@@ -304,4 +304,31 @@ mod tests {
         assert!(!super::lists_network_key(""));
         assert!(!super::lists_network_key("secret_ed25519.bak\n"));
     }
+
+    /// The wire bytes of a node read from Prometheus, pinned.
+    #[test]
+    fn a_node_read_from_prometheus_is_pinned() {
+        let m = crate::metrics::NodeMetrics {
+            best: Some(4021337),
+            finalized: Some(4021335),
+            sync_target: None,
+            peers: Some(24),
+            is_major_syncing: Some(false),
+            node_roles: Some(crate::metrics::ROLE_AUTHORITY),
+            version: Some("3.32.0-2b1c".into()),
+            chain: None,
+        };
+        assert_eq!(
+            super::from_metrics(&m).to_string(),
+            r#"{"best":4021337,"chain":null,"finalized":4021335,"peers":24,"roles":["Authority"],"source":"prometheus","sync_target":null,"syncing":false,"version":"3.32.0-2b1c"}"#
+        );
+        let full = crate::metrics::NodeMetrics {
+            node_roles: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::from_metrics(&full).to_string(),
+            r#"{"best":null,"chain":null,"finalized":null,"peers":null,"roles":["Full"],"source":"prometheus","sync_target":null,"syncing":null,"version":null}"#
+        );
+    }
 }

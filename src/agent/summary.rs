@@ -403,6 +403,42 @@ mod tests {
         assert_eq!(state.era, Some(12));
     }
 
+    /// The wire bytes of a payout check, pinned.
+    #[test]
+    fn a_payout_check_is_pinned() {
+        let mut v = NodeView {
+            synced: true,
+            status: status(Some("5Grw"), true),
+            stash: None,
+            active_era: Some(512),
+            unclaimed: Some(vec![chain::UnclaimedEra {
+                era: 430,
+                pages: vec![0],
+                page_count: 1,
+                expires_at_era: 515,
+            }]),
+            chain_keys: Some(json!({"warning": null, "session_index": 7, "epoch_authorship": {"total": 3}})),
+            error: None,
+        };
+        assert_eq!(
+            node_check(&v).to_string(),
+            r#"{"chain_keys":{"epoch_authorship":{"total":3},"session_index":7,"warning":null},"current_era":512,"error":null,"oldest_expires_in_eras":3,"synced":true,"unclaimed_eras":[{"era":430,"expires_at_era":515,"page_count":1,"pages":[0]}],"unclaimed_payouts":1,"validator_account":"5Grw"}"#
+        );
+        v = NodeView {
+            synced: false,
+            status: NodeStatus::default(),
+            stash: None,
+            active_era: None,
+            unclaimed: None,
+            chain_keys: None,
+            error: Some("rpc down".into()),
+        };
+        assert_eq!(
+            node_check(&v).to_string(),
+            r#"{"chain_keys":null,"current_era":null,"error":"rpc down","oldest_expires_in_eras":null,"synced":false,"unclaimed_eras":null,"unclaimed_payouts":null,"validator_account":null}"#
+        );
+    }
+
     #[test]
     fn state_saved_before_node_eras_reads_as_of_its_era() {
         let old: WatchState = serde_json::from_value(json!({
