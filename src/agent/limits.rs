@@ -9,7 +9,7 @@
 //!   no disk and no memory.
 //! - The free-space check reads the filesystem (statvfs) at most once per
 //!   [`DISK_CHECK_INTERVAL`]; the last answer is what `stats` reports.
-use serde_json::{Value, json};
+use crate::protocol::reports::StateDir;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -118,18 +118,18 @@ impl DiskGuard {
     }
 
     /// For `stats` (host.state_dir): free space and whether commands are taken.
-    pub fn report(&self) -> Value {
+    pub fn report(&self) -> StateDir {
         let reading = self.reading();
         let accepting = reading
             .free_bytes
             .is_none_or(|free| free >= self.min_free_bytes);
-        json!({
-            "path": self.state_dir.display().to_string(),
-            "free_bytes": reading.free_bytes,
-            "min_free_bytes": self.min_free_bytes,
-            "accepting_commands": accepting,
-            "error": reading.error,
-        })
+        StateDir {
+            path: Some(self.state_dir.display().to_string()),
+            free_bytes: reading.free_bytes,
+            min_free_bytes: Some(self.min_free_bytes),
+            accepting_commands: Some(accepting),
+            error: reading.error,
+        }
     }
 }
 
@@ -140,7 +140,7 @@ fn free_bytes(path: &Path) -> std::io::Result<u64> {
 }
 
 /// `host.state_dir` of the agent's `stats`: see [`DiskGuard::report`].
-pub fn disk_report(agent: &super::Agent) -> Value {
+pub fn disk_report(agent: &super::Agent) -> StateDir {
     agent.disk.report()
 }
 
@@ -173,9 +173,9 @@ mod tests {
         let guard = DiskGuard::new(&dir, u64::MAX);
         let refusal = guard.refusal().unwrap();
         assert!(refusal.contains("limits.min_free_mb"), "{refusal}");
-        assert_eq!(guard.report()["accepting_commands"], false);
+        assert_eq!(guard.report().accepting_commands, Some(false));
         let missing = DiskGuard::new(Path::new("/nonexistent/warden"), u64::MAX);
         assert_eq!(missing.refusal(), None);
-        assert!(missing.report()["error"].is_string());
+        assert!(missing.report().error.is_some());
     }
 }

@@ -15,8 +15,9 @@ use super::Agent;
 use crate::chain::{self, KeyTypeId};
 use crate::docker::ContainerInspect;
 use crate::metrics::{self, MetricsClient, NodeMetrics};
+use crate::protocol::reports::{NodeIdentity, NodeRead, NodeReport};
 use crate::rpc::{Endpoint, RpcClient, RpcError};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -189,16 +190,22 @@ pub fn base_client(agent_timeout: Duration, docker: crate::docker::Docker) -> Rp
     .with_docker(docker)
 }
 
-fn from_metrics(m: &NodeMetrics) -> Value {
-    json!({
-        "best": m.best, "finalized": m.finalized, "sync_target": m.sync_target, "peers": m.peers,
-        "syncing": m.is_major_syncing,
-        "roles": m.node_roles.map(|r| if r == metrics::ROLE_AUTHORITY { vec!["Authority"] } else { vec!["Full"] }),
-        "version": m.version, "chain": m.chain, "source": "prometheus",
-    })
+fn from_metrics(m: &NodeMetrics) -> NodeRead {
+    let role = |r| if r == metrics::ROLE_AUTHORITY { "Authority" } else { "Full" };
+    NodeRead {
+        best: m.best,
+        finalized: m.finalized,
+        sync_target: m.sync_target,
+        peers: m.peers,
+        syncing: m.is_major_syncing,
+        roles: m.node_roles.map(|r| vec![role(r).to_string()]),
+        version: m.version.clone(),
+        chain: m.chain.clone(),
+        source: Some("prometheus".into()),
+    }
 }
 
-fn from_rpc(client: &RpcClient, inspect: &ContainerInspect) -> Result<Value, RpcError> {
+fn from_rpc(client: &RpcClient, inspect: &ContainerInspect) -> Result<NodeRead, RpcError> {
     let health = client.system_health()?;
     let sync = client.system_sync_state()?;
     let finalized_hash = client.chain_get_finalized_head()?;
@@ -207,11 +214,17 @@ fn from_rpc(client: &RpcClient, inspect: &ContainerInspect) -> Result<Value, Rpc
         .map(|h| h.number);
     let roles = client.system_node_roles()?;
     let version = client.system_version()?;
-    Ok(json!({
-        "best": sync.current_block, "finalized": finalized, "sync_target": sync.highest_block,
-        "peers": health.peers, "syncing": health.is_syncing, "roles": roles, "version": version,
-        "chain": inspect.command_line_value("--chain"), "source": "rpc",
-    }))
+    Ok(NodeRead {
+        best: Some(sync.current_block),
+        finalized,
+        sync_target: Some(sync.highest_block),
+        peers: Some(health.peers),
+        syncing: Some(health.is_syncing),
+        roles: Some(roles),
+        version: Some(version),
+        chain: inspect.command_line_value("--chain").map(str::to_owned),
+        source: Some("rpc".into()),
+    })
 }
 
 /// The node's Prometheus page read from inside its container (`docker exec
@@ -246,52 +259,58 @@ fn scrape_inside(
 }
 
 /// One node's health, for `stats.nodes`. Never fails: what could not be
-/// learned is `null`, with the reason in `rpc_error`. A running node also
-/// carries `peer_id` and `network_key` (see [`identity`]).
-pub fn status(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> Value {
+/// learned is `None`, with the reason in `rpc_error`. A running node also
+/// carries its [`identity`].
+pub fn status(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> NodeReport {
     if !inspect.state.running {
-        return json!({ "rpc_error": null, "note": "not running" });
+        return NodeReport {
+            note: Some("not running".into()),
+            ..NodeReport::default()
+        };
     }
-    let mut v = health(agent, metrics, inspect);
+    let report = health(agent, metrics, inspect);
     let identity = identity(agent, inspect);
-    v["peer_id"] = json!(identity.peer_id);
-    v["network_key"] = json!(identity.network_key);
-    v
+    NodeReport {
+        identity: Some(NodeIdentity {
+            peer_id: identity.peer_id,
+            network_key: identity.network_key,
+        }),
+        ..report
+    }
 }
 
-fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> Value {
+fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> NodeReport {
+    let answered = |read| NodeReport {
+        read: Some(read),
+        ..NodeReport::default()
+    };
+    let failed = |e: RpcError, read| NodeReport {
+        read,
+        rpc_error: Some(e.to_string()),
+        rpc_code: Some(e.wire_code().to_string()),
+        ..NodeReport::default()
+    };
     if let Some(url) = metrics::metrics_url_from_inspect(inspect)
         && let Ok(m) = metrics.scrape(&url)
     {
-        let mut v = from_metrics(&m);
-        v["rpc_error"] = Value::Null;
-        return v;
+        return answered(from_metrics(&m));
     }
     // A bridge-networked node serves Prometheus on its own loopback: one
     // `docker exec curl` for the whole page and one RPC call cost two execs
     // instead of the five RPC calls below, each its own exec.
     if let Some(m) = scrape_inside(agent, metrics, inspect) {
-        let mut v = from_metrics(&m);
         // Commands need the RPC: one cheap call says whether it answers.
         let rpc = rpc_for(agent, &inspect.name, Some(inspect))
             .and_then(|client| client.system_health().map(|_| ()));
-        match rpc {
-            Ok(()) => v["rpc_error"] = Value::Null,
-            Err(e) => {
-                v["rpc_error"] = json!(e.to_string());
-                v["rpc_code"] = json!(e.wire_code());
-            }
-        }
-        return v;
+        return match rpc {
+            Ok(()) => answered(from_metrics(&m)),
+            Err(e) => failed(e, Some(from_metrics(&m))),
+        };
     }
-    let outcome =
-        rpc_for(agent, &inspect.name, Some(inspect)).and_then(|client| from_rpc(&client, inspect));
-    match outcome {
-        Ok(mut v) => {
-            v["rpc_error"] = Value::Null;
-            v
-        }
-        Err(e) => json!({ "rpc_error": e.to_string(), "rpc_code": e.wire_code() }),
+    match rpc_for(agent, &inspect.name, Some(inspect)).and_then(|client| from_rpc(&client, inspect))
+    {
+        Ok(read) => answered(read),
+        Err(e) => failed(e, None),
     }
 }
 
@@ -319,7 +338,7 @@ mod tests {
             chain: None,
         };
         assert_eq!(
-            super::from_metrics(&m).to_string(),
+            serde_json::to_value(super::from_metrics(&m)).unwrap().to_string(),
             r#"{"best":4021337,"chain":null,"finalized":4021335,"peers":24,"roles":["Authority"],"source":"prometheus","sync_target":null,"syncing":false,"version":"3.32.0-2b1c"}"#
         );
         let full = crate::metrics::NodeMetrics {
@@ -327,7 +346,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            super::from_metrics(&full).to_string(),
+            serde_json::to_value(super::from_metrics(&full)).unwrap().to_string(),
             r#"{"best":null,"chain":null,"finalized":null,"peers":null,"roles":["Full"],"source":"prometheus","sync_target":null,"syncing":null,"version":null}"#
         );
     }

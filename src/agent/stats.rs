@@ -3,8 +3,9 @@
 use super::Agent;
 use crate::docker::ContainerInspect;
 use crate::metrics::MetricsClient;
+use crate::protocol::reports::{ContainerRow, Host, KeystoreEntry, NodeReport, StatsReport};
 use crate::protocol::{Message, now_ms};
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -26,7 +27,7 @@ pub fn spawn(agent: Arc<Agent>) {
         .expect("spawn stats thread");
 }
 
-fn host_facts() -> Value {
+fn host_facts(agent: &Agent) -> Host {
     let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -42,33 +43,29 @@ fn host_facts() -> Value {
             .and_then(|v| v.parse::<u64>().ok())
             .map(|v| v * 1024)
     };
-    json!({
-        "load": load,
-        "mem_total_bytes": kib("MemTotal:"),
-        "mem_available_bytes": kib("MemAvailable:"),
-    })
+    Host {
+        name: Some(agent.config.host_name.clone()),
+        load,
+        mem_total_bytes: kib("MemTotal:"),
+        mem_available_bytes: kib("MemAvailable:"),
+        state_dir: Some(super::limits::disk_report(agent)),
+    }
 }
 
-pub fn collect(agent: &Agent, metrics: &MetricsClient) -> Map<String, Value> {
-    let mut report = Map::new();
-    report.insert("timestamp".into(), json!(now_ms()));
-    let mut host = host_facts();
-    host["name"] = json!(agent.config.host_name);
-    host["state_dir"] = super::limits::disk_report(agent);
-    report.insert("host".into(), host);
-    let (containers, inspected) = match container_rows(agent) {
-        Ok(found) => found,
-        Err(e) => {
-            report.insert("error".into(), json!(e.to_string()));
-            (Vec::new(), Vec::new())
-        }
+pub fn collect(agent: &Agent, metrics: &MetricsClient) -> StatsReport {
+    let timestamp = now_ms();
+    let host = host_facts(agent);
+    let (containers, inspected, error) = match container_rows(agent) {
+        Ok((rows, inspected)) => (rows, inspected, None),
+        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
     };
-    report.insert("containers".into(), Value::Array(containers));
-    report.insert(
-        "nodes".into(),
-        Value::Object(node_reports(agent, metrics, &inspected)),
-    );
-    report
+    StatsReport {
+        timestamp: Some(timestamp),
+        host,
+        containers: Some(containers),
+        nodes: node_reports(agent, metrics, &inspected),
+        error,
+    }
 }
 
 /// Every node probed at once, so one slow node delays the report by at
@@ -77,7 +74,7 @@ fn node_reports(
     agent: &Agent,
     metrics: &MetricsClient,
     inspected: &[ContainerInspect],
-) -> Map<String, Value> {
+) -> BTreeMap<String, NodeReport> {
     thread::scope(|scope| {
         let probes: Vec<_> = inspected
             .iter()
@@ -93,13 +90,12 @@ fn node_reports(
                     {
                         agent.remember_keystore(&c.name, &keys);
                     }
-                    if let Some(listed) = agent.keystore_of(&c.name) {
-                        let keys: Vec<Value> = listed
+                    status.keystore = agent.keystore_of(&c.name).map(|listed| {
+                        listed
                             .into_iter()
-                            .map(|(t, k)| json!({"type": t, "public": k}))
-                            .collect();
-                        status["keystore"] = Value::Array(keys);
-                    }
+                            .map(|(key_type, public)| KeystoreEntry { key_type, public })
+                            .collect()
+                    });
                     status
                 });
                 (c.name.clone(), probe)
@@ -110,16 +106,17 @@ fn node_reports(
             .map(|(name, probe)| {
                 (
                     name,
-                    probe
-                        .join()
-                        .unwrap_or_else(|_| json!({"rpc_error": "probe panicked"})),
+                    probe.join().unwrap_or_else(|_| NodeReport {
+                        rpc_error: Some("probe panicked".into()),
+                        ..NodeReport::default()
+                    }),
                 )
             })
             .collect()
     })
 }
 
-type Rows = (Vec<Value>, Vec<ContainerInspect>);
+type Rows = (Vec<ContainerRow>, Vec<ContainerInspect>);
 
 /// One `docker stats` for the running containers; `ps` and `inspect` only
 /// when `docker events` said something changed (see `watch.rs`).
@@ -143,19 +140,19 @@ fn container_rows(agent: &Agent) -> Result<Rows, crate::docker::DockerError> {
         .iter()
         .map(|c| {
             let u = usage.iter().find(|u| u.name == c.name);
-            json!({
-                "name": c.name,
-                "state": c.state.status,
-                "health": c.state.health,
-                "started_at": c.state.started_at,
-                "uptime_s": uptime_s(c, now_ms()),
-                "restart_count": c.restart_count,
-                "image": c.image,
-                "cpu_percent": u.map(|u| u.cpu_percent),
-                "mem_used_bytes": u.map(|u| u.mem_used_bytes),
-                "mem_limit_bytes": u.map(|u| u.mem_limit_bytes),
-                "data_free_bytes": data_free_bytes(c),
-            })
+            ContainerRow {
+                name: Some(c.name.clone()),
+                state: Some(c.state.status.clone()),
+                health: c.state.health.clone(),
+                started_at: Some(c.state.started_at.clone()),
+                uptime_s: uptime_s(c, now_ms()),
+                restart_count: Some(c.restart_count),
+                image: Some(c.image.clone()),
+                cpu_percent: u.and_then(|u| u.cpu_percent),
+                mem_used_bytes: u.and_then(|u| u.mem_used_bytes),
+                mem_limit_bytes: u.and_then(|u| u.mem_limit_bytes),
+                data_free_bytes: data_free_bytes(c),
+            }
         })
         .collect();
     Ok((rows, inspected))

@@ -16,6 +16,7 @@ use super::Agent;
 use super::keys::session_key_sets;
 use crate::chain::{self, AccountId32};
 use crate::docker::ContainerInspect;
+use crate::protocol::reports::{ChainKeys, EraInfo, PayoutCheck, PayoutInfo, SummaryReport};
 use crate::protocol::{Event, EventKind, Message, now_ms};
 use crate::rpc::RpcStorage;
 use serde::{Deserialize, Serialize};
@@ -150,7 +151,7 @@ struct NodeView {
     active_era: Option<u32>,
     unclaimed: Option<Vec<chain::UnclaimedEra>>,
     /// [`super::keys::chain_keys_report`] of a validator node.
-    chain_keys: Option<Value>,
+    chain_keys: Option<ChainKeys>,
     error: Option<String>,
 }
 
@@ -204,16 +205,18 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
             v.status.validator = chain::ss58::encode(&stash, agent.config.ss58_prefix).ok();
             v.status.active = info.is_active_validator;
             if count_payouts {
-                v.chain_keys = Some(
-                    super::keys::chain_keys_report(
-                        &rpc,
-                        &storage,
-                        &stash,
-                        listed.keystore.as_deref(),
-                        super::keys::known_keys(agent, &inspect.name).as_deref(),
-                    )
-                    .unwrap_or_else(|error| json!({ "error": error })),
-                );
+                let report = super::keys::chain_keys_report(
+                    &rpc,
+                    &storage,
+                    &stash,
+                    listed.keystore.as_deref(),
+                    super::keys::known_keys(agent, &inspect.name).as_deref(),
+                )
+                .unwrap_or_else(|error| json!({ "error": error }));
+                v.chain_keys = match report {
+                    Value::Object(report) => Some(ChainKeys::sent(report)),
+                    _ => None,
+                };
             }
         }
         if let (Some(stash), Some(era), true, true) =
@@ -234,27 +237,28 @@ fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeV
 /// each unclaimed era with its pages and expiry; `oldest_expires_in_eras`
 /// counts whole eras, a day each on Creditcoin 3), validator, and the chain's
 /// keys against the keystore.
-fn node_check(v: &NodeView) -> Value {
+fn node_check(v: &NodeView) -> PayoutCheck {
     let oldest_expires_in_eras = match (&v.unclaimed, v.active_era) {
         (Some(eras), Some(active)) => eras
             .first()
-            .map(|oldest| oldest.expires_at_era.saturating_sub(active)),
+            .map(|oldest| u64::from(oldest.expires_at_era.saturating_sub(active))),
         _ => None,
     };
-    json!({
-        "current_era": v.active_era,
-        "unclaimed_payouts": v.unclaimed.as_ref().map(Vec::len),
-        "unclaimed_eras": v.unclaimed,
-        "oldest_expires_in_eras": oldest_expires_in_eras,
-        "synced": v.synced,
-        "validator_account": v.status.validator,
-        "chain_keys": v.chain_keys,
-        "error": v.error,
-    })
+    PayoutCheck {
+        current_era: v.active_era.map(u64::from),
+        unclaimed_payouts: v.unclaimed.as_ref().map(|u| u.len() as u64),
+        unclaimed_eras: v.unclaimed.clone(),
+        oldest_unclaimed_era: None,
+        oldest_expires_in_eras,
+        synced: Some(v.synced),
+        validator_account: v.status.validator.clone(),
+        chain_keys: v.chain_keys.clone(),
+        error: v.error.clone(),
+    }
 }
 
 /// One summary: era, payouts, and the era watch's events.
-pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
+pub fn run_once(agent: &Agent, state: &mut WatchState) -> SummaryReport {
     let inspected: Vec<ContainerInspect> = agent
         .watch
         .containers(agent)
@@ -276,10 +280,7 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
         .iter()
         .filter(|(_, v)| v.synced)
         .find_map(|(_, v)| v.active_era);
-    let mut checks = Map::new();
-    for (name, v) in &views {
-        checks.insert(name.clone(), node_check(v));
-    }
+    let payout_checks = views.iter().map(|(n, v)| (n.clone(), node_check(v))).collect();
     // Each node in its own era: a host may run nodes of different chains.
     // A syncing node's finalized state is old: it is read once synced.
     let read: Vec<(String, u32, NodeStatus)> = views
@@ -305,14 +306,14 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
         crate::log::error(&format!("cannot save the era watch's state: {e}"));
     }
     let timestamp = now_ms();
-    let mut report = Map::new();
-    report.insert("timestamp".into(), json!(timestamp));
-    report.insert("era".into(), json!({ "active_era": active_era }));
-    report.insert(
-        "payout_info".into(),
-        json!({ "payout_checks": checks, "timestamp": timestamp }),
-    );
-    report
+    SummaryReport {
+        timestamp: Some(timestamp),
+        era: Some(EraInfo { active_era }),
+        payout_info: Some(PayoutInfo {
+            payout_checks,
+            timestamp: Some(timestamp),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -417,11 +418,16 @@ mod tests {
                 page_count: 1,
                 expires_at_era: 515,
             }]),
-            chain_keys: Some(json!({"warning": null, "session_index": 7, "epoch_authorship": {"total": 3}})),
+            chain_keys: Some(ChainKeys::sent(
+                json!({"warning": null, "session_index": 7, "epoch_authorship": {"total": 3}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
             error: None,
         };
         assert_eq!(
-            node_check(&v).to_string(),
+            serde_json::to_value(node_check(&v)).unwrap().to_string(),
             r#"{"chain_keys":{"epoch_authorship":{"total":3},"session_index":7,"warning":null},"current_era":512,"error":null,"oldest_expires_in_eras":3,"synced":true,"unclaimed_eras":[{"era":430,"expires_at_era":515,"page_count":1,"pages":[0]}],"unclaimed_payouts":1,"validator_account":"5Grw"}"#
         );
         v = NodeView {
@@ -434,7 +440,7 @@ mod tests {
             error: Some("rpc down".into()),
         };
         assert_eq!(
-            node_check(&v).to_string(),
+            serde_json::to_value(node_check(&v)).unwrap().to_string(),
             r#"{"chain_keys":null,"current_era":null,"error":"rpc down","oldest_expires_in_eras":null,"synced":false,"unclaimed_eras":null,"unclaimed_payouts":null,"validator_account":null}"#
         );
     }

@@ -144,7 +144,7 @@ pub fn era_payout<R: StorageReader>(
 }
 
 /// One era whose rewards a stash can still claim.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnclaimedEra {
     pub era: u32,
     /// The exposure pages not claimed yet (`payoutStakersByPage`), ascending.

@@ -1,7 +1,9 @@
 //! Literal-JSON tests of `stats` and `summary`, both ways: what our agent
 //! sends is decoded and encoded again byte for byte, and odd reports are
 //! read as far as they make sense (never refused).
+use super::*;
 use crate::protocol::Message;
+use serde_json::json;
 
 /// A `stats` frame as our agent sends it, one node of each shape: read from
 /// Prometheus with its keystore, unreachable, stopped, panicked.
@@ -37,8 +39,234 @@ pub const SUMMARY: &str = concat!(
 
 #[test]
 fn what_our_agent_sends_comes_out_byte_for_byte() {
-    for frame in [STATS, STATS_DOCKER_ERROR, SUMMARY] {
+    // The server keeps only the fields of `chain_keys` it reads, so a
+    // decoded summary is re-encoded from the agent's value below.
+    for frame in [STATS, STATS_DOCKER_ERROR] {
         let m = Message::parse(frame).unwrap();
         assert_eq!(m.to_json(), frame);
     }
+    assert_eq!(Message::Summary(agent_summary()).to_json(), SUMMARY);
+}
+
+fn read(best: u64, peers: u64) -> NodeRead {
+    NodeRead {
+        best: Some(best),
+        finalized: Some(best - 2),
+        sync_target: Some(best),
+        peers: Some(peers),
+        syncing: Some(false),
+        roles: Some(vec!["Authority".into()]),
+        version: Some("3.32.0-2b1c".into()),
+        chain: Some("creditcoin3".into()),
+        source: Some("prometheus".into()),
+    }
+}
+
+fn entry(key_type: &str, public: &str) -> KeystoreEntry {
+    KeystoreEntry {
+        key_type: key_type.into(),
+        public: public.into(),
+    }
+}
+
+/// [`SUMMARY`] as the agent builds it.
+fn agent_summary() -> SummaryReport {
+    let chain_keys = json!({"epoch_authorship":{"primary":1,"secondary":0,"secondary_vrf":2,"total":3},
+        "next_in_keystore":true,"next_keys":{"gran":"0x88"},"queued_keys":null,"session_index":7,"warning":null});
+    let validator = PayoutCheck {
+        current_era: Some(512),
+        unclaimed_payouts: Some(1),
+        unclaimed_eras: Some(vec![crate::chain::UnclaimedEra {
+            era: 430,
+            pages: vec![0],
+            page_count: 1,
+            expires_at_era: 515,
+        }]),
+        oldest_unclaimed_era: None,
+        oldest_expires_in_eras: Some(3),
+        synced: Some(true),
+        validator_account: Some("5Grw".into()),
+        chain_keys: Some(ChainKeys::sent(chain_keys.as_object().unwrap().clone())),
+        error: None,
+    };
+    let failed = PayoutCheck {
+        synced: Some(false),
+        error: Some("rpc down".into()),
+        ..PayoutCheck::default()
+    };
+    SummaryReport {
+        timestamp: Some(1736346600000),
+        era: Some(EraInfo {
+            active_era: Some(512),
+        }),
+        payout_info: Some(PayoutInfo {
+            payout_checks: [("3node0".into(), validator), ("3node1".into(), failed)].into(),
+            timestamp: Some(1736346600000),
+        }),
+    }
+}
+
+#[test]
+fn a_stats_frame_decodes_to_its_fields() {
+    let Message::Stats(stats) = Message::parse(STATS).unwrap() else {
+        panic!("not stats");
+    };
+    assert_eq!(stats.timestamp, Some(1736346600000));
+    assert_eq!(stats.host.name.as_deref(), Some("val-eu-1"));
+    assert_eq!(stats.host.load, vec![0.12, 0.2, 0.18]);
+    assert_eq!(
+        stats.host.state_dir.as_ref().unwrap().accepting_commands,
+        Some(true)
+    );
+    assert_eq!(
+        stats.rows()[0],
+        ContainerRow {
+            name: Some("3node0".into()),
+            state: Some("running".into()),
+            health: None,
+            started_at: Some("2025-01-08T12:00:00.123456789Z".into()),
+            uptime_s: Some(9000),
+            restart_count: Some(0),
+            image: Some("gluwa/creditcoin3:3.32.0".into()),
+            cpu_percent: Some(3.2),
+            mem_used_bytes: Some(412000000),
+            mem_limit_bytes: Some(8233394176),
+            data_free_bytes: Some(83886080),
+        }
+    );
+    assert!(!stats.rows()[1].is_running());
+    assert_eq!(
+        stats.nodes["3node0"],
+        NodeReport {
+            read: Some(NodeRead {
+                finalized: Some(4021335),
+                ..read(4021337, 24)
+            }),
+            identity: Some(NodeIdentity {
+                peer_id: Some("12D3KooWabc".into()),
+                network_key: Some(true),
+            }),
+            keystore: Some(vec![entry("gran", "0x88dc"), entry("babe", "0xd435")]),
+            ..NodeReport::default()
+        }
+    );
+    assert_eq!(
+        stats.nodes["3node1"],
+        NodeReport {
+            note: Some("not running".into()),
+            keystore: Some(Vec::new()),
+            ..NodeReport::default()
+        }
+    );
+    assert_eq!(
+        stats.nodes["3node2"],
+        NodeReport {
+            identity: Some(NodeIdentity::default()),
+            rpc_error: Some("RPC timed out".into()),
+            rpc_code: Some("timeout".into()),
+            ..NodeReport::default()
+        }
+    );
+    assert_eq!(stats.nodes["3node2"].read(), &NodeRead::default());
+    assert_eq!(stats.error, None);
+}
+
+#[test]
+fn a_summary_frame_decodes_to_the_fields_the_server_reads() {
+    let Message::Summary(summary) = Message::parse(SUMMARY).unwrap() else {
+        panic!("not summary");
+    };
+    let mut expected = agent_summary();
+    let check = expected
+        .payout_info
+        .as_mut()
+        .unwrap()
+        .payout_checks
+        .get_mut("3node0")
+        .unwrap();
+    check.chain_keys = Some(ChainKeys {
+        next_in_keystore: Some(true),
+        epoch_slots: Some(3),
+        ..ChainKeys::default()
+    });
+    assert_eq!(summary, expected);
+    assert_eq!(summary.check("3node0").unwrap().oldest_unclaimed_era(), Some(430));
+    assert_eq!(summary.check("nope"), None);
+}
+
+#[test]
+fn odd_reports_are_read_as_far_as_they_make_sense() {
+    let table = [
+        (json!({"timestamp": 1}), StatsReport { timestamp: Some(1), ..StatsReport::default() }),
+        (json!({"timestamp": "1", "extra": [1]}), StatsReport::default()),
+        (json!({"timestamp": 1.5, "host": 7, "containers": {}, "nodes": []}), StatsReport::default()),
+        (
+            json!({"timestamp": 2, "containers": [7, {"name": 5, "state": "running", "cpu_percent": "x"}]}),
+            StatsReport {
+                timestamp: Some(2),
+                containers: Some(vec![
+                    ContainerRow::default(),
+                    ContainerRow { state: Some("running".into()), ..ContainerRow::default() },
+                ]),
+                ..StatsReport::default()
+            },
+        ),
+        (
+            json!({"nodes": {"a": 7, "b": {"best": "high", "peers": 3, "roles": ["Full", 1],
+                "rpc_error": 404, "keystore": [{"type": "gran"}, {"type": "babe", "public": "0x1"}, 3]}}}),
+            StatsReport {
+                nodes: [
+                    ("a".into(), NodeReport::default()),
+                    ("b".into(), NodeReport {
+                        read: Some(NodeRead {
+                            peers: Some(3),
+                            roles: Some(vec!["Full".into()]),
+                            ..NodeRead::default()
+                        }),
+                        rpc_error: Some("404".into()),
+                        keystore: Some(vec![entry("babe", "0x1")]),
+                        ..NodeReport::default()
+                    }),
+                ]
+                .into(),
+                ..StatsReport::default()
+            },
+        ),
+    ];
+    for (data, expected) in table {
+        let frame = json!({"type": "stats", "data": data}).to_string();
+        assert_eq!(Message::parse(&frame).unwrap(), Message::Stats(expected), "{frame}");
+    }
+    let summary = json!({"type": "summary", "data": {"timestamp": 3, "era": 5, "payout_info": {
+        "payout_checks": {"a": {"current_era": -1, "unclaimed_eras": [{"era": "x"}], "oldest_unclaimed_era": 9,
+                                "chain_keys": "odd", "validator_account": 5}}}}});
+    let Message::Summary(summary) = Message::parse(&summary.to_string()).unwrap() else {
+        panic!("not summary");
+    };
+    assert_eq!(summary.era, None);
+    assert_eq!(
+        summary.check("a"),
+        Some(&PayoutCheck {
+            oldest_unclaimed_era: Some(9),
+            ..PayoutCheck::default()
+        })
+    );
+    assert_eq!(summary.check("a").unwrap().oldest_unclaimed_era(), Some(9));
+    // Only a non-object is refused, as before (by the envelope).
+    assert!(Message::parse(r#"{"type":"summary","data":[]}"#).is_err());
+}
+
+#[test]
+fn a_report_reads_a_bounded_number_of_entries() {
+    let rows: Vec<_> = (0..MAX_REPORT_ENTRIES + 10).map(|n| json!({"name": format!("c{n}")})).collect();
+    let nodes: serde_json::Map<String, serde_json::Value> = (0..MAX_REPORT_ENTRIES + 10)
+        .map(|n| (format!("c{n:04}"), json!({})))
+        .collect();
+    let frame = json!({"type": "stats", "data": {"timestamp": 1, "containers": rows, "nodes": nodes}});
+    let Message::Stats(stats) = Message::parse(&frame.to_string()).unwrap() else {
+        panic!("not stats");
+    };
+    assert_eq!(stats.rows().len(), MAX_REPORT_ENTRIES);
+    assert_eq!(stats.nodes.len(), MAX_REPORT_ENTRIES);
+    assert!(stats.nodes.contains_key("c0000"));
 }

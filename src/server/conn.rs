@@ -6,7 +6,9 @@ use super::admission::Admission;
 use super::tokens::TokenStore;
 use super::{ByteBudget, HubEvent, LiveAgent};
 use crate::peer_loop::{End, PingWhen, send_error};
-use crate::protocol::{self, ErrorCode, Message, Rejection, Timestamp, close_code, now_ms};
+use crate::protocol::{
+    self, ErrorCode, Message, Rejection, StatsReport, SummaryReport, Timestamp, close_code, now_ms,
+};
 use crate::transport::{self, Connection, Incoming, ReadOutcome, WriterPool};
 use rustls::pki_types::CertificateDer;
 use std::net::TcpListener;
@@ -456,7 +458,6 @@ fn handle_text(session: &LiveAgent, conn: &Connection, shared: &ConnShared, text
         }
     };
     let forward = |message: Message| {
-        let raw = matches!(message, Message::Stats(_) | Message::Summary(_)).then(|| text.into());
         // Wait here (TCP pushes back on the agent) while the hub's queue
         // holds too many bytes; the hub gives them back once handled.
         // A parsed frame takes about three times its text in memory.
@@ -467,7 +468,6 @@ fn handle_text(session: &LiveAgent, conn: &Connection, shared: &ConnShared, text
             conn_id: session.conn_id,
             message,
             cost,
-            raw,
         });
         if sent.is_err() {
             shared.budget.give_back(cost);
@@ -478,8 +478,8 @@ fn handle_text(session: &LiveAgent, conn: &Connection, shared: &ConnShared, text
             send(conn, &Message::Pong(t));
         }
         Message::Pong(_) => {}
-        Message::Stats(ref data) | Message::Summary(ref data) => {
-            let timestamp = data.get("timestamp").and_then(|t| t.as_i64());
+        Message::Stats(StatsReport { timestamp, .. })
+        | Message::Summary(SummaryReport { timestamp, .. }) => {
             let Some(timestamp) = timestamp else {
                 send_error(
                     conn,

@@ -3,16 +3,15 @@
 //! the record is on disk). Replies go through [`Hub::say`], so a ctl client
 //! gets exactly what stdin would have printed.
 use super::control::{ControlRequest, Issued, Update, exit};
-use super::hub::{Flow, Hub, announced_nodes};
+use super::hub::{Flow, Hub};
 use super::render;
 use super::store::CommandRecord;
 use crate::operator::{self, OperatorCommand, TargetWord};
 use crate::protocol::{CommandRequest, Message, now_ms};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 
 /// A parsed `stats` or `summary`.
-type Report = Map<String, Value>;
 
 /// Agents one `send` may name with a list, at most.
 const MAX_LISTED_AGENTS: usize = 1000;
@@ -121,25 +120,21 @@ impl Hub {
                 self.say(&text);
             }
             OperatorCommand::Nodes { agent } => {
-                // Kept as text; parsed now, for the agents shown.
-                let parsed: Vec<(&str, Report, Option<Report>)> = self
+                let reports: Vec<render::NodeReports<'_>> = self
                     .live
                     .iter()
                     .filter(|(id, _)| agent.as_deref().is_none_or(|a| a == id.as_str()))
                     .filter_map(|(id, live)| {
-                        let stats = announced_nodes(live, live.stats()?);
-                        Some((id.as_str(), stats, live.summary()))
-                    })
-                    .collect();
-                let reports: Vec<render::NodeReport<'_>> = parsed
-                    .iter()
-                    .map(|(agent, stats, summary)| render::NodeReport {
-                        agent,
-                        stats,
-                        summary: summary.as_ref(),
+                        Some(render::NodeReports {
+                            agent: id,
+                            stats: live.stats()?,
+                            announced: Box::new(|c| live.announced(c)),
+                            summary: live.summary(),
+                        })
                     })
                     .collect();
                 let text = render::nodes(&reports);
+                drop(reports);
                 self.say(&text);
             }
             OperatorCommand::Backups { agent } => {
@@ -439,7 +434,7 @@ impl Hub {
                     "{} ago",
                     format_age(now - s.last_seen_ms.load(Ordering::Relaxed))
                 ),
-                render::health(live.stats().as_ref()),
+                render::health(live.stats(), &|c| live.announced(c)),
                 live.containers.join(" "),
             ]);
         }

@@ -1,8 +1,9 @@
 //! Feeding the duplicate-key guard ([`super::keyguard`]) from what agents
 //! report, checked and bounded first, and raising its alerts.
 use super::hub::Hub;
-use super::keyguard::Duplicate;
+use super::keyguard::{Duplicate, KeyGuard};
 use super::store::CommandRecord;
+use crate::protocol::reports::NodeReport;
 use crate::protocol::{CommandResponse, Event};
 use serde_json::Value;
 
@@ -36,6 +37,39 @@ fn checked_keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(Str
         .take(MAX_KEYSTORE_ENTRIES)
         .map(|(t, k)| (t.to_string(), k.to_string()))
         .collect()
+}
+
+/// Feed each node's keystore listing and peer id (from its agent's stats)
+/// to the guard: what it finds held twice, listings first.
+pub(super) fn keystore_duplicates(
+    keyguard: &mut KeyGuard,
+    agent: &str,
+    nodes: &[(&String, &NodeReport)],
+) -> Vec<Duplicate> {
+    let mut found = Vec::new();
+    for (container, node) in nodes {
+        let Some(listing) = &node.keystore else {
+            continue;
+        };
+        let keys = checked_keys(
+            listing
+                .iter()
+                .map(|k| (k.key_type.as_str(), k.public.as_str())),
+        );
+        if listing.len() > MAX_KEYSTORE_ENTRIES {
+            crate::log::warn(&format!(
+                "{agent}/{container} listed {} keystore entries; the duplicate-key guard \
+                 takes the first {MAX_KEYSTORE_ENTRIES}",
+                listing.len()
+            ));
+        }
+        found.extend(keyguard.replace(&(agent.to_string(), container.to_string()), &keys));
+    }
+    for (container, node) in nodes {
+        let peer_id = node.peer_id().filter(|p| is_peer_id(p));
+        found.extend(keyguard.replace_peer(&(agent.to_string(), container.to_string()), peer_id));
+    }
+    found
 }
 
 impl Hub {
@@ -91,46 +125,6 @@ impl Hub {
             .keyguard
             .observe(&(agent.to_string(), record.target.clone()), &keys);
         self.raise_duplicates(found);
-    }
-
-    /// Feed each node's keystore listing (from its stats) to the guard.
-    pub(super) fn guard_keystores<'a>(
-        &mut self,
-        agent: &str,
-        nodes: impl Iterator<Item = (&'a String, &'a Value)> + Clone,
-    ) {
-        let nodes_again = nodes.clone();
-        for (container, node) in nodes {
-            let Some(listing) = node.get("keystore").and_then(Value::as_array) else {
-                continue;
-            };
-            let keys = checked_keys(
-                listing
-                    .iter()
-                    .filter_map(|k| Some((k.get("type")?.as_str()?, k.get("public")?.as_str()?))),
-            );
-            if listing.len() > MAX_KEYSTORE_ENTRIES {
-                crate::log::warn(&format!(
-                    "{agent}/{container} listed {} keystore entries; the duplicate-key guard \
-                     takes the first {MAX_KEYSTORE_ENTRIES}",
-                    listing.len()
-                ));
-            }
-            let found = self
-                .keyguard
-                .replace(&(agent.to_string(), container.clone()), &keys);
-            self.raise_duplicates(found);
-        }
-        for (container, node) in nodes_again {
-            let peer_id = node
-                .get("peer_id")
-                .and_then(Value::as_str)
-                .filter(|p| is_peer_id(p));
-            let found = self
-                .keyguard
-                .replace_peer(&(agent.to_string(), container.clone()), peer_id);
-            self.raise_duplicates(found);
-        }
     }
 
     pub(super) fn raise_duplicates(&mut self, found: Vec<Duplicate>) {

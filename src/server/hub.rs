@@ -14,11 +14,13 @@ use super::ops::Ops;
 use super::store::{ResponseVerdict, Store};
 use super::tokens::TokenStore;
 use super::{ByteBudget, HubEvent, LiveAgent, ServerConfig, conn::RateLimit, render};
+use super::ops::Report;
+use crate::protocol::reports::NodeReport;
 use crate::protocol::{
     self, CommandRequest, CommandResponse, ErrorBody, ErrorCode, Event, EventKind, Message,
-    Welcome, now_ms,
+    StatsReport, SummaryReport, Welcome, now_ms,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
@@ -49,11 +51,12 @@ pub(super) struct Live {
     pub session: Arc<LiveAgent>,
     /// The agent's containers as it last reported them (hello, then stats).
     pub containers: Vec<String>,
-    /// Its last `stats` frame, for `nodes` and the health verdict (as
-    /// text: see [`Live::stats`]; shared with the alert facts).
-    pub last_stats: Option<Arc<str>>,
-    /// Its last `summary` frame (era, payouts), for `nodes`.
-    pub last_summary: Option<Arc<str>>,
+    /// Its last `stats`, for `nodes` and the health verdict (shared with
+    /// the alert facts). Nodes it did not announce are still in it: read
+    /// them through [`Live::node`] and [`Live::nodes`].
+    pub last_stats: Option<Arc<StatsReport>>,
+    /// Its last `summary` (era, payouts), for `nodes`.
+    pub last_summary: Option<Arc<SummaryReport>>,
     /// Durable events it may still send before being told to wait.
     pub event_budget: RateLimit,
     /// When the server last received its `stats` (server clock; 0: never).
@@ -68,22 +71,28 @@ impl Live {
             || self.session.hello.containers.iter().any(|c| c == container)
     }
 
-    /// The last `stats` report, parsed now: kept as text, a report costs
-    /// ~2 KB an agent instead of ~15 KB parsed.
-    pub fn stats(&self) -> Option<Map<String, Value>> {
-        self.last_stats.as_deref().and_then(report_data)
+    pub fn stats(&self) -> Option<&StatsReport> {
+        self.last_stats.as_deref()
     }
 
-    pub fn summary(&self) -> Option<Map<String, Value>> {
-        self.last_summary.as_deref().and_then(report_data)
+    pub fn summary(&self) -> Option<&SummaryReport> {
+        self.last_summary.as_deref()
     }
-}
 
-/// The `data` of a kept `stats` or `summary` frame.
-fn report_data(frame: &str) -> Option<Map<String, Value>> {
-    match Message::parse(frame) {
-        Ok(Message::Stats(data) | Message::Summary(data)) => Some(data),
-        _ => None,
+    /// The node of `container` in its last stats, if it announced it.
+    pub fn node(&self, container: &str) -> Option<&NodeReport> {
+        if !self.announced(container) {
+            return None;
+        }
+        self.stats()?.nodes.get(container)
+    }
+
+    /// The nodes of its last stats that it announced.
+    pub fn nodes(&self) -> impl Iterator<Item = (&String, &NodeReport)> {
+        self.stats()
+            .into_iter()
+            .flat_map(|s| s.nodes.iter())
+            .filter(|(name, _)| self.announced(name))
     }
 }
 
@@ -190,14 +199,13 @@ impl Hub {
                 conn_id,
                 message,
                 cost,
-                raw,
             } => {
                 if self
                     .live
                     .get(&agent)
                     .is_some_and(|l| l.session.conn_id == conn_id)
                 {
-                    self.on_message(&agent, message, cost, raw);
+                    self.on_message(&agent, message, cost);
                 }
                 self.budget.give_back(cost);
             }
@@ -370,18 +378,19 @@ impl Hub {
         }
     }
 
-    fn on_message(&mut self, agent: &str, message: Message, cost: usize, raw: Option<Arc<str>>) {
+    fn on_message(&mut self, agent: &str, message: Message, cost: usize) {
         // `cost` counts a parsed frame as three times its text.
         let cost = cost / 3;
         self.ops_seen(agent, true);
         match message {
-            Message::Stats(data) => self.on_stats(agent, data, cost, raw),
-            Message::Summary(_) => {
+            Message::Stats(report) => self.on_stats(agent, report, cost),
+            Message::Summary(report) => {
                 if let Some(live) = self.live.get_mut(agent)
                     && cost <= MAX_KEPT_REPORT_BYTES
                 {
-                    live.last_summary = raw.clone();
-                    self.ops_on_report(agent, false, raw);
+                    let report = Arc::new(report);
+                    live.last_summary = Some(report.clone());
+                    self.ops_on_report(agent, Report::Summary(report));
                 }
             }
             Message::CommandResponse(response) => self.on_response(agent, response),
@@ -390,21 +399,13 @@ impl Hub {
         }
     }
 
-    fn on_stats(
-        &mut self,
-        agent: &str,
-        data: Map<String, Value>,
-        cost: usize,
-        raw: Option<Arc<str>>,
-    ) {
+    fn on_stats(&mut self, agent: &str, report: StatsReport, cost: usize) {
         let Some(live) = self.live.get_mut(agent) else {
             return;
         };
-        if let Some(list) = data.get("containers").and_then(Value::as_array) {
-            live.containers = valid_container_names(
-                list.iter()
-                    .filter_map(|c| c.get("name").and_then(Value::as_str)),
-            );
+        if let Some(rows) = &report.containers {
+            live.containers =
+                valid_container_names(rows.iter().filter_map(|c| c.name.as_deref()));
         }
         if cost > MAX_KEPT_REPORT_BYTES {
             crate::log::warn(&format!(
@@ -413,19 +414,15 @@ impl Hub {
             return;
         }
         // Only the containers the agent manages count as nodes (the kept
-        // text is filtered the same way when shown: see `announced_nodes`).
-        if let Some(Value::Object(nodes)) = data.get("nodes") {
-            let managed: Vec<(&String, &Value)> = nodes
-                .iter()
-                .filter(|(name, _)| live.announced(name))
-                .collect();
-            self.guard_keystores(agent, managed.iter().copied());
-        }
-        if let Some(live) = self.live.get_mut(agent) {
-            live.last_stats = raw.clone();
-            live.stats_ms = now_ms();
-        }
-        self.ops_on_report(agent, true, raw);
+        // report is read the same way: see `Live::nodes`).
+        let report = Arc::new(report);
+        live.last_stats = Some(report.clone());
+        live.stats_ms = now_ms();
+        let live = &self.live[agent];
+        let managed: Vec<(&String, &NodeReport)> = live.nodes().collect();
+        let found = super::guard::keystore_duplicates(&mut self.keyguard, agent, &managed);
+        self.raise_duplicates(found);
+        self.ops_on_report(agent, Report::Stats(report));
     }
 
     fn on_response(&mut self, agent: &str, mut response: CommandResponse) {
@@ -593,14 +590,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// `stats.nodes` without the nodes the agent never announced.
-pub(super) fn announced_nodes(live: &Live, mut stats: Map<String, Value>) -> Map<String, Value> {
-    if let Some(Value::Object(nodes)) = stats.get_mut("nodes") {
-        nodes.retain(|name, _| live.announced(name));
-    }
-    stats
 }
 
 /// Container names an agent reports, kept only while plausible and bounded.

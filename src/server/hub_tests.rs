@@ -127,7 +127,6 @@ fn an_outcome_is_acked_only_once_it_is_on_disk() {
         conn_id: 1,
         message: response,
         cost: 0,
-        raw: None,
     });
     assert_eq!(link.types().len(), 2, "no ack before the commit");
     hub.commit();

@@ -190,10 +190,6 @@ pub enum HubEvent {
         message: Message,
         /// Bytes of the frame, taken from the hub's byte budget.
         cost: usize,
-        /// The frame as received, for reports the hub keeps (`stats`,
-        /// `summary`): kept as text, parsed when shown, since a parsed
-        /// report costs several times its text for every agent.
-        raw: Option<Arc<str>>,
     },
     Disconnected {
         agent: String,

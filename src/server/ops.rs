@@ -3,10 +3,9 @@
 //! engines live in `alerts/`, `prom.rs`, `admin.rs` and `schedule.rs`; this
 //! file feeds them from what the hub sees and acts on what they decide.
 //!
-//! Memory: the facts the alert rules read (`AgentFacts`) keep no parsed
-//! report. Each agent's last `stats`/`summary` stays as text (also while it
-//! is away, so its containers' alerts hold) and is parsed only to build a
-//! view: every few seconds, and for a `/metrics` scrape.
+//! Each agent's last `stats`/`summary`, decoded once by its connection, is
+//! shared with the hub's `Live` (an `Arc`) and stays in its facts while it
+//! is away, so its containers' alerts hold.
 use super::admin::{AdminQuery, AdminRequest};
 use super::alerts::{
     self, AgentFacts, Alerts, AlertsConfig, DeliveryObserver, DeliveryReport, FleetView,
@@ -16,7 +15,7 @@ use super::hub::Hub;
 use super::prom::{self, CommandCounters, CommandOutcome};
 use super::schedule::{Planner, Run};
 use super::{HubEvent, store::CommandRecord};
-use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, now_ms};
+use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, StatsReport, SummaryReport, now_ms};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,21 +30,24 @@ const AGENTS_PER_EVAL_SECOND: usize = 1000;
 /// for every registered agent to be back before taking a slot.
 const SCHEDULE_SETTLE_MAX: Duration = Duration::from_secs(120);
 
-/// An agent's last `stats` and `summary` frames, as text.
-type Reports = (Option<Arc<str>>, Option<Arc<str>>);
-
 /// What the hub keeps for the alert rules, metrics and schedules.
 pub(super) struct Ops {
     pub started_ms: i64,
+    /// Per registered agent, with its last `stats` and `summary` (shared
+    /// with `Live`; kept after it disconnects).
     pub facts: BTreeMap<String, AgentFacts>,
-    /// Each agent's last `stats` and `summary` frames, as text.
-    pub reports: BTreeMap<String, Reports>,
     pub alerts: Alerts,
     pub counters: CommandCounters,
     pub planner: Option<Planner>,
     /// Scheduled commands in flight: command id → the run.
     pub scheduled: HashMap<String, Run>,
     pub last_eval: Option<Instant>,
+}
+
+/// A report an agent sent, decoded once, shared by `Live` and the facts.
+pub(super) enum Report {
+    Stats(Arc<StatsReport>),
+    Summary(Arc<SummaryReport>),
 }
 
 /// Delivery reports go back to the hub as events.
@@ -62,7 +64,6 @@ impl Ops {
         Ops {
             started_ms: now_ms(),
             facts: BTreeMap::new(),
-            reports: BTreeMap::new(),
             alerts,
             counters: CommandCounters::default(),
             planner,
@@ -72,11 +73,6 @@ impl Ops {
     }
 }
 
-/// The frame's `data`, for the alert facts.
-fn data_of(frame: &str) -> Option<Value> {
-    let value: Value = serde_json::from_str(frame).ok()?;
-    value.get("data").cloned()
-}
 
 impl Hub {
     /// At start: facts for every registered agent, and the backups already
@@ -110,9 +106,6 @@ impl Hub {
         self.ops
             .facts
             .retain(|id, _| registered.iter().any(|r| r == id));
-        self.ops
-            .reports
-            .retain(|id, _| registered.iter().any(|r| r == id));
         for id in registered {
             self.ops.facts.entry(id).or_default();
         }
@@ -124,12 +117,11 @@ impl Hub {
         facts.last_seen_ms = Some(now_ms());
     }
 
-    pub(super) fn ops_on_report(&mut self, agent: &str, stats: bool, raw: Option<Arc<str>>) {
-        let entry = self.ops.reports.entry(agent.to_string()).or_default();
-        if stats {
-            entry.0 = raw;
-        } else {
-            entry.1 = raw;
+    pub(super) fn ops_on_report(&mut self, agent: &str, report: Report) {
+        let facts = self.ops.facts.entry(agent.to_string()).or_default();
+        match report {
+            Report::Stats(stats) => facts.stats = Some(stats),
+            Report::Summary(summary) => facts.summary = Some(summary),
         }
     }
 
@@ -185,26 +177,15 @@ impl Hub {
         }
     }
 
-    /// The fleet as the rules see it now (reports parsed for the occasion).
+    /// The fleet as the rules see it now.
     pub(super) fn fleet_view(&mut self) -> FleetView {
-        for (agent, (stats, summary)) in &self.ops.reports {
-            if let Some(facts) = self.ops.facts.get_mut(agent) {
-                facts.stats = stats.as_deref().and_then(data_of);
-                facts.summary = summary.as_deref().and_then(data_of);
-            }
-        }
-        let view = alerts::fleet_view_from_stats(
+        alerts::fleet_view_from_stats(
             now_ms(),
             self.ops.started_ms,
             self.config.heartbeat_s.max(1),
             &self.ops.facts,
             &[],
-        );
-        for facts in self.ops.facts.values_mut() {
-            facts.stats = None;
-            facts.summary = None;
-        }
-        view
+        )
     }
 
     /// Once a second: evaluate the rules when due, start a scheduled run.
@@ -240,9 +221,11 @@ impl Hub {
         // come back, SCHEDULE_SETTLE_MAX.
         let waited_ms = now_ms() - self.ops.started_ms;
         let settle_ms = 2 * self.config.heartbeat_s.max(1) as i64 * 1000;
-        let all_back = self.ops.facts.iter().all(|(id, facts)| {
-            facts.connected && self.ops.reports.get(id).is_some_and(|r| r.0.is_some())
-        });
+        let all_back = self
+            .ops
+            .facts
+            .values()
+            .all(|facts| facts.connected && facts.stats.is_some());
         let max_ms = SCHEDULE_SETTLE_MAX.as_millis() as i64 + settle_ms;
         if waited_ms < settle_ms || (!all_back && waited_ms < max_ms) {
             return;

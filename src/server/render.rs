@@ -1,7 +1,8 @@
 //! How results look to the operator: every line tagged with agent and
 //! command id, a table for `status`, the plain text for `logs` and `exec`.
 use super::store::CommandRecord;
-use crate::protocol::{CommandResponse, CommandStatus, Event};
+use crate::protocol::reports::{ChainKeys, NodeReport, PayoutCheck};
+use crate::protocol::{CommandResponse, CommandStatus, Event, StatsReport, SummaryReport};
 use serde_json::Value;
 
 /// Left-aligned columns separated by two spaces.
@@ -203,74 +204,41 @@ pub fn keys(records: &[&super::store::KeyRecord]) -> String {
     table(&rows)
 }
 
-fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Bool(b)) => {
-            if *b {
-                "yes".into()
-            } else {
-                "no".into()
-            }
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| cell(Some(i)))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(other) => other.to_string(),
-    }
-}
-
 /// One line on an agent's state from its last stats: what needs a look first.
-pub fn health(stats: Option<&serde_json::Map<String, Value>>) -> String {
+/// Only the nodes it `announced` count (see `Live::announced`).
+pub fn health(stats: Option<&StatsReport>, announced: &dyn Fn(&str) -> bool) -> String {
     let Some(stats) = stats else {
         return "waiting for stats".into();
     };
-    if let Some(error) = stats.get("error").and_then(Value::as_str) {
+    if let Some(error) = &stats.error {
         return format!("DOCKER: {error}").chars().take(60).collect();
     }
-    let containers = stats
-        .get("containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let nodes = stats
-        .get("nodes")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let name = |c: &Value| {
-        c.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string()
-    };
-    let down: Vec<String> = containers
+    let down: Vec<&str> = stats
+        .rows()
         .iter()
-        .filter(|c| c.get("state").and_then(Value::as_str) != Some("running"))
-        .map(name)
+        .filter(|c| !c.is_running())
+        .map(|c| c.name.as_deref().unwrap_or("?"))
         .collect();
     if !down.is_empty() {
         return format!("DOWN: {}", down.join(" "));
     }
-    let with = |pred: &dyn Fn(&Value) -> bool| -> Vec<String> {
-        nodes
+    let with = |pred: &dyn Fn(&NodeReport) -> bool| -> Vec<&str> {
+        stats
+            .nodes
             .iter()
-            .filter(|(_, n)| pred(n))
-            .map(|(c, _)| c.clone())
+            .filter(|(c, n)| announced(c) && pred(n))
+            .map(|(c, _)| c.as_str())
             .collect()
     };
-    let unreachable = with(&|n| n.get("rpc_error").is_some_and(|e| !e.is_null()));
+    let unreachable = with(&|n| n.rpc_error.is_some());
     if !unreachable.is_empty() {
         return format!("RPC unreachable: {}", unreachable.join(" "));
     }
-    let syncing = with(&|n| n.get("syncing").and_then(Value::as_bool) == Some(true));
+    let syncing = with(&|n| n.read().syncing == Some(true));
     if !syncing.is_empty() {
         return format!("syncing: {}", syncing.join(" "));
     }
-    let lonely = with(&|n| n.get("peers").and_then(Value::as_u64) == Some(0));
+    let lonely = with(&|n| n.read().peers == Some(0));
     if !lonely.is_empty() {
         return format!("no peers: {}", lonely.join(" "));
     }
@@ -278,15 +246,30 @@ pub fn health(stats: Option<&serde_json::Map<String, Value>>) -> String {
 }
 
 /// What the server last heard from one agent, for `nodes`.
-pub struct NodeReport<'a> {
+pub struct NodeReports<'a> {
     pub agent: &'a str,
-    pub stats: &'a serde_json::Map<String, Value>,
-    pub summary: Option<&'a serde_json::Map<String, Value>>,
+    pub stats: &'a StatsReport,
+    /// Whether the agent announced a container: only those nodes count.
+    pub announced: Box<dyn Fn(&str) -> bool + 'a>,
+    pub summary: Option<&'a SummaryReport>,
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn yes_no(v: Option<bool>) -> String {
+    match v {
+        None => "-",
+        Some(true) => "yes",
+        Some(false) => "no",
+    }
+    .to_string()
 }
 
 /// Every node of the fleet in one table, from each agent's last stats and
 /// summary (era, unclaimed payouts, validator account).
-pub fn nodes(reports: &[NodeReport<'_>]) -> String {
+pub fn nodes(reports: &[NodeReports<'_>]) -> String {
     let header = [
         "AGENT",
         "CONTAINER",
@@ -308,52 +291,34 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
     ];
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
     for report in reports {
-        let nodes = report.stats.get("nodes").and_then(Value::as_object);
-        let checks = report
-            .summary
-            .and_then(|s| s.get("payout_info"))
-            .and_then(|p| p.get("payout_checks"))
-            .and_then(Value::as_object);
-        for c in report
-            .stats
-            .get("containers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("?");
-            let n = nodes.and_then(|m| m.get(name));
-            let p = checks.and_then(|m| m.get(name));
-            let field = |k: &str| cell(n.and_then(|n| n.get(k)));
-            let payout = |k: &str| cell(p.and_then(|p| p.get(k)));
-            let field_str = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str);
-            let chain_keys = p.and_then(|p| p.get("chain_keys"));
+        for c in report.stats.rows() {
+            let name = c.name.as_deref().unwrap_or("?");
+            let n = report.stats.nodes.get(name).filter(|_| (report.announced)(name));
+            let read = n.map(NodeReport::read);
+            let p = report.summary.and_then(|s| s.check(name));
+            let chain_keys = p.and_then(|p| p.chain_keys.as_ref());
             let mut notes = Vec::new();
-            if let Some(warning) = chain_keys
-                .and_then(|k| k.get("warning"))
-                .and_then(Value::as_str)
-            {
+            if let Some(warning) = chain_keys.and_then(|k| k.warning.as_deref()) {
                 notes.push(format!("!!! {warning}"));
             }
-            if let Some(error) = field_str("rpc_error") {
+            if let Some(error) = n.and_then(|n| n.rpc_error.as_deref()) {
                 notes.push(format!(
                     "{}: {error}",
-                    field_str("rpc_code").unwrap_or("error")
+                    n.and_then(|n| n.rpc_code.as_deref()).unwrap_or("error")
                 ));
             }
-            if chain_keys.and_then(|k| k.get("rotated_not_set")) == Some(&Value::Bool(true)) {
-                let when = chain_keys
-                    .and_then(|k| k.get("rotated_effective_in_s"))
-                    .and_then(Value::as_u64)
+            if let Some(k) = chain_keys.filter(|k| k.rotated_not_set == Some(true)) {
+                let when = k
+                    .rotated_effective_in_s
                     .map(|s| format!(", ~{}", crate::chain::key_check::human_duration(s)))
                     .unwrap_or_default();
                 notes.push(format!(
                     "keys rotated on the node are not set on chain: send session.setKeys \
                      (they take effect at session {}{when})",
-                    cell(chain_keys.and_then(|k| k.get("rotated_effective_session")))
+                    opt(k.rotated_effective_session)
                 ));
             }
-            if n.and_then(|n| n.get("network_key")) == Some(&Value::Bool(false)) {
+            if n.and_then(NodeReport::network_key) == Some(false) {
                 notes.push(
                     "NO NETWORK KEY (network/secret_ed25519): the peer id changes at each start; \
                      make one with `key generate-node-key`"
@@ -364,24 +329,21 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
             rows.push(vec![
                 report.agent.to_string(),
                 name.to_string(),
-                cell(c.get("state")),
-                field("best"),
-                field("finalized"),
-                field("sync_target"),
-                field("peers"),
-                field("syncing"),
-                field("roles"),
-                field("version"),
-                payout("current_era"),
+                opt(c.state.as_deref()),
+                opt(read.and_then(|r| r.best)),
+                opt(read.and_then(|r| r.finalized)),
+                opt(read.and_then(|r| r.sync_target)),
+                opt(read.and_then(|r| r.peers)),
+                yes_no(read.and_then(|r| r.syncing)),
+                read.and_then(|r| r.roles.as_ref())
+                    .map_or_else(|| "-".to_string(), |r| r.join(",")),
+                opt(read.and_then(|r| r.version.as_deref())),
+                opt(p.and_then(|p| p.current_era)),
                 unclaimed_cell(p),
-                payout("validator_account"),
+                opt(p.and_then(|p| p.validator_account.as_deref())),
                 keys_cell(chain_keys),
-                cell(
-                    chain_keys
-                        .and_then(|k| k.get("epoch_authorship"))
-                        .and_then(|a| a.get("total")),
-                ),
-                short_peer_id(field_str("peer_id")),
+                opt(chain_keys.and_then(|k| k.epoch_slots)),
+                short_peer_id(n.and_then(NodeReport::peer_id)),
                 note.chars().take(160).collect(),
             ]);
         }
@@ -394,32 +356,30 @@ pub fn nodes(reports: &[NodeReport<'_>]) -> String {
 
 /// `3 (oldest 5d)`: unclaimed eras, and the days left to pay out the oldest
 /// before it expires (an era is a day on Creditcoin 3).
-fn unclaimed_cell(check: Option<&Value>) -> String {
-    let count = check.and_then(|p| p.get("unclaimed_payouts"));
-    let left = check
-        .and_then(|p| p.get("oldest_expires_in_eras"))
-        .and_then(Value::as_u64);
-    match (count.and_then(Value::as_u64), left) {
+fn unclaimed_cell(check: Option<&PayoutCheck>) -> String {
+    let count = check.and_then(|p| p.unclaimed_payouts);
+    let left = check.and_then(|p| p.oldest_expires_in_eras);
+    match (count, left) {
         (Some(n), Some(days)) if n > 0 => format!("{n} (oldest {days}d)"),
-        _ => cell(count),
+        _ => opt(count),
     }
 }
 
 /// The chain's keys against the node's keystore: `ok`, `MISSING` (see the
 /// note), or a pending rotation with when it takes effect.
-fn keys_cell(chain_keys: Option<&Value>) -> String {
+fn keys_cell(chain_keys: Option<&ChainKeys>) -> String {
     let Some(k) = chain_keys else {
         return "-".to_string();
     };
-    if k.get("warning").and_then(Value::as_str).is_some() {
+    if k.warning.is_some() {
         return "MISSING".to_string();
     }
-    if k.get("rotated_not_set") == Some(&Value::Bool(true)) {
+    if k.rotated_not_set == Some(true) {
         return "rotated, not set".to_string();
     }
-    if k.get("rotation_pending") == Some(&Value::Bool(true)) {
-        let session = cell(k.get("new_keys_session"));
-        return match k.get("new_keys_in_s").and_then(Value::as_u64) {
+    if k.rotation_pending == Some(true) {
+        let session = opt(k.new_keys_session);
+        return match k.new_keys_in_s {
             Some(s) => format!(
                 "new at s{session} ({})",
                 crate::chain::key_check::human_duration(s)
@@ -427,8 +387,8 @@ fn keys_cell(chain_keys: Option<&Value>) -> String {
             None => format!("new at s{session}"),
         };
     }
-    match k.get("next_in_keystore") {
-        Some(Value::Bool(true)) => "ok".to_string(),
+    match k.next_in_keystore {
+        Some(true) => "ok".to_string(),
         _ => "-".to_string(),
     }
 }
@@ -526,6 +486,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn stats_of(v: Value) -> StatsReport {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn summary_of(v: Value) -> SummaryReport {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn health_names_the_first_problem_of_announced_nodes() {
+        let stats = stats_of(json!({"containers": [{"name": "a", "state": "running"}],
+            "nodes": {"a": {"rpc_error": null, "syncing": true}, "x": {"rpc_error": "down"}}}));
+        let all = |_: &str| true;
+        assert_eq!(health(None, &all), "waiting for stats");
+        assert_eq!(health(Some(&stats), &all), "RPC unreachable: x");
+        assert_eq!(health(Some(&stats), &|c| c == "a"), "syncing: a");
+        let down = stats_of(json!({"containers": [{"name": "a", "state": "exited"}, 7]}));
+        assert_eq!(health(Some(&down), &all), "DOWN: a ?");
+        let broken = stats_of(json!({"error": "no docker", "containers": []}));
+        assert_eq!(health(Some(&broken), &all), "DOCKER: no docker");
+    }
+
     #[test]
     fn status_renders_as_a_table() {
         let result = json!({"containers": [
@@ -552,10 +534,12 @@ mod tests {
                 "roles": ["Authority"], "version": "3.39.0", "rpc_error": null}}});
         let summary = json!({"payout_info": {"payout_checks": {"3node0": {"current_era": 100, "unclaimed_payouts": 4,
             "synced": true, "validator_account": "5Cxyz"}}}});
-        let report = NodeReport {
+        let (stats, summary) = (stats_of(stats), summary_of(summary));
+        let report = NodeReports {
             agent: "host1",
-            stats: stats.as_object().unwrap(),
-            summary: Some(summary.as_object().unwrap()),
+            stats: &stats,
+            announced: Box::new(|_| true),
+            summary: Some(&summary),
         };
         let text = nodes(&[report]);
         let row = text.lines().nth(1).unwrap();
@@ -589,10 +573,12 @@ mod tests {
             "n2": {"current_era": 100, "unclaimed_payouts": 0,
                    "chain_keys": {"next_in_keystore": true, "rotation_pending": true,
                                   "new_keys_session": 42, "new_keys_in_s": 129600, "warning": null}}}}});
-        let report = NodeReport {
+        let (stats, summary) = (stats_of(stats), summary_of(summary));
+        let report = NodeReports {
             agent: "h",
-            stats: stats.as_object().unwrap(),
-            summary: Some(summary.as_object().unwrap()),
+            stats: &stats,
+            announced: Box::new(|_| true),
+            summary: Some(&summary),
         };
         let text = nodes(&[report]);
         let lines: Vec<&str> = text.lines().collect();
@@ -611,10 +597,12 @@ mod tests {
         let rotated = json!({"payout_info": {"payout_checks": {"n0": {"chain_keys": {
             "next_in_keystore": true, "warning": null, "rotated_not_set": true,
             "rotated_effective_session": 42, "rotated_effective_in_s": 129600}}}}});
-        let report = NodeReport {
+        let rotated = summary_of(rotated);
+        let report = NodeReports {
             agent: "h",
-            stats: stats.as_object().unwrap(),
-            summary: Some(rotated.as_object().unwrap()),
+            stats: &stats,
+            announced: Box::new(|_| true),
+            summary: Some(&rotated),
         };
         let text = nodes(&[report]);
         let row = text.lines().nth(1).unwrap();
@@ -631,9 +619,11 @@ mod tests {
             "nodes": {
                 "n0": {"peer_id": "12D3KooWSR7M5PQpGFDjBouNVWqqtGaNCjhsc6eWQ72nHyxCvJtm", "network_key": true},
                 "n1": {"peer_id": "12D3KooWother0000000000000000000000000000000000abcdef", "network_key": false}}});
-        let report = NodeReport {
+        let stats = stats_of(stats);
+        let report = NodeReports {
             agent: "h",
-            stats: stats.as_object().unwrap(),
+            stats: &stats,
+            announced: Box::new(|_| true),
             summary: None,
         };
         let text = nodes(&[report]);

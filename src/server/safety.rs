@@ -9,7 +9,8 @@ use super::hub::Hub;
 use crate::commands::Params;
 use crate::operator::{Controls, ResolvedCommand, ResolvedTarget};
 use crate::protocol::now_ms;
-use serde_json::{Value, json};
+use crate::protocol::reports::NodeReport;
+use serde_json::json;
 
 impl Hub {
     fn fleet_keys(&self) -> FleetKeys {
@@ -19,15 +20,8 @@ impl Hub {
             .iter()
             .map(|(agent, live)| {
                 let nodes = live
-                    .stats()
-                    .and_then(|mut s| match s.remove("nodes") {
-                        Some(Value::Object(nodes)) => Some(nodes),
-                        _ => None,
-                    })
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|(name, _)| live.announced(name))
-                    .map(|(name, node)| (name, listed_keys(&node)))
+                    .nodes()
+                    .map(|(name, node)| (name.clone(), listed_keys(node)))
                     .collect();
                 HostView {
                     agent: agent.clone(),
@@ -135,16 +129,11 @@ impl Hub {
 
 /// A node report's `keystore` listing as `(type, public)`; `None` when the
 /// agent did not list it.
-fn listed_keys(node: &Value) -> Option<Vec<(String, String)>> {
-    let list = node.get("keystore")?.as_array()?;
+fn listed_keys(node: &NodeReport) -> Option<Vec<(String, String)>> {
+    let list = node.keystore.as_ref()?;
     Some(
         list.iter()
-            .filter_map(|k| {
-                Some((
-                    k.get("type")?.as_str()?.to_string(),
-                    k.get("public")?.as_str()?.to_string(),
-                ))
-            })
+            .map(|k| (k.key_type.clone(), k.public.clone()))
             .collect(),
     )
 }

@@ -7,6 +7,11 @@ use crate::server::keyguard::Duplicate;
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// A report as the hub holds it, from its JSON.
+fn report<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> T {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
 pub const NOW: i64 = 1_700_000_000_000;
 
 pub fn node(best: u64, fin: u64, peers: u64, syncing: bool) -> ContainerView {
@@ -381,8 +386,8 @@ fn view_from_the_agents_json() {
         last_seen_ms: Some(NOW),
         ..AgentFacts::default()
     };
-    facts.on_stats(&stats);
-    facts.on_summary(&summary);
+    facts.on_stats(report(&stats));
+    facts.on_summary(report(&summary));
     facts.on_event(
         "validator_deactivated",
         &json!({"node": "3node0", "era": 513, "timestamp": NOW - 5}),
@@ -457,7 +462,7 @@ fn view_from_the_agents_json() {
         last_seen_ms: Some(NOW),
         ..AgentFacts::default()
     };
-    broken.on_stats(&json!({"timestamp": NOW, "containers": [], "nodes": {}, "error": "docker: permission denied"}));
+    broken.on_stats(report(&json!({"timestamp": NOW, "containers": [], "nodes": {}, "error": "docker: permission denied"})));
     let view = fleet_view_from_stats(
         NOW,
         NOW - 1,
@@ -488,7 +493,7 @@ fn duplicate_keys_come_from_the_keystore_listings() {
             last_seen_ms: Some(NOW),
             ..AgentFacts::default()
         };
-        f.on_stats(&stats(keys));
+        f.on_stats(report(&stats(keys)));
         f
     };
     let shared = json!([{"type": "babe", "public": "0xD435"}, {"type": "gran", "public": "0x01"}]);
@@ -538,8 +543,8 @@ fn the_oldest_unclaimed_era_comes_from_the_summarys_era_list() {
         last_seen_ms: Some(NOW),
         ..AgentFacts::default()
     };
-    facts.on_stats(&stats);
-    facts.on_summary(&summary);
+    facts.on_stats(report(&stats));
+    facts.on_summary(report(&summary));
     let mut agents = std::collections::BTreeMap::new();
     agents.insert("val-eu-1".to_string(), facts);
     let view = fleet_view_from_stats(NOW, NOW - 3_600_000, 15, &agents, &[]);

@@ -8,8 +8,11 @@
 //! a guess. Everything read from the wire is bounded (log lines, counts).
 use crate::server::keyguard::Duplicate;
 use serde::{Deserialize, Serialize};
+use crate::protocol::reports::NodeReport;
+use crate::protocol::{StatsReport, SummaryReport};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Last log lines kept per container, each cut at [`MAX_LOG_LINE`] bytes.
 pub const MAX_LOG_LINES: usize = 5;
@@ -154,9 +157,9 @@ pub struct ContainerFacts {
 pub struct AgentFacts {
     pub connected: bool,
     pub last_seen_ms: Option<i64>,
-    /// `data` of the agent's last `stats` and `summary` frames.
-    pub stats: Option<Value>,
-    pub summary: Option<Value>,
+    /// The agent's last `stats` and `summary` (shared with the hub's `Live`).
+    pub stats: Option<Arc<StatsReport>>,
+    pub summary: Option<Arc<SummaryReport>>,
     pub containers: BTreeMap<String, ContainerFacts>,
 }
 
@@ -176,12 +179,12 @@ fn cut(line: &str, max: usize) -> String {
 }
 
 impl AgentFacts {
-    pub fn on_stats(&mut self, data: &Value) {
-        self.stats = Some(data.clone());
+    pub fn on_stats(&mut self, report: StatsReport) {
+        self.stats = Some(Arc::new(report));
     }
 
-    pub fn on_summary(&mut self, data: &Value) {
-        self.summary = Some(data.clone());
+    pub fn on_summary(&mut self, report: SummaryReport) {
+        self.summary = Some(Arc::new(report));
     }
 
     fn container(&mut self, name: &str) -> Option<&mut ContainerFacts> {
@@ -254,29 +257,26 @@ impl AgentFacts {
     }
 }
 
-fn node_view(node: Option<&Value>) -> NodeView {
-    let Some(n) = node.filter(|n| n.is_object()) else {
+fn node_view(node: Option<&NodeReport>) -> NodeView {
+    let Some(n) = node else {
         return NodeView::default();
     };
-    let rpc_error = str_of(n, "rpc_error");
     // Values of an unreachable node are not fresh: none of them is kept.
-    if rpc_error.is_some() {
+    if let Some(rpc_error) = &n.rpc_error {
         return NodeView {
-            rpc_error: rpc_error.map(|e| cut(&e, 300)),
+            rpc_error: Some(cut(rpc_error, 300)),
             ..NodeView::default()
         };
     }
+    let read = n.read();
     NodeView {
-        best: n.get("best").and_then(Value::as_u64),
-        finalized: n.get("finalized").and_then(Value::as_u64),
-        sync_target: n.get("sync_target").and_then(Value::as_u64),
-        peers: n.get("peers").and_then(Value::as_u64),
-        syncing: n.get("syncing").and_then(Value::as_bool),
-        chain: str_of(n, "chain").map(|c| cut(&c, 64)),
-        is_authority: n
-            .get("roles")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().any(|r| r.as_str() == Some("Authority"))),
+        best: read.best,
+        finalized: read.finalized,
+        sync_target: read.sync_target,
+        peers: read.peers,
+        syncing: read.syncing,
+        chain: read.chain.as_deref().map(|c| cut(c, 64)),
+        is_authority: read.is_authority(),
         rpc_error: None,
     }
 }
@@ -287,52 +287,31 @@ fn agent_view(facts: &AgentFacts) -> AgentView {
         last_seen_ms: facts.last_seen_ms,
         ..AgentView::default()
     };
-    let stats = facts.stats.as_ref();
+    let stats = facts.stats.as_deref();
     view.stats_seen = stats.is_some();
-    view.host = stats
-        .and_then(|s| s.get("host"))
-        .and_then(|h| str_of(h, "name"));
-    view.docker_error = stats.and_then(|s| str_of(s, "error")).map(|e| cut(&e, 300));
-    let checks = facts
-        .summary
-        .as_ref()
-        .and_then(|s| s.pointer("/payout_info/payout_checks"));
-    let rows = stats
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    view.host = stats.and_then(|s| s.host.name.clone());
+    view.docker_error = stats.and_then(|s| s.error.as_deref()).map(|e| cut(e, 300));
+    let summary = facts.summary.as_deref();
+    let rows = stats.map(StatsReport::rows).unwrap_or_default();
     for row in rows.iter().take(MAX_CONTAINERS) {
-        let Some(name) = str_of(row, "name").filter(|n| !n.is_empty() && n.len() <= 255) else {
+        let Some(name) = row.name.clone().filter(|n| !n.is_empty() && n.len() <= 255) else {
             continue;
         };
-        let state = str_of(row, "state").unwrap_or_default();
         let mut c = ContainerView {
-            restart_count: row.get("restart_count").and_then(Value::as_u64),
-            node: if state == "running" {
-                node_view(
-                    stats.and_then(|s| s.pointer(&format!("/nodes/{}", escape_pointer(&name)))),
-                )
+            restart_count: row.restart_count,
+            node: if row.is_running() {
+                node_view(stats.and_then(|s| s.nodes.get(&name)))
             } else {
                 NodeView::default()
             },
-            state,
+            state: row.state.clone().unwrap_or_default(),
             ..ContainerView::default()
         };
-        if let Some(check) = checks.and_then(|c| c.get(&name)) {
-            c.validator.account = str_of(check, "validator_account");
-            c.validator.active_era = check.get("current_era").and_then(Value::as_u64);
-            c.validator.unclaimed_eras = check.get("unclaimed_payouts").and_then(Value::as_u64);
-            // The summary lists each unclaimed era, oldest first
-            // (`unclaimed_eras`); `oldest_unclaimed_era` is the older form.
-            c.validator.oldest_unclaimed_era = check
-                .get("oldest_unclaimed_era")
-                .and_then(Value::as_u64)
-                .or_else(|| {
-                    check
-                        .pointer("/unclaimed_eras/0/era")
-                        .and_then(Value::as_u64)
-                });
+        if let Some(check) = summary.and_then(|s| s.check(&name)) {
+            c.validator.account = check.validator_account.clone();
+            c.validator.active_era = check.current_era;
+            c.validator.unclaimed_eras = check.unclaimed_payouts;
+            c.validator.oldest_unclaimed_era = check.oldest_unclaimed_era();
         }
         if let Some(f) = facts.containers.get(&name) {
             c.validator.active = f.validator_active;
@@ -351,11 +330,6 @@ fn agent_view(facts: &AgentFacts) -> AgentView {
     view
 }
 
-/// JSON pointer escaping of one path segment (RFC 6901).
-fn escape_pointer(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
-}
-
 /// Keys held by two or more nodes, from every agent's last keystore
 /// listings (`stats.nodes.<c>.keystore`), merged with `known` (the key
 /// guard's, which also sees rotations). Sorted by public key.
@@ -372,26 +346,17 @@ fn duplicates_from_listings(
         entry.1.extend(d.holders.iter().cloned());
     }
     for (agent, facts) in agents {
-        let Some(nodes) = facts
-            .stats
-            .as_ref()
-            .and_then(|s| s.get("nodes"))
-            .and_then(Value::as_object)
-        else {
+        let Some(stats) = facts.stats.as_deref() else {
             continue;
         };
-        for (container, node) in nodes.iter().take(MAX_CONTAINERS) {
-            let keys = node.get("keystore").and_then(Value::as_array);
-            for key in keys.into_iter().flatten().take(64) {
-                let (Some(t), Some(public)) = (str_of(key, "type"), str_of(key, "public")) else {
-                    continue;
-                };
-                if public.len() > 130 {
+        for (container, node) in stats.nodes.iter().take(MAX_CONTAINERS) {
+            for key in node.keystore.iter().flatten().take(64) {
+                if key.public.len() > 130 {
                     continue;
                 }
                 by_key
-                    .entry(public.to_ascii_lowercase())
-                    .or_insert_with(|| (t, Default::default()))
+                    .entry(key.public.to_ascii_lowercase())
+                    .or_insert_with(|| (key.key_type.clone(), Default::default()))
                     .1
                     .insert((agent.clone(), container.clone()));
             }

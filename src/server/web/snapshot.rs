@@ -7,7 +7,8 @@
 //! nodes, at most [`MAX_COMMANDS`] commands); a node's problem is decided
 //! here, once, by [`classify`], so the page and the tests agree on it.
 use super::super::control::Update;
-use super::super::hub::{Hub, Live, announced_nodes};
+use super::super::hub::{Hub, Live};
+use crate::protocol::reports::NodeReport;
 use crate::protocol::now_ms;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -125,9 +126,8 @@ pub fn classify(row: &mut NodeRow, agent_connected: bool, now: i64) {
     row.problem = problem;
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .map(|s| s.chars().take(200).collect())
+fn text(v: Option<&str>) -> Option<String> {
+    v.map(|s| s.chars().take(200).collect())
 }
 
 /// One agent's rows, from its last stats and summary.
@@ -137,72 +137,53 @@ fn node_rows(
     backups: &HashMap<(&str, &str), i64>,
     now: i64,
 ) -> (Option<String>, Vec<NodeRow>) {
-    let Some(stats) = live.stats().map(|s| announced_nodes(live, s)) else {
+    let Some(stats) = live.stats() else {
         return (None, Vec::new());
     };
-    let summary = live.summary();
-    let checks = summary
-        .as_ref()
-        .and_then(|s| s.get("payout_info"))
-        .and_then(|p| p.get("payout_checks"))
-        .and_then(Value::as_object);
-    let nodes = stats.get("nodes").and_then(Value::as_object);
     let mut rows = Vec::new();
-    let containers = stats.get("containers").and_then(Value::as_array);
-    for c in containers.into_iter().flatten() {
-        let Some(name) = c.get("name").and_then(Value::as_str) else {
+    for c in stats.rows() {
+        let Some(name) = c.name.as_deref() else {
             continue;
         };
         if !live.announced(name) {
             continue;
         }
-        let n = nodes.and_then(|m| m.get(name));
-        let p = checks.and_then(|m| m.get(name));
-        let num = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_u64);
-        let best = num("best");
-        let target = num("sync_target");
+        let read = live.node(name).map(NodeReport::read);
+        let p = live.summary().and_then(|s| s.check(name));
+        let best = read.and_then(|r| r.best);
+        let target = read.and_then(|r| r.sync_target);
         let mut row = NodeRow {
             agent: agent.to_string(),
             container: name.to_string(),
-            state: text(c.get("state")).unwrap_or_else(|| "unknown".into()),
+            state: text(c.state.as_deref()).unwrap_or_else(|| "unknown".into()),
             best,
-            finalized: num("finalized"),
+            finalized: read.and_then(|r| r.finalized),
             target,
             lag: target.zip(best).map(|(t, b)| t.saturating_sub(b)),
-            peers: num("peers"),
-            syncing: n.and_then(|n| n.get("syncing")).and_then(Value::as_bool),
-            roles: n
-                .and_then(|n| n.get("roles"))
-                .and_then(Value::as_array)
-                .map(|r| {
-                    r.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
+            peers: read.and_then(|r| r.peers),
+            syncing: read.and_then(|r| r.syncing),
+            roles: read
+                .and_then(|r| r.roles.as_ref())
+                .map(|r| r.join(","))
                 .unwrap_or_default(),
-            era: p.and_then(|p| p.get("current_era")).and_then(Value::as_u64),
-            validator: text(p.and_then(|p| p.get("validator_account"))),
-            unclaimed: p
-                .and_then(|p| p.get("unclaimed_payouts"))
-                .and_then(Value::as_u64),
-            oldest_days: p
-                .and_then(|p| p.get("oldest_expires_in_eras"))
-                .and_then(Value::as_u64),
+            era: p.and_then(|p| p.current_era),
+            validator: text(p.and_then(|p| p.validator_account.as_deref())),
+            unclaimed: p.and_then(|p| p.unclaimed_payouts),
+            oldest_days: p.and_then(|p| p.oldest_expires_in_eras),
             keys_warning: text(
-                p.and_then(|p| p.get("chain_keys"))
-                    .and_then(|k| k.get("warning")),
+                p.and_then(|p| p.chain_keys.as_ref())
+                    .and_then(|k| k.warning.as_deref()),
             ),
-            rpc_error: text(n.and_then(|n| n.get("rpc_error"))),
-            cpu: c.get("cpu_percent").and_then(Value::as_f64),
-            mem: c.get("mem_used_bytes").and_then(Value::as_u64),
+            rpc_error: text(live.node(name).and_then(|n| n.rpc_error.as_deref())),
+            cpu: c.cpu_percent,
+            mem: c.mem_used_bytes,
             backup_ms: backups.get(&(agent, name)).copied(),
             ..NodeRow::default()
         };
         classify(&mut row, true, now);
         rows.push(row);
     }
-    (text(stats.get("error")), rows)
+    (text(stats.error.as_deref()), rows)
 }
 
 fn command_json(r: &super::super::store::CommandRecord) -> Value {
