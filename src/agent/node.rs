@@ -191,7 +191,13 @@ pub fn base_client(agent_timeout: Duration, docker: crate::docker::Docker) -> Rp
 }
 
 fn from_metrics(m: &NodeMetrics) -> NodeRead {
-    let role = |r| if r == metrics::ROLE_AUTHORITY { "Authority" } else { "Full" };
+    let role = |r| {
+        if r == metrics::ROLE_AUTHORITY {
+            "Authority"
+        } else {
+            "Full"
+        }
+    };
     NodeRead {
         best: m.best,
         finalized: m.finalized,
@@ -338,7 +344,9 @@ mod tests {
             chain: None,
         };
         assert_eq!(
-            serde_json::to_value(super::from_metrics(&m)).unwrap().to_string(),
+            serde_json::to_value(super::from_metrics(&m))
+                .unwrap()
+                .to_string(),
             r#"{"best":4021337,"chain":null,"finalized":4021335,"peers":24,"roles":["Authority"],"source":"prometheus","sync_target":null,"syncing":false,"version":"3.32.0-2b1c"}"#
         );
         let full = crate::metrics::NodeMetrics {
@@ -346,7 +354,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            serde_json::to_value(super::from_metrics(&full)).unwrap().to_string(),
+            serde_json::to_value(super::from_metrics(&full))
+                .unwrap()
+                .to_string(),
             r#"{"best":null,"chain":null,"finalized":null,"peers":null,"roles":["Full"],"source":"prometheus","sync_target":null,"syncing":null,"version":null}"#
         );
     }

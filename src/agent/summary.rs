@@ -280,7 +280,10 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> SummaryReport {
         .iter()
         .filter(|(_, v)| v.synced)
         .find_map(|(_, v)| v.active_era);
-    let payout_checks = views.iter().map(|(n, v)| (n.clone(), node_check(v))).collect();
+    let payout_checks = views
+        .iter()
+        .map(|(n, v)| (n.clone(), node_check(v)))
+        .collect();
     // Each node in its own era: a host may run nodes of different chains.
     // A syncing node's finalized state is old: it is read once synced.
     let read: Vec<(String, u32, NodeStatus)> = views

@@ -241,7 +241,17 @@ impl<'de> Deserialize<'de> for NodeReport {
         let any = |n: &Map<String, Value>, keys: &[&str]| keys.iter().any(|k| n.contains_key(*k));
         let has_read = any(
             &n,
-            &["best", "finalized", "sync_target", "peers", "syncing", "roles", "version", "chain", "source"],
+            &[
+                "best",
+                "finalized",
+                "sync_target",
+                "peers",
+                "syncing",
+                "roles",
+                "version",
+                "chain",
+                "source",
+            ],
         );
         let has_identity = any(&n, &["peer_id", "network_key"]);
         let mut take = |key: &str| n.remove(key).unwrap_or(Value::Null);

@@ -190,23 +190,41 @@ fn a_summary_frame_decodes_to_the_fields_the_server_reads() {
         ..ChainKeys::default()
     });
     assert_eq!(summary, expected);
-    assert_eq!(summary.check("3node0").unwrap().oldest_unclaimed_era(), Some(430));
+    assert_eq!(
+        summary.check("3node0").unwrap().oldest_unclaimed_era(),
+        Some(430)
+    );
     assert_eq!(summary.check("nope"), None);
 }
 
 #[test]
 fn odd_reports_are_read_as_far_as_they_make_sense() {
     let table = [
-        (json!({"timestamp": 1}), StatsReport { timestamp: Some(1), ..StatsReport::default() }),
-        (json!({"timestamp": "1", "extra": [1]}), StatsReport::default()),
-        (json!({"timestamp": 1.5, "host": 7, "containers": {}, "nodes": []}), StatsReport::default()),
+        (
+            json!({"timestamp": 1}),
+            StatsReport {
+                timestamp: Some(1),
+                ..StatsReport::default()
+            },
+        ),
+        (
+            json!({"timestamp": "1", "extra": [1]}),
+            StatsReport::default(),
+        ),
+        (
+            json!({"timestamp": 1.5, "host": 7, "containers": {}, "nodes": []}),
+            StatsReport::default(),
+        ),
         (
             json!({"timestamp": 2, "containers": [7, {"name": 5, "state": "running", "cpu_percent": "x"}]}),
             StatsReport {
                 timestamp: Some(2),
                 containers: Some(vec![
                     ContainerRow::default(),
-                    ContainerRow { state: Some("running".into()), ..ContainerRow::default() },
+                    ContainerRow {
+                        state: Some("running".into()),
+                        ..ContainerRow::default()
+                    },
                 ]),
                 ..StatsReport::default()
             },
@@ -217,16 +235,19 @@ fn odd_reports_are_read_as_far_as_they_make_sense() {
             StatsReport {
                 nodes: [
                     ("a".into(), NodeReport::default()),
-                    ("b".into(), NodeReport {
-                        read: Some(NodeRead {
-                            peers: Some(3),
-                            roles: Some(vec!["Full".into()]),
-                            ..NodeRead::default()
-                        }),
-                        rpc_error: Some("404".into()),
-                        keystore: Some(vec![entry("babe", "0x1")]),
-                        ..NodeReport::default()
-                    }),
+                    (
+                        "b".into(),
+                        NodeReport {
+                            read: Some(NodeRead {
+                                peers: Some(3),
+                                roles: Some(vec!["Full".into()]),
+                                ..NodeRead::default()
+                            }),
+                            rpc_error: Some("404".into()),
+                            keystore: Some(vec![entry("babe", "0x1")]),
+                            ..NodeReport::default()
+                        },
+                    ),
                 ]
                 .into(),
                 ..StatsReport::default()
@@ -235,7 +256,11 @@ fn odd_reports_are_read_as_far_as_they_make_sense() {
     ];
     for (data, expected) in table {
         let frame = json!({"type": "stats", "data": data}).to_string();
-        assert_eq!(Message::parse(&frame).unwrap(), Message::Stats(expected), "{frame}");
+        assert_eq!(
+            Message::parse(&frame).unwrap(),
+            Message::Stats(expected),
+            "{frame}"
+        );
     }
     let summary = json!({"type": "summary", "data": {"timestamp": 3, "era": 5, "payout_info": {
         "payout_checks": {"a": {"current_era": -1, "unclaimed_eras": [{"era": "x"}], "oldest_unclaimed_era": 9,
@@ -258,11 +283,14 @@ fn odd_reports_are_read_as_far_as_they_make_sense() {
 
 #[test]
 fn a_report_reads_a_bounded_number_of_entries() {
-    let rows: Vec<_> = (0..MAX_REPORT_ENTRIES + 10).map(|n| json!({"name": format!("c{n}")})).collect();
+    let rows: Vec<_> = (0..MAX_REPORT_ENTRIES + 10)
+        .map(|n| json!({"name": format!("c{n}")}))
+        .collect();
     let nodes: serde_json::Map<String, serde_json::Value> = (0..MAX_REPORT_ENTRIES + 10)
         .map(|n| (format!("c{n:04}"), json!({})))
         .collect();
-    let frame = json!({"type": "stats", "data": {"timestamp": 1, "containers": rows, "nodes": nodes}});
+    let frame =
+        json!({"type": "stats", "data": {"timestamp": 1, "containers": rows, "nodes": nodes}});
     let Message::Stats(stats) = Message::parse(&frame.to_string()).unwrap() else {
         panic!("not stats");
     };

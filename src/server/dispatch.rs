@@ -11,8 +11,6 @@ use crate::protocol::{CommandRequest, Message, now_ms};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-/// A parsed `stats` or `summary`.
-
 /// Agents one `send` may name with a list, at most.
 const MAX_LISTED_AGENTS: usize = 1000;
 

@@ -11,10 +11,10 @@ use super::control::Update;
 use super::journal::{Batch, Journal, Log};
 use super::keyguard::KeyGuard;
 use super::ops::Ops;
+use super::ops::Report;
 use super::store::{ResponseVerdict, Store};
 use super::tokens::TokenStore;
 use super::{ByteBudget, HubEvent, LiveAgent, ServerConfig, conn::RateLimit, render};
-use super::ops::Report;
 use crate::protocol::reports::NodeReport;
 use crate::protocol::{
     self, CommandRequest, CommandResponse, ErrorBody, ErrorCode, Event, EventKind, Message,
@@ -404,8 +404,7 @@ impl Hub {
             return;
         };
         if let Some(rows) = &report.containers {
-            live.containers =
-                valid_container_names(rows.iter().filter_map(|c| c.name.as_deref()));
+            live.containers = valid_container_names(rows.iter().filter_map(|c| c.name.as_deref()));
         }
         if cost > MAX_KEPT_REPORT_BYTES {
             crate::log::warn(&format!(

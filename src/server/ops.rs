@@ -15,7 +15,9 @@ use super::hub::Hub;
 use super::prom::{self, CommandCounters, CommandOutcome};
 use super::schedule::{Planner, Run};
 use super::{HubEvent, store::CommandRecord};
-use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, StatsReport, SummaryReport, now_ms};
+use crate::protocol::{
+    CommandResponse, CommandStatus, ErrorCode, StatsReport, SummaryReport, now_ms,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -72,7 +74,6 @@ impl Ops {
         }
     }
 }
-
 
 impl Hub {
     /// At start: facts for every registered agent, and the backups already

@@ -293,7 +293,11 @@ pub fn nodes(reports: &[NodeReports<'_>]) -> String {
     for report in reports {
         for c in report.stats.rows() {
             let name = c.name.as_deref().unwrap_or("?");
-            let n = report.stats.nodes.get(name).filter(|_| (report.announced)(name));
+            let n = report
+                .stats
+                .nodes
+                .get(name)
+                .filter(|_| (report.announced)(name));
             let read = n.map(NodeReport::read);
             let p = report.summary.and_then(|s| s.check(name));
             let chain_keys = p.and_then(|p| p.chain_keys.as_ref());

@@ -6,10 +6,10 @@
 //! Invariant: a value the agent did not report, or could not read, is `None`
 //! here; nothing is defaulted to zero, so no rule fires and no metric shows on
 //! a guess. Everything read from the wire is bounded (log lines, counts).
-use crate::server::keyguard::Duplicate;
-use serde::{Deserialize, Serialize};
 use crate::protocol::reports::NodeReport;
 use crate::protocol::{StatsReport, SummaryReport};
+use crate::server::keyguard::Duplicate;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

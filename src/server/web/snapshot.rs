@@ -8,8 +8,8 @@
 //! here, once, by [`classify`], so the page and the tests agree on it.
 use super::super::control::Update;
 use super::super::hub::{Hub, Live};
-use crate::protocol::reports::NodeReport;
 use crate::protocol::now_ms;
+use crate::protocol::reports::NodeReport;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
