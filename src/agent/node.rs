@@ -277,21 +277,21 @@ pub fn status(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect
     let report = health(agent, metrics, inspect);
     let identity = identity(agent, inspect);
     NodeReport {
-        identity: Some(NodeIdentity {
+        identity: Some(Box::new(NodeIdentity {
             peer_id: identity.peer_id,
             network_key: identity.network_key,
-        }),
+        })),
         ..report
     }
 }
 
 fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) -> NodeReport {
     let answered = |read| NodeReport {
-        read: Some(read),
+        read: Some(Box::new(read)),
         ..NodeReport::default()
     };
-    let failed = |e: RpcError, read| NodeReport {
-        read,
+    let failed = |e: RpcError, read: Option<NodeRead>| NodeReport {
+        read: read.map(Box::new),
         rpc_error: Some(e.to_string()),
         rpc_code: Some(e.wire_code().to_string()),
         ..NodeReport::default()

@@ -3,9 +3,10 @@
 use super::Agent;
 use crate::docker::ContainerInspect;
 use crate::metrics::MetricsClient;
-use crate::protocol::reports::{ContainerRow, Host, KeystoreEntry, NodeReport, StatsReport};
+use crate::protocol::reports::{
+    ContainerRow, Entries, Host, HostDetail, KeystoreEntry, NodeReport, RowDetail, StatsReport,
+};
 use crate::protocol::{Message, now_ms};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -45,10 +46,12 @@ fn host_facts(agent: &Agent) -> Host {
     };
     Host {
         name: Some(agent.config.host_name.clone()),
-        load,
-        mem_total_bytes: kib("MemTotal:"),
-        mem_available_bytes: kib("MemAvailable:"),
-        state_dir: Some(super::limits::disk_report(agent)),
+        detail: Some(Box::new(HostDetail {
+            load,
+            mem_total_bytes: kib("MemTotal:"),
+            mem_available_bytes: kib("MemAvailable:"),
+            state_dir: Some(super::limits::disk_report(agent)),
+        })),
     }
 }
 
@@ -74,7 +77,7 @@ fn node_reports(
     agent: &Agent,
     metrics: &MetricsClient,
     inspected: &[ContainerInspect],
-) -> BTreeMap<String, NodeReport> {
+) -> Entries<NodeReport> {
     thread::scope(|scope| {
         let probes: Vec<_> = inspected
             .iter()
@@ -93,7 +96,7 @@ fn node_reports(
                     status.keystore = agent.keystore_of(&c.name).map(|listed| {
                         listed
                             .into_iter()
-                            .map(|(key_type, public)| KeystoreEntry { key_type, public })
+                            .map(|(key_type, public)| KeystoreEntry::new(&key_type, &public))
                             .collect()
                     });
                     status
@@ -143,15 +146,17 @@ fn container_rows(agent: &Agent) -> Result<Rows, crate::docker::DockerError> {
             ContainerRow {
                 name: Some(c.name.clone()),
                 state: Some(c.state.status.clone()),
-                health: c.state.health.clone(),
-                started_at: Some(c.state.started_at.clone()),
-                uptime_s: uptime_s(c, now_ms()),
                 restart_count: Some(c.restart_count),
-                image: Some(c.image.clone()),
                 cpu_percent: u.and_then(|u| u.cpu_percent),
                 mem_used_bytes: u.and_then(|u| u.mem_used_bytes),
-                mem_limit_bytes: u.and_then(|u| u.mem_limit_bytes),
-                data_free_bytes: data_free_bytes(c),
+                detail: Some(Box::new(RowDetail {
+                    health: c.state.health.clone(),
+                    started_at: Some(c.state.started_at.clone()),
+                    uptime_s: uptime_s(c, now_ms()),
+                    image: Some(c.image.clone()),
+                    mem_limit_bytes: u.and_then(|u| u.mem_limit_bytes),
+                    data_free_bytes: data_free_bytes(c),
+                })),
             }
         })
         .collect();

@@ -252,7 +252,7 @@ fn node_check(v: &NodeView) -> PayoutCheck {
         oldest_expires_in_eras,
         synced: Some(v.synced),
         validator_account: v.status.validator.clone(),
-        chain_keys: v.chain_keys.clone(),
+        chain_keys: v.chain_keys.clone().map(Box::new),
         error: v.error.clone(),
     }
 }

@@ -18,7 +18,6 @@
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// Container rows, nodes and payout checks read from one report, at most.
 pub const MAX_REPORT_ENTRIES: usize = 512;
@@ -52,20 +51,69 @@ where
     })
 }
 
-/// An object read entry by entry (an odd entry reads as the default), bounded.
-fn lenient_entries<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: DeserializeOwned + Default,
-{
-    Ok(match Value::deserialize(d)? {
-        Value::Object(entries) => entries
-            .into_iter()
-            .take(MAX_REPORT_ENTRIES)
-            .map(|(k, v)| (k, T::deserialize(v).unwrap_or_default()))
-            .collect(),
-        _ => BTreeMap::new(),
-    })
+/// A JSON object of reports by container name, kept as a sorted list: a
+/// B-tree allocates room for 11 entries even for the one or two nodes of a
+/// typical host, several times the text it replaces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entries<T>(Vec<(String, T)>);
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<T> Entries<T> {
+    pub fn get(&self, name: &str) -> Option<&T> {
+        let at = self
+            .0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[at].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
+        self.0.iter().map(|(n, t)| (n, t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T> FromIterator<(String, T)> for Entries<T> {
+    fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, T)> = iter.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+        entries.shrink_to_fit();
+        Entries(entries)
+    }
+}
+
+impl<T: Serialize> Serialize for Entries<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(n, t)| (n, t)))
+    }
+}
+
+impl<'de, T: DeserializeOwned + Default> Deserialize<'de> for Entries<T> {
+    /// Entry by entry (an odd entry reads as the default), bounded; not an
+    /// object: none.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Object(entries) => entries
+                .into_iter()
+                .take(MAX_REPORT_ENTRIES)
+                .map(|(k, v)| (k, T::deserialize(v).unwrap_or_default()))
+                .collect(),
+            _ => Entries::default(),
+        })
+    }
 }
 
 /// `stats`: the agent's containers and nodes, every `stats_interval_s`.
@@ -83,19 +131,28 @@ pub struct StatsReport {
     #[serde(default, deserialize_with = "lenient_items")]
     pub containers: Option<Vec<ContainerRow>>,
     /// Container → its node, as far as it could be read.
-    #[serde(default, deserialize_with = "lenient_entries")]
-    pub nodes: BTreeMap<String, NodeReport>,
+    #[serde(default)]
+    pub nodes: Entries<NodeReport>,
     /// Why Docker could not be used (then `containers` is empty).
     #[serde(default, deserialize_with = "lenient")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+/// `stats.host`. The server reads only `name`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Host {
     #[serde(deserialize_with = "lenient")]
     pub name: Option<String>,
+    /// Sent by the agent, not kept by the server (it reads none of it).
+    #[serde(flatten, skip_deserializing)]
+    pub detail: Option<Box<HostDetail>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostDetail {
     /// `/proc/loadavg`'s three averages.
     #[serde(deserialize_with = "lenient")]
     pub load: Vec<f64>,
@@ -133,19 +190,28 @@ pub struct ContainerRow {
     #[serde(deserialize_with = "lenient")]
     pub state: Option<String>,
     #[serde(deserialize_with = "lenient")]
+    pub restart_count: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    pub cpu_percent: Option<f64>,
+    #[serde(deserialize_with = "lenient")]
+    pub mem_used_bytes: Option<u64>,
+    /// Sent by the agent, not kept by the server (it reads none of it: a
+    /// fleet's rows cost half as much).
+    #[serde(flatten, skip_deserializing)]
+    pub detail: Option<Box<RowDetail>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RowDetail {
+    #[serde(deserialize_with = "lenient")]
     pub health: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub started_at: Option<String>,
     #[serde(deserialize_with = "lenient")]
     pub uptime_s: Option<i64>,
     #[serde(deserialize_with = "lenient")]
-    pub restart_count: Option<u64>,
-    #[serde(deserialize_with = "lenient")]
     pub image: Option<String>,
-    #[serde(deserialize_with = "lenient")]
-    pub cpu_percent: Option<f64>,
-    #[serde(deserialize_with = "lenient")]
-    pub mem_used_bytes: Option<u64>,
     #[serde(deserialize_with = "lenient")]
     pub mem_limit_bytes: Option<u64>,
     #[serde(deserialize_with = "lenient")]
@@ -173,9 +239,9 @@ impl ContainerRow {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NodeReport {
     #[serde(flatten)]
-    pub read: Option<NodeRead>,
+    pub read: Option<Box<NodeRead>>,
     #[serde(flatten)]
-    pub identity: Option<NodeIdentity>,
+    pub identity: Option<Box<NodeIdentity>>,
     /// Why the node could not be read (`null` when it was).
     pub rpc_error: Option<String>,
     /// The error code of `rpc_error`: `unavailable`, `timeout`, …
@@ -221,12 +287,83 @@ pub struct NodeIdentity {
 }
 
 /// One keystore entry: key type (`gran`, `babe`, …) and `0x` public key.
-/// Odd values are kept as sent; the readers check them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KeystoreEntry {
-    #[serde(rename = "type")]
-    pub key_type: String,
-    pub public: String,
+/// Kept compact: an entry as our agent lists them (4 ASCII bytes, `0x` and
+/// 64 lowercase hex digits) is 36 bytes and no allocation, a fifth of its
+/// text; any other is kept as sent (the readers check them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeystoreEntry(Entry);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Entry {
+    Key {
+        key_type: [u8; 4],
+        public: [u8; 32],
+    },
+    Text {
+        key_type: Box<str>,
+        public: Box<str>,
+    },
+}
+
+impl KeystoreEntry {
+    pub fn new(key_type: &str, public: &str) -> Self {
+        let key_type_bytes = <[u8; 4]>::try_from(key_type.as_bytes()).ok();
+        let canonical = public
+            .strip_prefix("0x")
+            .filter(|hex| !hex.bytes().any(|b| b.is_ascii_uppercase()))
+            .and_then(|hex| <[u8; 32]>::try_from(hex::decode(hex).ok()?.as_slice()).ok());
+        match (key_type_bytes, canonical) {
+            (Some(t), Some(public)) if t.is_ascii() => KeystoreEntry(Entry::Key {
+                key_type: t,
+                public,
+            }),
+            _ => KeystoreEntry(Entry::Text {
+                key_type: key_type.into(),
+                public: public.into(),
+            }),
+        }
+    }
+
+    pub fn key_type(&self) -> &str {
+        match &self.0 {
+            Entry::Key { key_type, .. } => std::str::from_utf8(key_type).unwrap_or_default(),
+            Entry::Text { key_type, .. } => key_type,
+        }
+    }
+
+    /// The public key as sent (`0x` and hex, for our agent).
+    pub fn public(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0 {
+            Entry::Key { public, .. } => format!("0x{}", hex::encode(public)).into(),
+            Entry::Text { public, .. } => std::borrow::Cow::Borrowed(public),
+        }
+    }
+}
+
+/// `{"public", "type"}` on the wire.
+#[derive(Serialize, Deserialize)]
+struct EntryText<'a> {
+    #[serde(borrow)]
+    public: std::borrow::Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    key_type: std::borrow::Cow<'a, str>,
+}
+
+impl Serialize for KeystoreEntry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EntryText {
+            public: self.public(),
+            key_type: self.key_type().into(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeystoreEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let e = EntryText::deserialize(d)?;
+        Ok(KeystoreEntry::new(&e.key_type, &e.public))
+    }
 }
 
 impl<'de> Deserialize<'de> for NodeReport {
@@ -280,8 +417,8 @@ impl<'de> Deserialize<'de> for NodeReport {
             network_key: take("network_key").as_bool(),
         };
         Ok(NodeReport {
-            read: has_read.then_some(read),
-            identity: has_identity.then_some(identity),
+            read: has_read.then(|| Box::new(read)),
+            identity: has_identity.then(|| Box::new(identity)),
             // Any value but `null` is an error (the health verdict's rule),
             // said as its JSON when it is not a sentence.
             rpc_error: match take("rpc_error") {
@@ -293,12 +430,14 @@ impl<'de> Deserialize<'de> for NodeReport {
             note: text(take("note")),
             // The entries with a string `type` and `public`; others skipped.
             keystore: match take("keystore") {
-                Value::Array(items) => Some(
-                    items
+                Value::Array(items) => {
+                    let mut keys: Vec<KeystoreEntry> = items
                         .into_iter()
                         .filter_map(|v| KeystoreEntry::deserialize(v).ok())
-                        .collect(),
-                ),
+                        .collect();
+                    keys.shrink_to_fit();
+                    Some(keys)
+                }
                 _ => None,
             },
         })
@@ -318,7 +457,7 @@ impl NodeReport {
             chain: None,
             source: None,
         };
-        self.read.as_ref().unwrap_or(&NOTHING)
+        self.read.as_deref().unwrap_or(&NOTHING)
     }
 
     pub fn peer_id(&self) -> Option<&str> {
@@ -356,8 +495,7 @@ pub struct EraInfo {
 #[serde(default)]
 pub struct PayoutInfo {
     /// Container → its node's payouts, validator and keys.
-    #[serde(deserialize_with = "lenient_entries")]
-    pub payout_checks: BTreeMap<String, PayoutCheck>,
+    pub payout_checks: Entries<PayoutCheck>,
     #[serde(deserialize_with = "lenient")]
     pub timestamp: Option<i64>,
 }
@@ -396,7 +534,7 @@ pub struct PayoutCheck {
     #[serde(deserialize_with = "lenient")]
     pub validator_account: Option<String>,
     #[serde(deserialize_with = "lenient")]
-    pub chain_keys: Option<ChainKeys>,
+    pub chain_keys: Option<Box<ChainKeys>>,
     #[serde(deserialize_with = "lenient")]
     pub error: Option<String>,
 }

@@ -39,13 +39,29 @@ pub const SUMMARY: &str = concat!(
 
 #[test]
 fn what_our_agent_sends_comes_out_byte_for_byte() {
-    // The server keeps only the fields of `chain_keys` it reads, so a
-    // decoded summary is re-encoded from the agent's value below.
+    // The server keeps only the fields it reads, so what is encoded is the
+    // agent's value: the decoded one with what the server drops put back.
     for frame in [STATS, STATS_DOCKER_ERROR] {
-        let m = Message::parse(frame).unwrap();
-        assert_eq!(m.to_json(), frame);
+        assert_eq!(Message::Stats(agent_stats(frame)).to_json(), frame);
     }
     assert_eq!(Message::Summary(agent_summary()).to_json(), SUMMARY);
+}
+
+/// `frame` as the agent built it: decoded, with the details the server
+/// does not keep read from the same JSON.
+fn agent_stats(frame: &str) -> StatsReport {
+    let Message::Stats(mut stats) = Message::parse(frame).unwrap() else {
+        panic!("not stats");
+    };
+    let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+    fn detail<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> T {
+        serde_json::from_value(v.clone()).unwrap()
+    }
+    stats.host.detail = Some(Box::new(detail(&v["data"]["host"])));
+    for (n, row) in stats.containers.iter_mut().flatten().enumerate() {
+        row.detail = Some(Box::new(detail(&v["data"]["containers"][n])));
+    }
+    stats
 }
 
 fn read(best: u64, peers: u64) -> NodeRead {
@@ -63,10 +79,7 @@ fn read(best: u64, peers: u64) -> NodeRead {
 }
 
 fn entry(key_type: &str, public: &str) -> KeystoreEntry {
-    KeystoreEntry {
-        key_type: key_type.into(),
-        public: public.into(),
-    }
+    KeystoreEntry::new(key_type, public)
 }
 
 /// [`SUMMARY`] as the agent builds it.
@@ -86,7 +99,9 @@ fn agent_summary() -> SummaryReport {
         oldest_expires_in_eras: Some(3),
         synced: Some(true),
         validator_account: Some("5Grw".into()),
-        chain_keys: Some(ChainKeys::sent(chain_keys.as_object().unwrap().clone())),
+        chain_keys: Some(Box::new(ChainKeys::sent(
+            chain_keys.as_object().unwrap().clone(),
+        ))),
         error: None,
     };
     let failed = PayoutCheck {
@@ -100,7 +115,9 @@ fn agent_summary() -> SummaryReport {
             active_era: Some(512),
         }),
         payout_info: Some(PayoutInfo {
-            payout_checks: [("3node0".into(), validator), ("3node1".into(), failed)].into(),
+            payout_checks: [("3node0".into(), validator), ("3node1".into(), failed)]
+                .into_iter()
+                .collect(),
             timestamp: Some(1736346600000),
         }),
     }
@@ -113,45 +130,36 @@ fn a_stats_frame_decodes_to_its_fields() {
     };
     assert_eq!(stats.timestamp, Some(1736346600000));
     assert_eq!(stats.host.name.as_deref(), Some("val-eu-1"));
-    assert_eq!(stats.host.load, vec![0.12, 0.2, 0.18]);
-    assert_eq!(
-        stats.host.state_dir.as_ref().unwrap().accepting_commands,
-        Some(true)
-    );
+    assert_eq!(stats.host.detail, None, "not kept");
     assert_eq!(
         stats.rows()[0],
         ContainerRow {
             name: Some("3node0".into()),
             state: Some("running".into()),
-            health: None,
-            started_at: Some("2025-01-08T12:00:00.123456789Z".into()),
-            uptime_s: Some(9000),
             restart_count: Some(0),
-            image: Some("gluwa/creditcoin3:3.32.0".into()),
             cpu_percent: Some(3.2),
             mem_used_bytes: Some(412000000),
-            mem_limit_bytes: Some(8233394176),
-            data_free_bytes: Some(83886080),
+            detail: None,
         }
     );
     assert!(!stats.rows()[1].is_running());
     assert_eq!(
-        stats.nodes["3node0"],
+        *stats.nodes.get("3node0").unwrap(),
         NodeReport {
-            read: Some(NodeRead {
+            read: Some(Box::new(NodeRead {
                 finalized: Some(4021335),
                 ..read(4021337, 24)
-            }),
-            identity: Some(NodeIdentity {
+            })),
+            identity: Some(Box::new(NodeIdentity {
                 peer_id: Some("12D3KooWabc".into()),
                 network_key: Some(true),
-            }),
+            })),
             keystore: Some(vec![entry("gran", "0x88dc"), entry("babe", "0xd435")]),
             ..NodeReport::default()
         }
     );
     assert_eq!(
-        stats.nodes["3node1"],
+        *stats.nodes.get("3node1").unwrap(),
         NodeReport {
             note: Some("not running".into()),
             keystore: Some(Vec::new()),
@@ -159,15 +167,18 @@ fn a_stats_frame_decodes_to_its_fields() {
         }
     );
     assert_eq!(
-        stats.nodes["3node2"],
+        *stats.nodes.get("3node2").unwrap(),
         NodeReport {
-            identity: Some(NodeIdentity::default()),
+            identity: Some(Box::default()),
             rpc_error: Some("RPC timed out".into()),
             rpc_code: Some("timeout".into()),
             ..NodeReport::default()
         }
     );
-    assert_eq!(stats.nodes["3node2"].read(), &NodeRead::default());
+    assert_eq!(
+        stats.nodes.get("3node2").unwrap().read(),
+        &NodeRead::default()
+    );
     assert_eq!(stats.error, None);
 }
 
@@ -182,13 +193,14 @@ fn a_summary_frame_decodes_to_the_fields_the_server_reads() {
         .as_mut()
         .unwrap()
         .payout_checks
-        .get_mut("3node0")
+        .0
+        .first_mut()
         .unwrap();
-    check.chain_keys = Some(ChainKeys {
+    check.1.chain_keys = Some(Box::new(ChainKeys {
         next_in_keystore: Some(true),
         epoch_slots: Some(3),
         ..ChainKeys::default()
-    });
+    }));
     assert_eq!(summary, expected);
     assert_eq!(
         summary.check("3node0").unwrap().oldest_unclaimed_era(),
@@ -238,18 +250,19 @@ fn odd_reports_are_read_as_far_as_they_make_sense() {
                     (
                         "b".into(),
                         NodeReport {
-                            read: Some(NodeRead {
+                            read: Some(Box::new(NodeRead {
                                 peers: Some(3),
                                 roles: Some(vec!["Full".into()]),
                                 ..NodeRead::default()
-                            }),
+                            })),
                             rpc_error: Some("404".into()),
                             keystore: Some(vec![entry("babe", "0x1")]),
                             ..NodeReport::default()
                         },
                     ),
                 ]
-                .into(),
+                .into_iter()
+                .collect(),
                 ..StatsReport::default()
             },
         ),
@@ -296,5 +309,100 @@ fn a_report_reads_a_bounded_number_of_entries() {
     };
     assert_eq!(stats.rows().len(), MAX_REPORT_ENTRIES);
     assert_eq!(stats.nodes.len(), MAX_REPORT_ENTRIES);
-    assert!(stats.nodes.contains_key("c0000"));
+    assert!(stats.nodes.get("c0000").is_some());
 }
+
+/// Heap bytes of a kept report, estimated: each allocation's size plus 16
+/// bytes of allocator overhead; a B-tree entry at 1.5 × its slot size.
+mod footprint {
+    use super::super::*;
+    use std::mem::size_of;
+
+    const ALLOC: usize = 16;
+
+    fn text(s: &Option<String>) -> usize {
+        s.as_ref().map_or(0, |s| s.capacity() + ALLOC)
+    }
+
+    fn string(s: &str) -> usize {
+        s.len() + ALLOC
+    }
+
+    fn node(n: &NodeReport) -> usize {
+        let mut bytes = text(&n.rpc_error) + text(&n.rpc_code) + text(&n.note);
+        if let Some(r) = &n.read {
+            bytes += size_of::<NodeRead>() + ALLOC;
+            bytes += text(&r.version) + text(&r.chain) + text(&r.source);
+            if let Some(roles) = &r.roles {
+                bytes += roles.capacity() * size_of::<String>() + ALLOC;
+                bytes += roles.iter().map(|s| string(s)).sum::<usize>();
+            }
+        }
+        if let Some(i) = &n.identity {
+            bytes += size_of::<NodeIdentity>() + ALLOC + text(&i.peer_id);
+        }
+        if let Some(keys) = &n.keystore {
+            bytes += keys.capacity() * size_of::<KeystoreEntry>() + ALLOC;
+            for k in keys {
+                if let Entry::Text { key_type, public } = &k.0 {
+                    bytes += string(key_type) + string(public);
+                }
+            }
+        }
+        bytes
+    }
+
+    pub fn stats(s: &StatsReport) -> usize {
+        let mut bytes = size_of::<StatsReport>() + ALLOC + text(&s.error);
+        bytes += text(&s.host.name);
+        if let Some(rows) = &s.containers {
+            bytes += rows.capacity() * size_of::<ContainerRow>() + ALLOC;
+            for r in rows {
+                bytes += text(&r.name) + text(&r.state);
+            }
+        }
+        bytes += s.nodes.0.capacity() * size_of::<(String, NodeReport)>() + ALLOC;
+        for (name, n) in s.nodes.iter() {
+            bytes += string(name) + node(n);
+        }
+        bytes
+    }
+}
+
+/// The hub keeps one report per agent, for up to 5,000 agents: decoded, a
+/// typical host's (a validator whose keystore holds two sets of four keys,
+/// and a stopped spare) must not cost more than the text it replaced (one
+/// `Arc<str>`). [`STATS`], with a node of each odd shape and short keys,
+/// is printed for comparison.
+#[test]
+fn a_kept_report_costs_no_more_than_its_text() {
+    let mut v: serde_json::Value = serde_json::from_str(STATS).unwrap();
+    let keys: Vec<_> = (0..8)
+        .map(|n| {
+            let key_type = ["gran", "babe", "imon", "audi"][n % 4];
+            json!({"type": key_type, "public": format!("0x{n:064x}")})
+        })
+        .collect();
+    let data = &mut v["data"];
+    data["containers"].as_array_mut().unwrap().truncate(2);
+    let nodes = data["nodes"].as_object_mut().unwrap();
+    nodes.retain(|name, _| name == "3node0" || name == "3node1");
+    nodes["3node0"]["keystore"] = json!(keys);
+    nodes["3node0"]["peer_id"] = json!("12D3KooWSR7M5PQpGFDjBouNVWqqtGaNCjhsc6eWQ72nHyxCvJtm");
+    nodes["3node1"]["keystore"] = json!(keys);
+    let typical = v.to_string();
+    let measure = |frame: &str| {
+        let Message::Stats(stats) = Message::parse(frame).unwrap() else {
+            panic!("not stats");
+        };
+        (frame.len() + ALLOC_TEXT, footprint::stats(&stats))
+    };
+    let (text, typed) = measure(STATS);
+    eprintln!("kept stats, odd shapes: text {text} bytes, typed {typed} bytes");
+    let (text, typed) = measure(&typical);
+    eprintln!("kept stats, typical host: text {text} bytes, typed {typed} bytes");
+    assert!(typed <= text, "typed {typed} > text {text}");
+}
+
+/// An `Arc<str>`'s one allocation: its two counts, and the allocator's 16.
+const ALLOC_TEXT: usize = 32;

@@ -51,11 +51,8 @@ pub(super) fn keystore_duplicates(
         let Some(listing) = &node.keystore else {
             continue;
         };
-        let keys = checked_keys(
-            listing
-                .iter()
-                .map(|k| (k.key_type.as_str(), k.public.as_str())),
-        );
+        let listed: Vec<_> = listing.iter().map(|k| (k.key_type(), k.public())).collect();
+        let keys = checked_keys(listed.iter().map(|(t, k)| (*t, k.as_ref())));
         if listing.len() > MAX_KEYSTORE_ENTRIES {
             crate::log::warn(&format!(
                 "{agent}/{container} listed {} keystore entries; the duplicate-key guard \

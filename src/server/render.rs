@@ -300,7 +300,7 @@ pub fn nodes(reports: &[NodeReports<'_>]) -> String {
                 .filter(|_| (report.announced)(name));
             let read = n.map(NodeReport::read);
             let p = report.summary.and_then(|s| s.check(name));
-            let chain_keys = p.and_then(|p| p.chain_keys.as_ref());
+            let chain_keys = p.and_then(|p| p.chain_keys.as_deref());
             let mut notes = Vec::new();
             if let Some(warning) = chain_keys.and_then(|k| k.warning.as_deref()) {
                 notes.push(format!("!!! {warning}"));

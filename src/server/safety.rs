@@ -133,7 +133,7 @@ fn listed_keys(node: &NodeReport) -> Option<Vec<(String, String)>> {
     let list = node.keystore.as_ref()?;
     Some(
         list.iter()
-            .map(|k| (k.key_type.clone(), k.public.clone()))
+            .map(|k| (k.key_type().to_string(), k.public().into_owned()))
             .collect(),
     )
 }

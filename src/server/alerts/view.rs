@@ -351,12 +351,13 @@ fn duplicates_from_listings(
         };
         for (container, node) in stats.nodes.iter().take(MAX_CONTAINERS) {
             for key in node.keystore.iter().flatten().take(64) {
-                if key.public.len() > 130 {
+                let public = key.public();
+                if public.len() > 130 {
                     continue;
                 }
                 by_key
-                    .entry(key.public.to_ascii_lowercase())
-                    .or_insert_with(|| (key.key_type.clone(), Default::default()))
+                    .entry(public.to_ascii_lowercase())
+                    .or_insert_with(|| (key.key_type().to_string(), Default::default()))
                     .1
                     .insert((agent.clone(), container.clone()));
             }
