@@ -144,6 +144,7 @@ pub fn spawn(agent: Arc<Agent>) {
         .expect("spawn summary thread");
 }
 
+#[derive(Default)]
 struct NodeView {
     synced: bool,
     status: NodeStatus,
@@ -177,15 +178,7 @@ pub fn stash_and_era(agent: &Agent, inspect: &ContainerInspect) -> (Option<Strin
 }
 
 fn view(agent: &Agent, inspect: &ContainerInspect, count_payouts: bool) -> NodeView {
-    let mut v = NodeView {
-        synced: false,
-        status: NodeStatus::default(),
-        stash: None,
-        active_era: None,
-        unclaimed: None,
-        chain_keys: None,
-        error: None,
-    };
+    let mut v = NodeView::default();
     let result = (|| -> Result<(), String> {
         let rpc =
             super::node::rpc_for(agent, &inspect.name, Some(inspect)).map_err(|e| e.to_string())?;
@@ -434,13 +427,8 @@ mod tests {
             r#"{"chain_keys":{"epoch_authorship":{"total":3},"session_index":7,"warning":null},"current_era":512,"error":null,"oldest_expires_in_eras":3,"synced":true,"unclaimed_eras":[{"era":430,"expires_at_era":515,"page_count":1,"pages":[0]}],"unclaimed_payouts":1,"validator_account":"5Grw"}"#
         );
         v = NodeView {
-            synced: false,
-            status: NodeStatus::default(),
-            stash: None,
-            active_era: None,
-            unclaimed: None,
-            chain_keys: None,
             error: Some("rpc down".into()),
+            ..NodeView::default()
         };
         assert_eq!(
             serde_json::to_value(node_check(&v)).unwrap().to_string(),
