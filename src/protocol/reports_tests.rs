@@ -352,6 +352,29 @@ mod footprint {
         bytes
     }
 
+    pub fn summary(s: &SummaryReport) -> usize {
+        let mut bytes = size_of::<SummaryReport>() + ALLOC;
+        let Some(info) = &s.payout_info else {
+            return bytes;
+        };
+        let checks = &info.payout_checks.0;
+        bytes += checks.capacity() * size_of::<(String, PayoutCheck)>() + ALLOC;
+        for (name, c) in checks {
+            bytes += string(name) + text(&c.validator_account) + text(&c.error);
+            if let Some(eras) = &c.unclaimed_eras {
+                bytes += eras.capacity() * size_of::<crate::chain::UnclaimedEra>() + ALLOC;
+                bytes += eras
+                    .iter()
+                    .map(|e| e.pages.capacity() * 4 + ALLOC)
+                    .sum::<usize>();
+            }
+            if let Some(k) = &c.chain_keys {
+                bytes += size_of::<ChainKeys>() + ALLOC + text(&k.warning);
+            }
+        }
+        bytes
+    }
+
     pub fn stats(s: &StatsReport) -> usize {
         let mut bytes = size_of::<StatsReport>() + ALLOC + text(&s.error);
         bytes += text(&s.host.name);
@@ -402,6 +425,26 @@ fn a_kept_report_costs_no_more_than_its_text() {
     let (text, typed) = measure(&typical);
     eprintln!("kept stats, typical host: text {text} bytes, typed {typed} bytes");
     assert!(typed <= text, "typed {typed} > text {text}");
+    // A validator's `chain_keys` names its next and queued keys (four
+    // each); the short ones of SUMMARY are printed for comparison.
+    let set: serde_json::Map<_, _> = ["gran", "babe", "imon", "audi"]
+        .iter()
+        .map(|t| (t.to_string(), json!(format!("0x{:064x}", t.len()))))
+        .collect();
+    let mut v: serde_json::Value = serde_json::from_str(SUMMARY).unwrap();
+    let keys = &mut v["data"]["payout_info"]["payout_checks"]["3node0"]["chain_keys"];
+    keys["next_keys"] = json!(set);
+    keys["queued_keys"] = json!(set);
+    for frame in [SUMMARY, &v.to_string()] {
+        let Message::Summary(summary) = Message::parse(frame).unwrap() else {
+            panic!("not summary");
+        };
+        let (text, typed) = (frame.len() + ALLOC_TEXT, footprint::summary(&summary));
+        eprintln!("kept summary: text {text} bytes, typed {typed} bytes");
+        if frame != SUMMARY {
+            assert!(typed <= text, "typed {typed} > text {text}");
+        }
+    }
 }
 
 /// An `Arc<str>`'s one allocation: its two counts, and the allocator's 16.
