@@ -694,3 +694,6 @@ pub fn from_raw(socket: TcpStream, role: Role, max_message_bytes: usize) -> io::
         queue: OnceLock::new(),
     })
 }
+
+#[cfg(test)]
+mod tests;
