@@ -1,6 +1,10 @@
 //! `Connection` over real loopback sockets: the upgrade and its
 //! authorization, frames both ways, the size limit, and the handshake
 //! deadline. TLS and mTLS run end to end in tests/it/tls.rs.
+#![allow(
+    clippy::result_large_err,
+    reason = "tungstenite's callback type fixes the size of the error response"
+)]
 use super::*;
 use std::net::TcpListener;
 use std::thread;
