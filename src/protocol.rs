@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+pub mod events;
+
 pub const PROTOCOL_VERSION: u64 = 1;
 /// Default limit on a message's payload after reassembly; exactly this passes.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;

@@ -167,3 +167,41 @@ pub fn pick_up_dropped_events(agent: &Agent) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_is_reported_byte_for_byte() {
+        let report = BackupReport {
+            container: "3node0".into(),
+            file_name: "3node0-keys-20250108-1430.tar.gz".into(),
+            path: PathBuf::from("/backups/3node0-keys-20250108-1430.tar.gz"),
+            bytes: 10240,
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            entries: vec![
+                "keystore/".into(),
+                format!("keystore/6772616e{}", "22".repeat(32)),
+                format!("keystore/62616265{}aa", "11".repeat(31)),
+                "network/".into(),
+                "keystore/not-a-key".into(),
+            ],
+            keystore_files: 2,
+            network_files: 0,
+            chain: crate::backup::ChainDir {
+                base_path: "/data".into(),
+                chain_id: "local".into(),
+            },
+            was_running: true,
+            stopped_ms: Some(5),
+            deleted: vec![],
+            warnings: vec![],
+        };
+        let event = backup_event(&report, 3);
+        let timestamp = event.data["timestamp"].as_i64().unwrap();
+        let expected = crate::protocol::events::tests::BACKUP_COMPLETE
+            .replace("1733312345678", &timestamp.to_string());
+        assert_eq!(crate::protocol::Message::Event(event).to_json(), expected);
+    }
+}

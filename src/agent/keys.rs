@@ -82,22 +82,37 @@ pub fn rotate_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
         ),
     })?;
     remember_keys(agent, container, &session_key);
-    let keys = keys_json(&keys);
-    let timestamp = now_ms();
-    let event_id = format!("key-{container}-{timestamp}-{}", agent.next_event_seq());
+    agent.raise(key_update_event(
+        container,
+        &session_key,
+        &keys,
+        now_ms(),
+        agent.next_event_seq(),
+    ));
+    Ok(json!({ "session_key": session_key, "keys": keys_json(&keys) }))
+}
+
+/// The `key_update` event for a rotation of `container`'s keys.
+fn key_update_event(
+    container: &str,
+    session_key: &str,
+    keys: &SessionKeys,
+    timestamp: i64,
+    seq: u64,
+) -> Event {
+    let event_id = format!("key-{container}-{timestamp}-{seq}");
     let mut data = Map::new();
     data.insert("event_id".into(), json!(event_id));
     data.insert("container".into(), json!(container));
     data.insert("session_key".into(), json!(session_key));
-    data.insert("keys".into(), Value::Object(keys.clone()));
+    data.insert("keys".into(), Value::Object(keys_json(keys)));
     data.insert("action".into(), json!("rotate_keys"));
     data.insert("timestamp".into(), json!(timestamp));
-    agent.raise(Event {
+    Event {
         kind: EventKind::KeyUpdate,
         event_id,
         data,
-    });
-    Ok(json!({ "session_key": session_key, "keys": keys }))
+    }
 }
 
 /// `session_keys` as given, else the container's last known keys.
@@ -507,4 +522,25 @@ pub fn find_validator(
         "chain_keys": chain_keys,
         "note": "these keys are registered to this stash",
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_is_reported_byte_for_byte() {
+        let session_key = format!(
+            "0x{}{}{}",
+            "11".repeat(32),
+            "22".repeat(32),
+            "33".repeat(32)
+        );
+        let keys = chain::split_session_keys(&session_key).unwrap();
+        let event = key_update_event("3node0", &session_key, &keys, 1733312345678, 7);
+        assert_eq!(
+            crate::protocol::Message::Event(event).to_json(),
+            crate::protocol::events::tests::KEY_UPDATE
+        );
+    }
 }

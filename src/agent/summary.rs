@@ -87,6 +87,20 @@ pub fn changes(era: u32, before: &WatchState, now: &BTreeMap<String, NodeStatus>
     out
 }
 
+/// The durable event for `change`; its id is the node, the era and the
+/// kind, so a change raised twice is one event.
+fn validator_event(era: u32, change: Change, timestamp: i64) -> Event {
+    let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
+    let mut data = change.data;
+    data.insert("event_id".into(), json!(event_id));
+    data.insert("timestamp".into(), json!(timestamp));
+    Event {
+        kind: change.kind,
+        event_id,
+        data,
+    }
+}
+
 /// Record the status of each node read (without error, synced) in its own
 /// active era, and return the changes since the era it was last read in,
 /// each with its era. A node is compared once per era, the first time it can
@@ -289,15 +303,7 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
         .collect();
     let before = state.clone();
     for (era, change) in observe(state, read) {
-        let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
-        let mut data = change.data;
-        data.insert("event_id".into(), json!(event_id));
-        data.insert("timestamp".into(), json!(now_ms()));
-        agent.raise(Event {
-            kind: change.kind,
-            event_id,
-            data,
-        });
+        agent.raise(validator_event(era, change, now_ms()));
     }
     if *state != before
         && let Err(e) = crate::fsutil::write_json_atomic(&state_path(agent), state)
@@ -362,6 +368,39 @@ mod tests {
         assert_eq!(got[1].data["validator_account"], "5E");
         assert_eq!(got[2].data["previous_validator"], "5B");
         assert_eq!(got[0].data["era"], 11);
+    }
+
+    #[test]
+    fn validator_changes_are_reported_byte_for_byte() {
+        use crate::protocol::events::tests as wire;
+        let before = WatchState {
+            era: Some(10),
+            nodes: [("3node0".to_string(), status(Some("5A"), true))].into(),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                status(Some("5E"), true),
+                wire::VALIDATOR_CHANGED,
+                Some("5A"),
+            ),
+            (status(Some("5D"), true), wire::VALIDATOR_ACTIVATED, None),
+            (
+                status(Some("5B"), false),
+                wire::VALIDATOR_DEACTIVATED,
+                Some("5B"),
+            ),
+        ];
+        for (now, expected, previous) in cases {
+            let mut before = before.clone();
+            let old = before.nodes.get_mut("3node0").unwrap();
+            old.validator = previous.map(str::to_string);
+            old.active = previous.is_some();
+            let mut got = changes(11, &before, &[("3node0".to_string(), now)].into());
+            assert_eq!(got.len(), 1, "{expected}");
+            let event = validator_event(11, got.remove(0), 1733312345678);
+            assert_eq!(Message::Event(event).to_json(), expected);
+        }
     }
 
     fn kinds(got: &[(u32, Change)]) -> Vec<(u32, &str, EventKind)> {
