@@ -9,7 +9,7 @@
 //!   node's pruning window, so a lookup sees one consistent state.
 use super::Agent;
 use super::failure::Failure;
-use crate::chain::{self, AccountId32, KeyTypeId, SessionKeys, StorageReader};
+use crate::chain::{self, AccountId32, KeyTypeId, PublicKey, SessionKeys, StorageReader};
 use crate::docker::ContainerInspect;
 use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
 use crate::rpc::{RpcClient, RpcStorage};
@@ -59,7 +59,7 @@ fn keys_json(keys: &SessionKeys) -> Map<String, Value> {
         .map(|(t, k)| {
             (
                 t.to_string(),
-                Value::String(format!("0x{}", hex::encode(k))),
+                Value::String(PublicKey::from(*k).to_string()),
             )
         })
         .collect()
@@ -313,7 +313,7 @@ fn matched_keys(
         .map(|(t, k)| {
             (
                 t.to_string(),
-                Value::String(format!("0x{}", hex::encode(k))),
+                Value::String(PublicKey::from(*k).to_string()),
             )
         })
         .collect();

@@ -173,7 +173,7 @@ impl Agent {
     fn remember_keystore(&self, container: &str, keys: &[(crate::chain::KeyTypeId, [u8; 32])]) {
         let listed = keys
             .iter()
-            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .map(|(t, k)| (t.to_string(), crate::chain::PublicKey::from(*k).to_string()))
             .collect();
         lock(&self.keystores).insert(container.to_string(), listed);
     }

@@ -3,6 +3,7 @@
 use super::hub::Hub;
 use super::keyguard::Duplicate;
 use super::store::CommandRecord;
+use crate::chain::PublicKey;
 use crate::protocol::{CommandResponse, Event};
 use serde_json::Value;
 
@@ -18,10 +19,10 @@ fn is_key_type(t: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// A 32-byte public key as `0x` and 64 hex digits (either case).
+/// A 32-byte public key (sr25519 or ed25519, as session keys are), with or
+/// without `0x`, either case.
 fn is_public_key(k: &str) -> bool {
-    let hex = k.strip_prefix("0x").unwrap_or(k);
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    k.parse::<PublicKey>().is_ok_and(|k| k.len() == 32)
 }
 
 /// A libp2p peer id as a node prints it: base58, at most 128 characters.
@@ -85,7 +86,7 @@ impl Hub {
         let keys: Vec<(String, String)> = keys
             .public_keys()
             .iter()
-            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .map(|(t, k)| (t.to_string(), PublicKey::from(*k).to_string()))
             .collect();
         let found = self
             .keyguard
