@@ -263,7 +263,7 @@ impl EventKind {
             EventKind::ValidatorDeactivated => "validator_deactivated",
         }
     }
-    fn parse(s: &str) -> Option<EventKind> {
+    pub fn parse(s: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }

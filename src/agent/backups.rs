@@ -5,11 +5,12 @@
 use super::Agent;
 use super::failure::Failure;
 use crate::backup::{self, BackupReport, RestoreOptions};
-use crate::protocol::{Event, EventKind, now_ms};
-use serde_json::{Map, Value, json};
+use crate::chain::PublicKey;
+use crate::protocol::events::{BackupComplete, Payload};
+use crate::protocol::{Event, now_ms};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-/// The one mapping from backup errors to the wire's codes.
 /// Public keys a `backup_complete` event lists, at most.
 const MAX_EVENT_KEYS: usize = 512;
 
@@ -17,31 +18,26 @@ const MAX_EVENT_KEYS: usize = 512;
 pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
     let timestamp = now_ms();
     let event_id = format!("backup-{}-{timestamp}-{seq}", report.container);
-    let mut data = Map::new();
-    data.insert("event_id".into(), json!(event_id));
-    data.insert("container".into(), json!(report.container));
-    data.insert("backup_file".into(), json!(report.file_name));
-    data.insert("bytes".into(), json!(report.bytes));
-    data.insert("sha256".into(), json!(report.sha256));
     // The archive's public keys, so the server can refuse a restore that
     // would make two nodes sign with them (left out past a bound: the
     // server then refuses such a restore unless forced).
-    let keys: Vec<String> = report
+    let keys: Vec<PublicKey> = report
         .entries
         .iter()
         .filter_map(|e| e.strip_prefix("keystore/"))
         .filter_map(|name| crate::chain::parse_keystore_file_name(name).ok())
-        .map(|e| format!("0x{}", hex::encode(e.public_key)))
+        .filter_map(|e| PublicKey::try_from(e.public_key.as_slice()).ok())
         .collect();
-    if keys.len() <= MAX_EVENT_KEYS {
-        data.insert("keys".into(), json!(keys));
-    }
-    data.insert("timestamp".into(), json!(timestamp));
-    Event {
-        kind: EventKind::BackupComplete,
+    Payload::BackupComplete(BackupComplete {
         event_id,
-        data,
-    }
+        container: report.container.clone(),
+        backup_file: report.file_name.clone(),
+        bytes: report.bytes,
+        sha256: report.sha256.clone(),
+        keys: (keys.len() <= MAX_EVENT_KEYS).then_some(keys),
+        timestamp,
+    })
+    .into()
 }
 
 fn log_progress(container: &str) -> impl FnMut(&str) + '_ {

@@ -11,7 +11,8 @@ use super::Agent;
 use super::failure::Failure;
 use crate::chain::{self, AccountId32, KeyTypeId, PublicKey, SessionKeys, StorageReader};
 use crate::docker::ContainerInspect;
-use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
+use crate::protocol::events::{KeyUpdate, Payload};
+use crate::protocol::{ErrorCode, Event, now_ms};
 use crate::rpc::{RpcClient, RpcStorage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -53,16 +54,11 @@ fn split(session_keys: &str) -> Result<SessionKeys, Failure> {
     })
 }
 
-fn keys_json(keys: &SessionKeys) -> Map<String, Value> {
-    keys.public_keys()
-        .iter()
-        .map(|(t, k)| {
-            (
-                t.to_string(),
-                Value::String(PublicKey::from(*k).to_string()),
-            )
-        })
-        .collect()
+/// Each public key by its key type (`gran`, `babe`, `imon`).
+fn keys_by_type(keys: &SessionKeys) -> BTreeMap<String, PublicKey> {
+    (keys.public_keys())
+        .map(|(t, k)| (t.to_string(), PublicKey::from(k)))
+        .into()
 }
 
 fn client(agent: &Agent, container: &str) -> Result<RpcClient, Failure> {
@@ -89,7 +85,7 @@ pub fn rotate_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
         now_ms(),
         agent.next_event_seq(),
     ));
-    Ok(json!({ "session_key": session_key, "keys": keys_json(&keys) }))
+    Ok(json!({ "session_key": session_key, "keys": keys_by_type(&keys) }))
 }
 
 /// The `key_update` event for a rotation of `container`'s keys.
@@ -100,19 +96,15 @@ fn key_update_event(
     timestamp: i64,
     seq: u64,
 ) -> Event {
-    let event_id = format!("key-{container}-{timestamp}-{seq}");
-    let mut data = Map::new();
-    data.insert("event_id".into(), json!(event_id));
-    data.insert("container".into(), json!(container));
-    data.insert("session_key".into(), json!(session_key));
-    data.insert("keys".into(), Value::Object(keys_json(keys)));
-    data.insert("action".into(), json!("rotate_keys"));
-    data.insert("timestamp".into(), json!(timestamp));
-    Event {
-        kind: EventKind::KeyUpdate,
-        event_id,
-        data,
-    }
+    Payload::KeyUpdate(KeyUpdate {
+        event_id: format!("key-{container}-{timestamp}-{seq}"),
+        container: container.to_string(),
+        session_key: session_key.to_string(),
+        keys: Some(keys_by_type(keys)),
+        action: "rotate_keys".into(),
+        timestamp,
+    })
+    .into()
 }
 
 /// `session_keys` as given, else the container's last known keys.
@@ -175,7 +167,7 @@ pub fn check_keys(
                      rotate_to_check=true to make new ones (that changes the node's keys)"
                 ),
             })?;
-            keys_pairs(&Value::Object(keys_json(&split(&known)?)))
+            keys_pairs(&json!(keys_by_type(&split(&known)?)))
         }
     };
     let rpc = client(agent, container)?;
@@ -369,7 +361,7 @@ pub fn chain_keys_report(
     ]);
     let read = key_check::read_chain_keys(storage, stash).map_err(|e| e.to_string())?;
     let finalized = storage.block_number().map_err(|e| e.to_string())?;
-    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
+    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| json!(keys_by_type(k)));
     let mut report = json!({
         "session_index": read.session_index,
         "next_keys": keys_hex(&read.next_keys),

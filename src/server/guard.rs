@@ -4,7 +4,8 @@ use super::hub::Hub;
 use super::keyguard::Duplicate;
 use super::store::CommandRecord;
 use crate::chain::PublicKey;
-use crate::protocol::{CommandResponse, Event};
+use crate::protocol::CommandResponse;
+use crate::protocol::events::KeyUpdate;
 use serde_json::Value;
 
 /// Keystore entries taken from one node's listing, at most. A keystore
@@ -41,23 +42,14 @@ fn checked_keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(Str
 
 impl Hub {
     /// Feed a rotation's keys to the duplicate-key guard.
-    pub(super) fn guard_key_update(&mut self, agent: &str, event: &Event) {
-        let container = event
-            .data
-            .get("container")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let listed = event.data.get("keys").and_then(Value::as_object);
-        let keys = checked_keys(
-            listed
-                .into_iter()
-                .flatten()
-                .filter_map(|(t, v)| Some((t.as_str(), v.as_str()?))),
-        );
+    pub(super) fn guard_key_update(&mut self, agent: &str, update: &KeyUpdate) {
+        let listed: Vec<(&str, String)> = (update.keys.iter().flatten())
+            .map(|(t, k)| (t.as_str(), k.to_string()))
+            .collect();
+        let keys = checked_keys(listed.iter().map(|(t, k)| (*t, k.as_str())));
         let found = self
             .keyguard
-            .observe(&(agent.to_string(), container), &keys);
+            .observe(&(agent.to_string(), update.container.clone()), &keys);
         self.raise_duplicates(found);
     }
 
