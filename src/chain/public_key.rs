@@ -59,6 +59,20 @@ impl PublicKey {
     }
 }
 
+/// Text that should be a public key, in the one format when it is one, and
+/// compared as the same text in any case otherwise: trimmed, lowercase,
+/// "0x" in front. For listings that reach the server unchecked (a node's
+/// keystore in `stats`, an archive's keys), so that no spelling of a key
+/// hides it from the double-sign checks.
+pub fn key_text(text: &str) -> String {
+    let text = text.trim().to_ascii_lowercase();
+    if text.starts_with("0x") {
+        text
+    } else {
+        format!("0x{text}")
+    }
+}
+
 impl From<[u8; 32]> for PublicKey {
     fn from(bytes: [u8; 32]) -> PublicKey {
         PublicKey(bytes.to_vec())
@@ -164,5 +178,18 @@ mod tests {
         }
         assert!(serde_json::from_str::<PublicKey>("\"0xzz\"").is_err());
         assert!(PublicKey::try_from(&[][..]).is_err());
+    }
+
+    #[test]
+    fn key_text_is_the_one_format_for_keys_and_stable_for_anything_else() {
+        let key = PublicKey::from([0xab; 32]).to_string();
+        for text in [
+            key.clone(),
+            key.to_uppercase().replacen("0X", "0x", 1),
+            format!(" {} ", &key[2..]),
+        ] {
+            assert_eq!(key_text(&text), key, "{text:?}");
+        }
+        assert_eq!(key_text("0xZZ"), key_text("zz"));
     }
 }
