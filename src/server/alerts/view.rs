@@ -198,7 +198,7 @@ impl AgentFacts {
     /// A durable event: backups and validator changes (key updates are
     /// the duplicate-key guard's business).
     pub fn on_event(&mut self, payload: &Payload) {
-        let (node, active, change) = match payload {
+        let (event, active, change) = match payload {
             Payload::KeyUpdate(_) => return,
             Payload::BackupComplete(backup) => {
                 return self.on_backup(&backup.container, backup.timestamp);
@@ -216,12 +216,12 @@ impl AgentFacts {
                 }),
             ),
         };
-        let Some(c) = self.container(&node.node) else {
+        let Some(c) = self.container(&event.node) else {
             return;
         };
         c.validator_active = Some(active);
         if active {
-            c.validator_account = node.validator_account.clone();
+            c.validator_account = event.validator_account.clone();
         }
         if change.is_some() {
             c.validator_changed = change;
