@@ -268,7 +268,8 @@ fn execute(
         }
         Params::Status => status(agent, &targets),
         Params::Exec { argv, .. } => {
-            let output = docker.exec(&targets[0], &argv, agent.config.docker.timeout())?;
+            let output =
+                docker.exec_with_deadline(&targets[0], &argv, agent.config.docker.timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
                 "stdout": keep_head(&output.stdout, MAX_RESULT_TEXT / 2),

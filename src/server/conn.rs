@@ -197,8 +197,10 @@ fn refuse(conn: &Connection, code: ErrorCode, why: &str) {
     conn.close(close_code::POLICY, why);
 }
 
-// tungstenite's callback type fixes the size of the error response.
-#[allow(clippy::result_large_err)]
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's callback type fixes the size of the error response"
+)]
 fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
     let peer = socket
         .peer_addr()

@@ -332,7 +332,7 @@ impl Hub {
                 target: record.target.clone(),
                 params: record.params.clone(),
                 timestamp: record.issued_ms,
-                signatures: self.safety.signing.signatures_of(&record.id),
+                signatures: record.signatures.clone(),
             };
             let _ = session.send(&Message::Command(request));
         }

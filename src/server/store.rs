@@ -49,6 +49,10 @@ pub struct CommandRecord {
     pub issued_ms: i64,
     /// Who issued it: `stdin` or the control socket.
     pub by: String,
+    /// Operator signatures it was sent with, kept with the record so a
+    /// resend after a reconnect or a server restart carries them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::operator_keys::CommandSignature>,
     #[serde(skip)]
     pub outcome: Option<Outcome>,
     /// The last non-terminal status the agent reported.
@@ -429,6 +433,7 @@ mod tests {
             params: Map::new(),
             issued_ms: now_ms(),
             by: "stdin".into(),
+            signatures: Vec::new(),
             outcome: None,
             progress: None,
         }
@@ -551,6 +556,35 @@ mod tests {
             kept.contains(r#""extra":true"#) && kept.contains(r#""bytes":"ten""#),
             "{kept}"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unfinished_command_keeps_its_signatures_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("warden-store-sig-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let mut batch = Batch::default();
+        let mut signed = record("c1", "host1");
+        signed.signatures = vec![crate::operator_keys::CommandSignature {
+            key: format!("0x{}", "ab".repeat(32)),
+            sig: format!("0x{}", "cd".repeat(64)),
+        }];
+        store.record_issued(vec![signed.clone(), record("c2", "host1")], &mut batch);
+        commit(&dir, batch);
+        drop(store);
+
+        let history = std::fs::read_to_string(dir.join("commands.jsonl")).unwrap();
+        assert_eq!(
+            history.matches("\"signatures\"").count(),
+            1,
+            "an unsigned record is written as before: {history}"
+        );
+        let store = Store::open(&dir).unwrap();
+        let unfinished = store.unfinished("host1", 0);
+        assert_eq!(unfinished.len(), 2);
+        assert_eq!(unfinished[0].signatures, signed.signatures);
+        assert!(unfinished[1].signatures.is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
