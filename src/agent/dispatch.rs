@@ -52,6 +52,13 @@ pub fn deadline_of(agent: &Agent, request: &CommandRequest) -> Duration {
             .payout()
             .map(|p| base.max(p.timeout() + Duration::from_secs(60)))
             .unwrap_or(base),
+        // Past a long docker timeout: the deadline inside the container
+        // fires first, so the program is killed where it runs.
+        CommandName::Exec => base.max(
+            agent.config.docker.timeout()
+                + crate::docker::EXEC_CLIENT_GRACE
+                + Duration::from_secs(10),
+        ),
         _ => base,
     }
 }

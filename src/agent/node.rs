@@ -293,7 +293,7 @@ fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) ->
     let failed = |e: RpcError, read: Option<NodeRead>| NodeReport {
         read: read.map(Box::new),
         rpc_error: Some(e.to_string()),
-        rpc_code: Some(e.wire_code().to_string()),
+        rpc_code: Some(e.code().as_str().to_string()),
         ..NodeReport::default()
     };
     if let Some(url) = metrics::metrics_url_from_inspect(inspect)

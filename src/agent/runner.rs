@@ -136,9 +136,9 @@ fn execute(
     request: &CommandRequest,
     claimed: Option<super::BusyGuard>,
 ) -> Result<Value, Failure> {
-    let command = CommandName::from_str(&request.command).map_err(|_| {
+    let command = CommandName::from_str(&request.command).map_err(|e| {
         Failure::new(
-            ErrorCode::UnknownCommand,
+            e.code(),
             format!(
                 "unknown command {:?} (see `help` on the server)",
                 request.command
@@ -156,7 +156,7 @@ fn execute(
         ));
     }
     let params = commands::validate_params(command, &request.params)
-        .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
+        .map_err(|e| Failure::new(e.code(), e.to_string()))?;
     check_signatures(agent, request, command, &params)?;
     let exec_argv = match &params {
         Params::Exec { argv, .. } => Some(argv.as_slice()),
@@ -268,7 +268,8 @@ fn execute(
         }
         Params::Status => status(agent, &targets),
         Params::Exec { argv, .. } => {
-            let output = docker.exec(&targets[0], &argv, agent.config.docker.timeout())?;
+            let output =
+                docker.exec_with_deadline(&targets[0], &argv, agent.config.docker.timeout())?;
             Ok(json!({
                 "exit_code": output.exit_code,
                 "stdout": keep_head(&output.stdout, MAX_RESULT_TEXT / 2),
@@ -356,8 +357,7 @@ fn resolve_targets(
         }
         return Ok(managed);
     }
-    crate::docker::validate_container_name(target)
-        .map_err(|e| Failure::new(ErrorCode::UnknownTarget, e.to_string()))?;
+    crate::docker::validate_container_name(target)?;
     if !agent.config.policy.manages(target) {
         return Err(Failure::new(
             ErrorCode::UnknownTarget,

@@ -33,6 +33,7 @@
 mod args;
 mod error;
 mod events;
+mod exec;
 mod parse;
 
 use std::ffi::OsString;
@@ -48,6 +49,7 @@ pub use error::DockerError;
 pub use events::{
     ACTIONS as EVENT_ACTIONS, ContainerEvent, EventLine, EventStream, events_args, parse_event,
 };
+pub use exec::CLIENT_GRACE as EXEC_CLIENT_GRACE;
 pub use parse::{
     ContainerConfig, ContainerInspect, ContainerState, ContainerStats, ContainerSummary,
     HostConfig, Mount, parse_docker_time, parse_inspect, parse_percent, parse_ps, parse_size,
@@ -259,7 +261,7 @@ impl Docker {
     /// On timeout the `docker exec` client is killed, but the program it started
     /// inside the container is not: Docker has no way to stop an exec'd process
     /// short of stopping the container. Give programs their own time limit
-    /// (`curl --max-time`) when that matters.
+    /// (`curl --max-time`), or use [`Docker::exec_with_deadline`].
     pub fn exec(
         &self,
         name: &str,

@@ -107,7 +107,7 @@ fn from_inspect_follows_the_network_and_the_rpc_port() {
     for bad in ["abc", "0", "70000", ""] {
         let broken = inspected("3node2", "host", &["--rpc-port", bad]);
         let error = Endpoint::from_inspect(&broken).unwrap_err();
-        assert_eq!(error.wire_code(), "unavailable");
+        assert_eq!(error.code().as_str(), "unavailable");
         assert!(error.to_string().contains("--rpc-port"), "{error}");
     }
 }
@@ -135,7 +135,7 @@ fn resolve_order_is_override_then_inspect_then_name() {
         configured
     );
     let error = Endpoint::resolve("alice", &rule, None).unwrap_err();
-    assert_eq!(error.wire_code(), "unavailable");
+    assert_eq!(error.code().as_str(), "unavailable");
     assert!(error.to_string().contains("alice"), "{error}");
 }
 
@@ -252,7 +252,7 @@ fn unsafe_calls_never_leave_for_a_non_loopback_address() {
             }
         );
         assert!(started.elapsed() < Duration::from_millis(100));
-        assert_eq!(error.wire_code(), "not_permitted");
+        assert_eq!(error.code().as_str(), "not_permitted");
     }
     assert!(matches!(
         client.author_has_key("0x00", "gran"),
@@ -328,7 +328,7 @@ fn exec_outcomes() {
         exec(Ok(exec_output(0, "a\nb\n\n403", ""))),
         Ok((403, "a\nb\n".to_owned()))
     );
-    let wire = |outcome| exec(outcome).map_err(|e: RpcError| e.wire_code());
+    let wire = |outcome| exec(outcome).map_err(|e: RpcError| e.code().as_str());
     assert_eq!(
         wire(Ok(exec_output(
             7,
@@ -389,7 +389,7 @@ fn exec_outcomes() {
         detail: "executable file not found in $PATH".into(),
     }))
     .unwrap_err();
-    assert_eq!(no_curl.wire_code(), "unavailable");
+    assert_eq!(no_curl.code().as_str(), "unavailable");
     assert!(no_curl.to_string().contains("needs curl"), "{no_curl}");
     let mut truncated = exec_output(0, "{\n200", "");
     truncated.truncated = true;
@@ -414,7 +414,7 @@ fn exec_failure_of_the_docker_client_itself_is_unavailable() {
         stderr: String::new(),
     }))
     .unwrap_err();
-    assert_eq!(error.wire_code(), "unavailable");
+    assert_eq!(error.code().as_str(), "unavailable");
 }
 
 // ---- replies ----
@@ -502,7 +502,7 @@ fn replies_map_to_results_and_errors() {
             matches!(error, RpcError::Protocol { .. }),
             "{body:?}: {error:?}"
         );
-        assert_eq!(error.wire_code(), "internal");
+        assert_eq!(error.code().as_str(), "internal");
     }
     let error = reply(415, "Supplied content type is not allowed").unwrap_err();
     assert!(matches!(error, RpcError::Http { status: 415, .. }));
@@ -586,7 +586,7 @@ fn error_messages_name_method_endpoint_and_remedy() {
     ];
     for (error, wire, fragments) in cases {
         let text = error.to_string();
-        assert_eq!(error.wire_code(), wire, "{text}");
+        assert_eq!(error.code().as_str(), wire, "{text}");
         assert!(
             text.starts_with(|c: char| !c.is_uppercase()),
             "not lowercase: {text}"
@@ -823,7 +823,7 @@ fn a_body_that_stalls_times_out_within_the_bound() {
     let client = RpcClient::new(Endpoint::Http { url: server.url() }, timeout);
     let started = Instant::now();
     let error = client.system_version().unwrap_err();
-    assert_eq!(error.wire_code(), "timeout", "{error:?}");
+    assert_eq!(error.code().as_str(), "timeout", "{error:?}");
     assert!(started.elapsed() < timeout + Duration::from_millis(500));
 }
 
@@ -880,7 +880,7 @@ fn a_closed_port_is_unavailable_at_once() {
     assert!(text.contains("check that the node runs"), "{text}");
     // An unsafe call to loopback is sent, and fails the same way.
     assert_eq!(
-        client.author_rotate_keys().unwrap_err().wire_code(),
+        client.author_rotate_keys().unwrap_err().code().as_str(),
         "unavailable"
     );
 }

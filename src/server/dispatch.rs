@@ -334,6 +334,7 @@ impl Hub {
                     .issued_by
                     .unwrap_or(if self.reply.is_some() { "ctl" } else { "stdin" })
                     .into(),
+                signatures: r.signatures.clone(),
                 outcome: None,
                 progress: None,
             })
@@ -357,9 +358,6 @@ impl Hub {
             }
         }
         let ids: Vec<String> = requests.iter().map(|(_, r)| r.id.clone()).collect();
-        for (_, r) in &requests {
-            self.safety.signing.remember(r);
-        }
         // Queued per agent once on disk: a stuck agent holds back nobody.
         let mut sends = Vec::with_capacity(requests.len());
         for (agent, request) in requests {

@@ -38,42 +38,11 @@ pub struct Held {
     since: Instant,
 }
 
-/// Signed commands sent whose signatures are remembered for a resend after
-/// a reconnect, at most (the newest are kept).
-pub const MAX_REMEMBERED: usize = 4096;
-
 /// The server's operator key (stdin) and the commands held for signatures.
 #[derive(Default)]
 pub struct Signing {
     pub key: Option<ring::signature::Ed25519KeyPair>,
     held: BTreeMap<String, Held>,
-    /// Signatures of commands sent, by id, oldest first: a command resent
-    /// after a reconnect carries them again (lost on a server restart).
-    sent: std::collections::VecDeque<(String, Vec<CommandSignature>)>,
-}
-
-impl Signing {
-    /// Remember what `request` was sent with.
-    pub fn remember(&mut self, request: &CommandRequest) {
-        if request.signatures.is_empty() {
-            return;
-        }
-        self.sent
-            .push_back((request.id.clone(), request.signatures.clone()));
-        while self.sent.len() > MAX_REMEMBERED {
-            self.sent.pop_front();
-        }
-    }
-
-    /// The signatures command `id` was sent with, if remembered.
-    pub fn signatures_of(&self, id: &str) -> Vec<CommandSignature> {
-        self.sent
-            .iter()
-            .rev()
-            .find(|(i, _)| i == id)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_default()
-    }
 }
 
 fn payload(agent: &str, r: &CommandRequest) -> Vec<u8> {
@@ -332,20 +301,6 @@ mod tests {
                 Vec::new()
             },
         }
-    }
-
-    #[test]
-    fn a_resend_carries_the_signatures_it_was_sent_with_within_a_bound() {
-        let mut s = Signing::default();
-        s.remember(&request("unsigned", false));
-        assert!(s.signatures_of("unsigned").is_empty());
-        for n in 0..MAX_REMEMBERED + 10 {
-            s.remember(&request(&format!("c{n}"), true));
-        }
-        assert_eq!(s.sent.len(), MAX_REMEMBERED);
-        assert!(s.signatures_of("c0").is_empty(), "the oldest are forgotten");
-        let last = format!("c{}", MAX_REMEMBERED + 9);
-        assert_eq!(s.signatures_of(&last)[0].key, format!("0x{last}"));
     }
 
     #[test]

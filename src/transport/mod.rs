@@ -543,10 +543,12 @@ fn drive_handshake<R: tungstenite::handshake::HandshakeRole<InternalStream = Pip
     }
 }
 
-// tungstenite's callback type fixes the size of the error response.
-#[allow(clippy::result_large_err)]
 /// Accept one WebSocket upgrade on `socket`. `authorize` sees the request and
 /// either accepts it (its value is returned) or answers with an HTTP error.
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's callback type fixes the size of the error response"
+)]
 pub fn accept<T>(
     socket: TcpStream,
     tls: Option<&Arc<rustls::ServerConfig>>,
@@ -692,3 +694,6 @@ pub fn from_raw(socket: TcpStream, role: Role, max_message_bytes: usize) -> io::
         queue: OnceLock::new(),
     })
 }
+
+#[cfg(test)]
+mod tests;

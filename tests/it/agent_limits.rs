@@ -332,3 +332,51 @@ fn a_container_id_prefix_is_not_a_target() {
     send(&mut ws, command("ip2", "status", &n0.name, json!({})));
     assert_eq!(response_to(&mut ws, "ip2")["status"], "completed");
 }
+
+/// An exec'd program past its deadline is killed inside the container, not
+/// only its `docker exec` client (which would leave it running there, one
+/// more with every command).
+#[test]
+fn an_exec_past_its_deadline_is_killed_inside_the_container() {
+    let dir = TempDir::new("ah-exec-deadline");
+    let server = RawServer::new();
+    let node = Node::start("agent-hardening-exec");
+    let name = node.name.clone();
+    let mut config = config_for(
+        &[&name],
+        json!({"allow": ["exec"], "exec": {"programs": [{"program": "sleep", "args": ["37"]}]}}),
+    );
+    config["docker"]["timeout_s"] = json!(2);
+    let _agent = AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    );
+    let (mut ws, _) = server.accept();
+    send(
+        &mut ws,
+        command("ex1", "exec", &name, json!({"command": "sleep 37"})),
+    );
+    let r = response_to(&mut ws, "ex1");
+    assert_eq!(
+        (r["status"].as_str(), r["code"].as_str()),
+        (Some("failed"), Some("timeout")),
+        "{r}"
+    );
+    let sleeping = || {
+        let top = docker(&["top", &name, "-o", "pid,args"]);
+        assert!(top.status.success(), "{top:?}");
+        String::from_utf8_lossy(&top.stdout).contains("sleep 37")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sleeping() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`sleep 37` still runs in {name} after its deadline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

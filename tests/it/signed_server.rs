@@ -148,3 +148,49 @@ fn two_of_three_through_the_server_runs_and_one_untrusted_or_moved_does_not() {
     );
     assert_eq!(n1.state(), "running");
 }
+
+/// A signed command the agent never answered is sent again when the agent
+/// comes back, also after a server restart, with the signatures it was first
+/// sent with: they live in the command's record, not in memory.
+#[test]
+fn a_resend_after_a_server_restart_carries_the_original_signatures() {
+    let dir = TempDir::new("server-safety-resend");
+    let (alice, _) = operator_key(&dir, "alice");
+    let data_dir = dir.join("data");
+    let alice_arg = alice.display().to_string();
+    let mut server = ServerProc::start(&data_dir, &["--operator-key", &alice_arg]);
+    let agent = unique("resend");
+    let token = token_add(&data_dir, &agent);
+    let connect = |server: &ServerProc| {
+        let mut ws = upgrade(&server.url(), Some(&token)).unwrap();
+        send(
+            &mut ws,
+            json!({"type": "hello", "data": {"agent_id": agent, "host_name": "h", "version": "t",
+                "protocol": 1, "containers": ["n0"], "commands": ["stop"]}}),
+        );
+        assert_eq!(recv_skip_pings(&mut ws)["type"], "welcome");
+        ws
+    };
+    let next_command = |ws: &mut ClientWs| loop {
+        let frame = recv_skip_pings(ws);
+        if frame["type"] == "command" {
+            return frame["data"].clone();
+        }
+    };
+
+    let mut ws = connect(&server);
+    let id = server.send(&format!("send {agent} stop n0"));
+    let first = next_command(&mut ws);
+    assert_eq!(first["id"], id.as_str());
+    let signatures = first["signatures"].clone();
+    assert_eq!(signatures.as_array().map(Vec::len), Some(1), "{first}");
+
+    // No answer; the server is killed and started again on the same data.
+    drop(ws);
+    server.restart();
+    let mut ws = connect(&server);
+    let again = next_command(&mut ws);
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["signatures"], signatures, "{again}");
+    assert_eq!(again["timestamp"], first["timestamp"]);
+}

@@ -233,7 +233,10 @@ fn policy_config_deserializes_inside_a_larger_config() {
     struct AgentConfig {
         #[serde(default)]
         policy: PolicyConfig,
-        #[allow(dead_code)]
+        #[allow(
+            dead_code,
+            reason = "present to show the policy parses inside a whole config"
+        )]
         data_dir: String,
     }
     let config: AgentConfig = serde_json::from_str(
