@@ -1,0 +1,189 @@
+//! Raw WebSocket peers speaking protocol 1: a test playing an agent to a
+//! real server, or a server to a real agent.
+use super::*;
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// A raw agent: the test speaks protocol 1 to a real server.
+pub type ClientWs = WebSocket<MaybeTlsStream<TcpStream>>;
+
+pub fn upgrade(url: &str, token: Option<&str>) -> Result<ClientWs, u16> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tungstenite::connect(request) {
+        Ok((ws, _)) => {
+            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+                s.set_read_timeout(Some(WAIT)).unwrap();
+            }
+            Ok(ws)
+        }
+        Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("upgrade failed unexpectedly: {e}"),
+    }
+}
+
+/// The next text frame from the server as JSON, skipping its pings.
+pub fn recv_skip_pings(ws: &mut ClientWs) -> Value {
+    loop {
+        match ws.read().expect("a frame") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "ping" {
+                    continue;
+                }
+                return v;
+            }
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A server played by the test: raw WebSocket frames to and from a real agent.
+pub struct RawServer {
+    pub listener: std::net::TcpListener,
+    pub token: String,
+}
+
+/// A raw server's side of the agent's connection.
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+impl RawServer {
+    pub fn new() -> RawServer {
+        RawServer {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            token: unique("tok"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/agent", self.listener.local_addr().unwrap())
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Accept the agent's next connection, check its token, read its hello
+    /// and welcome it.
+    pub fn accept(&self) -> (Ws, Value) {
+        self.accept_with_heartbeat(json!(30))
+    }
+
+    #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
+    /// Like [`RawServer::accept`], with `heartbeat_s` (any JSON) in the welcome.
+    pub fn accept_with_heartbeat(&self, heartbeat_s: Value) -> (Ws, Value) {
+        self.listener.set_nonblocking(false).unwrap();
+        let deadline = Instant::now() + WAIT;
+        let (stream, _) = loop {
+            self.listener.set_nonblocking(true).unwrap();
+            match self.listener.accept() {
+                Ok(s) => break s,
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "the agent never connected");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let expected = format!("Bearer {}", self.token);
+        let mut ws = tungstenite::accept_hdr(
+            stream,
+            |req: &tungstenite::handshake::server::Request, resp| {
+                assert_eq!(req.uri().path(), "/agent");
+                assert_eq!(
+                    req.headers()
+                        .get("authorization")
+                        .unwrap()
+                        .to_str()
+                        .unwrap(),
+                    expected
+                );
+                Ok(resp)
+            },
+        )
+        .unwrap();
+        let hello = recv(&mut ws);
+        assert_eq!(hello["type"], "hello", "{hello}");
+        let agent_id = hello["data"]["agent_id"].clone();
+        send(
+            &mut ws,
+            json!({"type": "welcome", "data": {"agent_id": agent_id, "server_version": "test", "protocol": 1, "heartbeat_s": heartbeat_s}}),
+        );
+        (ws, hello["data"].clone())
+    }
+}
+
+/// Send one JSON frame, on either side.
+pub fn send<S: std::io::Read + std::io::Write>(ws: &mut WebSocket<S>, v: Value) {
+    ws.send(tungstenite::Message::text(v.to_string())).unwrap();
+}
+
+pub fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().expect("a frame from the agent") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            tungstenite::Message::Close(f) => panic!("agent closed: {f:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Read until the server closes; returns the close code.
+pub fn close_code(ws: &mut ClientWs) -> Option<CloseCode> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The next frame of type `kind`, skipping others (stats, pings).
+pub fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = recv(ws);
+        if v["type"] == kind {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {kind} frame");
+    }
+}
+
+pub fn response_to(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let v = recv_type(ws, "command_response");
+        if v["data"]["id"] == id
+            && matches!(v["data"]["status"].as_str(), Some("completed" | "failed"))
+        {
+            return v["data"].clone();
+        }
+    }
+}
+
+pub fn command(id: &str, command: &str, target: &str, params: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    json!({"type": "command", "data": {"id": id, "command": command, "target": target, "params": params, "timestamp": now}})
+}
+
+pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Value) -> AgentProc {
+    let config = config_for(names, policy);
+    AgentProc::start(
+        dir.path(),
+        &server.url(),
+        &unique("agent"),
+        &server.token,
+        &config,
+        &[],
+    )
+}
