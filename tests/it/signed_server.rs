@@ -21,16 +21,6 @@ fn operator_key(dir: &TempDir, name: &str) -> (std::path::PathBuf, String) {
     )
 }
 
-fn ctl(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    warden()
-        .arg("ctl")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Type `line`; the id of the command it holds.
 fn held(f: &mut Fleet, line: &str) -> String {
     f.server.type_line(line);

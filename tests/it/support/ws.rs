@@ -187,3 +187,42 @@ pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Va
         &[],
     )
 }
+
+/// A raw agent connected to `server` as `id`, with one container `n0` and
+/// `commands` in its hello. On its own thread it answers each command frame
+/// with `answer(data)` as a `command_response`, or not at all where that is
+/// `None`; the thread ends when the server closes.
+pub fn raw_agent(
+    server: &ServerProc,
+    id: &str,
+    token: &str,
+    commands: &[&str],
+    answer: impl Fn(&Value) -> Option<Value> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let mut ws = upgrade(&server.url(), Some(token)).unwrap();
+    send(
+        &mut ws,
+        json!({"type": "hello", "data": {"agent_id": id, "host_name": "h", "version": "t",
+            "protocol": 1, "containers": ["n0"], "commands": commands}}),
+    );
+    assert_eq!(recv_skip_pings(&mut ws)["type"], "welcome");
+    std::thread::spawn(move || {
+        loop {
+            let frame: Value = match ws.read() {
+                Ok(Message::Text(t)) => serde_json::from_str(t.as_str()).unwrap(),
+                Ok(Message::Close(_)) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            if frame["type"] != "command" {
+                continue;
+            }
+            let Some(reply) = answer(&frame["data"]) else {
+                continue;
+            };
+            let frame = json!({"type": "command_response", "data": reply});
+            if ws.send(Message::text(frame.to_string())).is_err() {
+                return;
+            }
+        }
+    })
+}
