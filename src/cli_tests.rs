@@ -109,8 +109,7 @@ fn cron_forms() {
 
 #[test]
 fn approve_is_ctl_approve_with_a_key() {
-    let Cli::Ctl(ctl) =
-        parse(&["approve", "c17-3", "--key", "/k", "--data-dir", "/d"]).unwrap()
+    let Cli::Ctl(ctl) = parse(&["approve", "c17-3", "--key", "/k", "--data-dir", "/d"]).unwrap()
     else {
         panic!("not ctl")
     };
@@ -166,8 +165,7 @@ fn token_forms() {
     assert!(ctl.json);
     assert_eq!(ctl.wait_s, Some(5));
     assert_eq!(ctl.line, "send h1 exec n0 ls -la");
-    let Cli::Ctl(ctl) = parse(&["ctl", "--wait", "send", "val-*", "status", "a b"]).unwrap()
-    else {
+    let Cli::Ctl(ctl) = parse(&["ctl", "--wait", "send", "val-*", "status", "a b"]).unwrap() else {
         panic!("not ctl")
     };
     assert_eq!(ctl.wait_s, Some(CTL_DEFAULT_WAIT_S));

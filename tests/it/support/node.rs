@@ -22,10 +22,16 @@ impl Node {
     }
 
     pub fn start_with(prefix: &str, node_args: &[&str]) -> Node {
+        Self::run(prefix, &[], &image(), node_args)
+    }
+
+    /// `docker run -d` of `image` with `docker_args` before it and `node_args`
+    /// after it, named after `prefix` and labelled for cleanup.
+    fn run(prefix: &str, docker_args: &[&str], image: &str, node_args: &[&str]) -> Node {
         let name = unique(prefix);
         let mut args = vec!["run", "-d", "--name", &name, "--label", "warden-test=1"];
-        let image = image();
-        args.push(&image);
+        args.extend_from_slice(docker_args);
+        args.push(image);
         args.extend_from_slice(node_args);
         let out = docker(&args);
         assert!(
@@ -73,24 +79,23 @@ impl Drop for Node {
 impl Node {
     /// A container of `image` running `node_args`, removed on drop.
     pub fn start_image(prefix: &str, image: &str, node_args: &[&str]) -> Node {
-        let name = unique(prefix);
-        let mut args = vec![
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            "warden-test=1",
-            image,
-        ];
-        args.extend_from_slice(node_args);
-        let out = docker(&args);
-        assert!(
-            out.status.success(),
-            "docker run {name} failed: {} (did scripts/build-test-image run?)",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Node { name }
+        Self::run(prefix, &[], image, node_args)
+    }
+
+    /// A validator with host networking on a free RPC port (no Prometheus), so
+    /// the agent reads its storage over plain HTTP: one summary reads ~100
+    /// storage items per node, and through `docker exec curl` (bridge
+    /// networking) that alone takes ~10 s. Returns the node and its RPC port.
+    pub fn start_on_host(prefix: &str) -> (Node, u16) {
+        let rpc_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let port = rpc_port.to_string();
+        let node_args = ["--validator", "--rpc-port", &port, "--no-prometheus"];
+        let node = Self::run(prefix, &["--network", "host"], &image(), &node_args);
+        (node, rpc_port)
     }
 
     /// `docker exec` as root (to look at owners and modes), stdout as text.
@@ -108,10 +113,20 @@ impl Node {
     }
 }
 
-/// `author_rotateKeys` straight to a bridge-networked node (port 9944 on its
-/// loopback), not through warden: as an operator following the guide does.
-pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"author_rotateKeys"}"#;
+/// [`Node::start_on_host`]'s node alone.
+pub fn host_node(prefix: &str) -> Node {
+    Node::start_on_host(prefix).0
+}
+
+/// The node's RPC port inside a bridge-networked container.
+const BRIDGE_RPC_PORT: u16 = 9944;
+
+/// Calls `method` on the node's RPC at `localhost:port` as seen from inside
+/// the container (`docker exec curl`), not through warden, until `done`
+/// takes the reply; bounded by [`WAIT`].
+fn rpc_by_hand<T>(node: &Node, port: u16, method: &str, done: impl Fn(&Value) -> Option<T>) -> T {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method}).to_string();
+    let url = format!("http://localhost:{port}/");
     let deadline = Instant::now() + WAIT;
     loop {
         let out = docker(&[
@@ -122,47 +137,42 @@ pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
             "-H",
             "Content-Type: application/json",
             "-d",
-            body,
-            "http://localhost:9944/",
+            &body,
+            &url,
         ]);
         let reply: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-        if let Some(keys) = reply.as_ref().and_then(|r| r["result"].as_str()) {
-            return warden::chain::split_session_keys(keys).unwrap();
+        if let Some(done) = reply.as_ref().and_then(&done) {
+            return done;
         }
         assert!(
             Instant::now() < deadline,
-            "author_rotateKeys on {}: {reply:?}",
-            node.name
+            "{method} on {}: {reply:?} {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// `author_rotateKeys` straight to the node's RPC on `port`, not through
+/// warden (as an operator following the original guide does): warden does
+/// not know these keys.
+pub fn rotate_by_hand(node: &Node, port: u16) -> warden::chain::SessionKeys {
+    rpc_by_hand(node, port, "author_rotateKeys", |reply| {
+        let keys = reply["result"].as_str()?;
+        Some(warden::chain::split_session_keys(keys).unwrap())
+    })
+}
+
+/// [`rotate_by_hand`] on a bridge-networked node.
+pub fn rotate_by_hand_in(node: &Node) -> warden::chain::SessionKeys {
+    rotate_by_hand(node, BRIDGE_RPC_PORT)
+}
+
 /// Waits until a bridge-networked node's RPC answers on its loopback (after a start
 /// or a restart), bounded by [`WAIT`].
 pub fn wait_rpc_in(node: &Node) {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"system_health"}"#;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let out = docker(&[
-            "exec",
-            &node.name,
-            "curl",
-            "-s",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            "http://localhost:9944/",
-        ]);
-        if String::from_utf8_lossy(&out.stdout).contains("\"result\"") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}'s RPC never answered",
-            node.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    rpc_by_hand(node, BRIDGE_RPC_PORT, "system_health", |reply| {
+        reply.get("result").map(|_| ())
+    })
 }

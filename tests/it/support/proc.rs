@@ -443,3 +443,51 @@ impl Fleet {
         self.server.poll_line(&command, |l| l.contains(container));
     }
 }
+
+impl ServerProc {
+    /// `rotate_keys` on `node` through this server (warden's own rotation, so
+    /// the agent's keystore cache lists the keys at once); the session keys
+    /// its result carries.
+    pub fn rotated_keys(&mut self, agent_id: &str, node: &Node) -> warden::chain::SessionKeys {
+        let id = self.send(&format!("send {agent_id} rotate_keys {}", node.name));
+        let head = self.outcome(&id, WAIT);
+        assert!(head.contains("completed"), "{head}");
+        let mut text = head
+            .split_once("completed: ")
+            .map(|(_, inline)| inline.to_string())
+            .unwrap_or_default();
+        let deadline = Instant::now() + WAIT;
+        let result = loop {
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "no result: {text}");
+            text.push_str(&self.out.wait_until(|_| true, WAIT, "result body"));
+            text.push('\n');
+        };
+        warden::chain::split_session_keys(result["session_key"].as_str().unwrap()).unwrap()
+    }
+}
+
+impl AgentProc {
+    /// Waits until the agent's era watch has saved `era` as its baseline
+    /// (its state file), bounded by `timeout`.
+    pub fn wait_watch_era(&self, era: u32, timeout: Duration) {
+        let path = self.state_dir.join("era_watch.json");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state: Option<Value> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if state.as_ref().is_some_and(|s| s["era"] == era) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the era watch never reached era {era}: {state:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

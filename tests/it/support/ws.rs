@@ -226,3 +226,155 @@ pub fn raw_agent(
         }
     })
 }
+
+/// One connection from the agent. Answers pings and acks stats and
+/// summaries as a server does; keeps every other frame it reads.
+pub struct Peer {
+    pub ws: Ws,
+    /// Every frame read, in order (stats and pings left out).
+    pub frames: Vec<Value>,
+}
+
+impl Peer {
+    /// The agent's next connection to `server`, welcomed.
+    pub fn accept(server: &RawServer) -> Peer {
+        let (ws, _hello) = server.accept();
+        Peer { ws, frames: vec![] }
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    /// The next frame before `deadline`, or None.
+    pub fn next(&mut self, deadline: Instant) -> Option<Value> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.ws.get_ref().set_read_timeout(Some(left)).unwrap();
+            let frame = match self.ws.read() {
+                Ok(Message::Text(t)) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                Ok(Message::Close(f)) => panic!("the agent closed the connection: {f:?}"),
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(e) => panic!("reading from the agent: {e}"),
+            };
+            match frame["type"].as_str() {
+                Some("ping") => {
+                    self.send(json!({"type": "pong", "data": frame["data"]}));
+                    continue;
+                }
+                Some("stats") => {
+                    let ts = frame["data"]["timestamp"].clone();
+                    self.send(json!({"type": "stats_ack", "data": {"timestamp": ts}}));
+                    continue;
+                }
+                Some("summary") => {
+                    let ts = frame["data"]["timestamp"].clone();
+                    self.send(json!({"type": "summary_ack", "data": {"timestamp": ts}}));
+                }
+                _ => {}
+            }
+            self.frames.push(frame.clone());
+            return Some(frame);
+        }
+    }
+
+    /// The next frame that satisfies `pred`, within `timeout`.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        while let Some(frame) = self.next(deadline) {
+            if pred(&frame) {
+                return frame;
+            }
+        }
+        panic!(
+            "no frame with {what} within {timeout:?}; frames so far:\n{}",
+            self.tail()
+        )
+    }
+
+    /// The next summary that satisfies `pred`.
+    pub fn summary_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, WAIT, |f| f["type"] == "summary" && pred(&f["data"]))["data"].clone()
+    }
+
+    /// Every frame within `window` (for asserting what did not happen).
+    pub fn drain_for(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut got = vec![];
+        while let Some(frame) = self.next(deadline) {
+            got.push(frame);
+        }
+        got
+    }
+
+    pub fn tail(&self) -> String {
+        let start = self.frames.len().saturating_sub(12);
+        self.frames[start..]
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// `rotate_keys` on `node`; acks its key_update. Returns the new keys.
+    pub fn rotate_keys(&mut self, node: &Node) -> warden::chain::SessionKeys {
+        let id = unique("rot");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        self.send(
+            json!({"type": "command", "data": {"id": id, "command": "rotate_keys",
+            "target": node.name, "params": {}, "timestamp": now}}),
+        );
+        let mut session_key = None;
+        let mut key_update = None;
+        let deadline = Instant::now() + WAIT;
+        while session_key.is_none() || key_update.is_none() {
+            let Some(frame) = self.next(deadline) else {
+                panic!("rotate_keys on {}: no outcome:\n{}", node.name, self.tail());
+            };
+            let data = &frame["data"];
+            match frame["type"].as_str() {
+                Some("command_response") if data["id"] == id.as_str() => {
+                    match data["status"].as_str() {
+                        Some("completed") => {
+                            session_key = Some(data["result"]["session_key"].clone());
+                            self.send(json!({"type": "command_ack", "data": {"id": id}}));
+                        }
+                        Some("failed") => panic!("rotate_keys failed: {data}"),
+                        _ => {}
+                    }
+                }
+                Some("key_update") if data["container"] == node.name.as_str() => {
+                    key_update = Some(data["session_key"].clone());
+                    self.send(json!({"type": "key_update_ack",
+                        "data": {"event_id": data["event_id"], "status": "stored"}}));
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(session_key, key_update);
+        warden::chain::split_session_keys(session_key.unwrap().as_str().unwrap()).unwrap()
+    }
+
+    pub fn ack_event(&mut self, event: &Value) {
+        self.send(json!({"type": "event_ack", "data": {"event_id": event["data"]["event_id"]}}));
+    }
+}
