@@ -19,8 +19,7 @@ const FIRE: Duration = Duration::from_secs(60);
 /// How long to keep listening for a notice that must not come.
 const QUIET: Duration = Duration::from_secs(4);
 
-/// The test node's keystore and database, inside the container.
-const KEYSTORE: &str = "/root/data/chains/creditcoin3/keystore";
+/// The test node's database, inside the container.
 const GENESIS: &str = "/root/data/chains/creditcoin3/paritydb/full/testnode-genesis";
 
 fn expect_exactly(bodies: &Mutex<Vec<Value>>, expected: &[(&str, &str)]) {
@@ -278,14 +277,6 @@ fn a_firing_alert_repeats_on_schedule_and_resolves_once() {
     drop(receiver);
 }
 
-fn keystore_files(node: &Node) -> Vec<String> {
-    let out = docker(&["exec", &node.name, "ls", KEYSTORE]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes() {
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -302,19 +293,19 @@ fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes()
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     // Copy n0's keystore into n1, as a careless restore would.
     let copy = dir.join("keystore");
-    let from = format!("{}:{KEYSTORE}", n0.name);
+    let from = format!("{}:{TESTNODE_KEYSTORE}", n0.name);
     assert!(
         docker(&["cp", &from, &copy.display().to_string()])
             .status
             .success()
     );
-    let into = format!("{}:{KEYSTORE}", n1.name);
+    let into = format!("{}:{TESTNODE_KEYSTORE}", n1.name);
     assert!(
         docker(&["cp", &format!("{}/.", copy.display()), &into])
             .status
             .success()
     );
-    let copied = keystore_files(&n1);
+    let copied = n1.keystore_files();
     assert!(!copied.is_empty());
     for n in [&n0, &n1] {
         let notice = wait_count(&bodies, "DuplicateSessionKeys", &n.name, "firing", 1, FIRE);
@@ -324,7 +315,7 @@ fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes()
     // restart is what the agent's keystore cache hears of; a file removed by
     // `docker exec` alone is seen within the cache's MAX_AGE, 300 s.)
     for file in &copied {
-        let path = format!("{KEYSTORE}/{file}");
+        let path = format!("{TESTNODE_KEYSTORE}/{file}");
         assert!(docker(&["exec", &n1.name, "rm", &path]).status.success());
     }
     assert!(docker(&["restart", "-t", "1", &n1.name]).status.success());

@@ -8,45 +8,16 @@ use warden::chain::scale::Encode;
 use warden::chain::types::DisabledValidators;
 use warden::chain::{AccountId32, keys};
 
-/// Replace the node's storage fixture (`/root/data/testnode.json`).
+/// Replace the node's storage fixture (`/root/data/testnode.json`) with these
+/// (key, SCALE value) pairs.
 fn set_storage(node: &Node, dir: &TempDir, storage: &[(Vec<u8>, Vec<u8>)]) {
-    let map: serde_json::Map<String, Value> = storage
-        .iter()
-        .map(|(k, v)| {
-            (
-                keys::to_hex(k),
-                Value::String(format!("0x{}", hex::encode(v))),
-            )
-        })
-        .collect();
-    let file = dir.join(&format!("{}-fixture.json", node.name));
-    std::fs::write(&file, json!({ "storage": map }).to_string()).unwrap();
-    let out = docker(&[
-        "cp",
-        &file.display().to_string(),
-        &format!("{}:/root/data/testnode.json", node.name),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut chain = ChainState::default();
+    for (key, value) in storage {
+        chain.put_raw(key.clone(), value);
+    }
+    chain.write_to(node, dir);
 }
 
-fn keystore_files(node: &Node) -> Vec<String> {
-    let out = docker(&[
-        "exec",
-        &node.name,
-        "ls",
-        "/root/data/chains/creditcoin3/keystore",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// The JSON result printed after a command's `completed:` line.
 fn json_result(f: &mut Fleet, id: &str) -> Value {
     let head = f.server.outcome(id, WAIT);
     assert!(head.contains("completed"), "{head}");
@@ -69,7 +40,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let n0 = Node::start("3node0");
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
-    assert!(keystore_files(&n0).is_empty());
+    assert!(n0.keystore_files().is_empty());
 
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     let rotated = json_result(&mut f, &id);
@@ -79,7 +50,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let babe = rotated["keys"]["babe"].as_str().unwrap().to_string();
     assert_eq!(&session_key[2..66], &gran[2..], "gran comes first");
     assert_eq!(
-        keystore_files(&n0).len(),
+        n0.keystore_files().len(),
         3,
         "one keystore file per key type"
     );
@@ -158,7 +129,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let check = json_result(&mut f, &id);
     assert_eq!(check["all_present"], true, "{check}");
     assert_eq!(
-        keystore_files(&n0).len(),
+        n0.keystore_files().len(),
         6,
         "rotation adds keys and deletes none"
     );

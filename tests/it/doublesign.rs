@@ -5,8 +5,6 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
-const KEYSTORE: &str = "/root/data/chains/creditcoin3/keystore";
-
 #[test]
 fn start_of_a_node_whose_keys_another_holds_is_refused_unless_forced() {
     let n0 = Node::start("server-safety-3node0");
@@ -27,14 +25,14 @@ fn start_of_a_node_whose_keys_another_holds_is_refused_unless_forced() {
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     // n1 becomes a cold standby with n0's keys, stopped.
     let copy = dir.join("keystore");
-    let from = format!("{}:{KEYSTORE}", n0.name);
+    let from = format!("{}:{TESTNODE_KEYSTORE}", n0.name);
     assert!(
         docker(&["cp", &from, &copy.display().to_string()])
             .status
             .success()
     );
     assert!(docker(&["stop", "-t", "1", &n1.name]).status.success());
-    let into = format!("{}:{KEYSTORE}", n1.name);
+    let into = format!("{}:{TESTNODE_KEYSTORE}", n1.name);
     assert!(
         docker(&["cp", &format!("{}/.", copy.display()), &into])
             .status

@@ -30,18 +30,6 @@ fn agent_config(nodes: &[&Node]) -> Value {
     config
 }
 
-/// An agent for `nodes` (a summary every second) connecting to `server`.
-fn start_agent_for(server: &RawServer, dir: &TempDir, nodes: &[&Node]) -> AgentProc {
-    AgentProc::start(
-        dir.path(),
-        &server.url(),
-        &unique("agent"),
-        &server.token,
-        &agent_config(nodes),
-        &[],
-    )
-}
-
 fn is_validator_event(frame: &Value) -> bool {
     frame["type"]
         .as_str()
@@ -110,7 +98,7 @@ fn payout_info_counts_unclaimed_eras_including_claimed_and_pruned_ones() {
     let node = host_node("3node0");
     let dir = TempDir::new("era-pay");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &[&node]);
+    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
     let mut peer = Peer::accept(&server);
 
     // Before any chain data: no era, nothing counted, and no error hides it.
@@ -267,7 +255,7 @@ fn an_era_change_raises_one_event_per_changed_node_and_an_agent_restart_repeats_
     let nodes = [&na, &nb];
     let dir = TempDir::new("era-watch");
     let server = RawServer::new();
-    let mut agent = start_agent_for(&server, &dir, &nodes);
+    let mut agent = server.start_agent(&dir, &agent_config(&nodes));
     let mut peer = Peer::accept(&server);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);
@@ -494,7 +482,7 @@ fn a_node_unreadable_when_the_era_changes_is_reported_once_it_reads_again() {
     let node = host_node("3node0");
     let dir = TempDir::new("era-retry");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &[&node]);
+    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
     let mut peer = Peer::accept(&server);
     let session_keys = peer.rotate_keys(&node);
     let stash = STASHES.a;
@@ -528,7 +516,7 @@ fn a_syncing_node_raises_no_event_from_its_old_state() {
     let nodes = [&na, &nb];
     let dir = TempDir::new("era-sync");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &nodes);
+    let _agent = server.start_agent(&dir, &agent_config(&nodes));
     let mut peer = Peer::accept(&server);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);
@@ -563,7 +551,7 @@ fn keys_rotated_and_not_yet_registered_do_not_hide_the_validator() {
     let node = host_node("3node0");
     let dir = TempDir::new("era-rot");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &[&node]);
+    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
     let mut peer = Peer::accept(&server);
     let first = peer.rotate_keys(&node);
     let stash = STASHES.a;
@@ -599,7 +587,7 @@ fn a_node_whose_keystore_holds_several_key_sets_is_seen_active() {
     let registered = rotate_by_hand(&node, port);
     let dir = TempDir::new("era-keystore");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &[&node]);
+    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
     let mut peer = Peer::accept(&server);
     let stash = STASHES.a;
     let mut chain = ChainState::default();
@@ -628,7 +616,7 @@ fn a_node_unreadable_at_the_baseline_is_not_reported_activated_later() {
     let nodes = [&na, &nb];
     let dir = TempDir::new("era-base");
     let server = RawServer::new();
-    let _agent = start_agent_for(&server, &dir, &nodes);
+    let _agent = server.start_agent(&dir, &agent_config(&nodes));
     let mut peer = Peer::accept(&server);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);

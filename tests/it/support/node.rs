@@ -98,6 +98,15 @@ impl Node {
         (node, rpc_port)
     }
 
+    /// The file names in the test image's keystore.
+    pub fn keystore_files(&self) -> Vec<String> {
+        let out = docker(&["exec", &self.name, "ls", TESTNODE_KEYSTORE]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// `docker exec` as root (to look at owners and modes), stdout as text.
     pub fn exec_root(&self, argv: &[&str]) -> String {
         let mut args = vec!["exec", "-u", "0", self.name.as_str()];
@@ -117,6 +126,9 @@ impl Node {
 pub fn host_node(prefix: &str) -> Node {
     Node::start_on_host(prefix).0
 }
+
+/// The test image's keystore, inside the container.
+pub const TESTNODE_KEYSTORE: &str = "/root/data/chains/creditcoin3/keystore";
 
 /// The node's RPC port inside a bridge-networked container.
 const BRIDGE_RPC_PORT: u16 = 9944;

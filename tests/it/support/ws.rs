@@ -67,6 +67,18 @@ impl RawServer {
         format!("ws://{}/agent", self.listener.local_addr().unwrap())
     }
 
+    /// An agent with `config`, a fresh id and this server's token, connecting here.
+    pub fn start_agent(&self, dir: &TempDir, config: &Value) -> AgentProc {
+        AgentProc::start(
+            dir.path(),
+            &self.url(),
+            &unique("agent"),
+            &self.token,
+            config,
+            &[],
+        )
+    }
+
     #[allow(clippy::result_large_err)] // tungstenite fixes the callback type
     /// Accept the agent's next connection, check its token, read its hello
     /// and welcome it.
@@ -176,16 +188,10 @@ pub fn command(id: &str, command: &str, target: &str, params: Value) -> Value {
     json!({"type": "command", "data": {"id": id, "command": command, "target": target, "params": params, "timestamp": now}})
 }
 
+/// An agent managing `names` under `policy` (the harness's config), connecting
+/// to `server`.
 pub fn start_agent(dir: &TempDir, server: &RawServer, names: &[&str], policy: Value) -> AgentProc {
-    let config = config_for(names, policy);
-    AgentProc::start(
-        dir.path(),
-        &server.url(),
-        &unique("agent"),
-        &server.token,
-        &config,
-        &[],
-    )
+    server.start_agent(dir, &config_for(names, policy))
 }
 
 /// A raw agent connected to `server` as `id`, with one container `n0` and
