@@ -30,6 +30,17 @@ fn agent_config(nodes: &[&Node]) -> Value {
     config
 }
 
+/// The test playing the server of an agent that watches `nodes` with a
+/// summary every second: the agent connected and welcomed. Everything is
+/// returned so that it lives as long as the test.
+fn watch(dir_prefix: &str, nodes: &[&Node]) -> (TempDir, RawServer, AgentProc, Peer) {
+    let dir = TempDir::new(dir_prefix);
+    let server = RawServer::new();
+    let agent = server.start_agent(&dir, &agent_config(nodes));
+    let peer = Peer::accept(&server);
+    (dir, server, agent, peer)
+}
+
 fn is_validator_event(frame: &Value) -> bool {
     frame["type"]
         .as_str()
@@ -96,10 +107,7 @@ fn event_of<'a>(events: &'a [Value], kind: &str, node: &Node) -> &'a Value {
 #[test]
 fn payout_info_counts_unclaimed_eras_including_claimed_and_pruned_ones() {
     let node = host_node("3node0");
-    let dir = TempDir::new("era-pay");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-pay", &[&node]);
 
     // Before any chain data: no era, nothing counted, and no error hides it.
     let first = peer.summary_where("a check of the node", |s| {
@@ -253,10 +261,7 @@ fn summary_at(peer: &mut Peer, era: u32, nodes: &[&Node]) -> Value {
 fn an_era_change_raises_one_event_per_changed_node_and_an_agent_restart_repeats_none() {
     let (na, nb) = (host_node("3node0"), host_node("3node1"));
     let nodes = [&na, &nb];
-    let dir = TempDir::new("era-watch");
-    let server = RawServer::new();
-    let mut agent = server.start_agent(&dir, &agent_config(&nodes));
-    let mut peer = Peer::accept(&server);
+    let (dir, server, mut agent, mut peer) = watch("era-watch", &nodes);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);
     let s = STASHES;
@@ -480,10 +485,7 @@ fn unreadable_validators(chain: &mut ChainState) {
 #[test]
 fn a_node_unreadable_when_the_era_changes_is_reported_once_it_reads_again() {
     let node = host_node("3node0");
-    let dir = TempDir::new("era-retry");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-retry", &[&node]);
     let session_keys = peer.rotate_keys(&node);
     let stash = STASHES.a;
     let mut chain = ChainState::default();
@@ -514,10 +516,7 @@ fn a_node_unreadable_when_the_era_changes_is_reported_once_it_reads_again() {
 fn a_syncing_node_raises_no_event_from_its_old_state() {
     let (na, nb) = (host_node("3node0"), host_node("3node1"));
     let nodes = [&na, &nb];
-    let dir = TempDir::new("era-sync");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&nodes));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-sync", &nodes);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);
     let s = STASHES;
@@ -549,10 +548,7 @@ fn a_syncing_node_raises_no_event_from_its_old_state() {
 #[test]
 fn keys_rotated_and_not_yet_registered_do_not_hide_the_validator() {
     let node = host_node("3node0");
-    let dir = TempDir::new("era-rot");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-rot", &[&node]);
     let first = peer.rotate_keys(&node);
     let stash = STASHES.a;
     let mut chain = ChainState::default();
@@ -585,10 +581,7 @@ fn a_node_whose_keystore_holds_several_key_sets_is_seen_active() {
     // neither set and finds them in the keystore.
     rotate_by_hand(&node, port);
     let registered = rotate_by_hand(&node, port);
-    let dir = TempDir::new("era-keystore");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&[&node]));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-keystore", &[&node]);
     let stash = STASHES.a;
     let mut chain = ChainState::default();
     chain
@@ -614,10 +607,7 @@ fn a_node_whose_keystore_holds_several_key_sets_is_seen_active() {
 fn a_node_unreadable_at_the_baseline_is_not_reported_activated_later() {
     let (na, nb) = (host_node("3node0"), host_node("3node1"));
     let nodes = [&na, &nb];
-    let dir = TempDir::new("era-base");
-    let server = RawServer::new();
-    let _agent = server.start_agent(&dir, &agent_config(&nodes));
-    let mut peer = Peer::accept(&server);
+    let (dir, _server, _agent, mut peer) = watch("era-base", &nodes);
     let keys_a = peer.rotate_keys(&na);
     let keys_b = peer.rotate_keys(&nb);
     let s = STASHES;
