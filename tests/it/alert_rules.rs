@@ -35,19 +35,6 @@ fn expect_exactly(bodies: &Mutex<Vec<Value>>, expected: &[(&str, &str)]) {
     assert_eq!(tally(bodies), want, "each notice exactly once");
 }
 
-/// The agent's config file rewritten with `change`, and the agent restarted
-/// on it (as tests/it/backups.rs does).
-fn reconfigure(f: &mut Fleet, change: impl FnOnce(&mut Value)) {
-    let path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    change(&mut config);
-    std::fs::write(&path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
-}
-
 #[test]
 fn node_rules_fire_once_and_resolve_once_on_real_nodes() {
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -287,24 +274,12 @@ fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes()
     let alerts = alerts_file(&dir, &receiver, 3600, json!({"DuplicateSessionKeys": {}}));
     let mut f = alert_fleet(&[&n0, &n1], lifecycle_policy(), &alerts);
     // Keystore listings reach the server with stats after each summary run.
-    reconfigure(&mut f, |c| c["summary_interval_s"] = json!(1));
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     // Copy n0's keystore into n1, as a careless restore would.
-    let copy = dir.join("keystore");
-    let from = format!("{}:{TESTNODE_KEYSTORE}", n0.name);
-    assert!(
-        docker(&["cp", &from, &copy.display().to_string()])
-            .status
-            .success()
-    );
-    let into = format!("{}:{TESTNODE_KEYSTORE}", n1.name);
-    assert!(
-        docker(&["cp", &format!("{}/.", copy.display()), &into])
-            .status
-            .success()
-    );
+    n0.copy_keystore_to(&n1, &dir);
     let copied = n1.keystore_files();
     assert!(!copied.is_empty());
     for n in [&n0, &n1] {
@@ -359,7 +334,7 @@ fn a_failed_backup_fires_until_one_succeeds_and_a_stale_backup_fires_after_the_t
     let started = Instant::now();
     let mut f = alert_fleet(&[&node], lifecycle_policy(), &alerts);
     let backups = blocker.join("backups").display().to_string();
-    reconfigure(&mut f, |c| c["backup"] = json!({"dir": backups}));
+    f.reconfigure(|c| c["backup"] = json!({"dir": backups}));
     let a = f.agent_id.clone();
     let backup = format!("send {a} backup_keys {}", node.name);
     let id = f.server.send(&backup);
@@ -444,7 +419,7 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         }),
     );
     let mut f = alert_fleet(&[&node], lifecycle_policy(), &alerts);
-    reconfigure(&mut f, |c| c["summary_interval_s"] = json!(1));
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     let session_keys = f.server.rotated_keys(&a, &node);
     let (stash, other) = (AccountId32([0xA1; 32]), AccountId32([0xC1; 32]));

@@ -262,14 +262,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
 fn a_command_to_a_node_whose_rpc_hangs_times_out_within_the_bound() {
     let n0 = Node::start("3node0");
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["rpc"] = json!({"timeout_s": 2});
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["rpc"] = json!({"timeout_s": 2}));
     let hang = docker(&[
         "exec",
         &n0.name,
@@ -313,14 +306,7 @@ fn two_containers_holding_the_same_keys_raise_the_alert_and_different_keys_do_no
     let dir = TempDir::new("dupkeys");
     let mut f = Fleet::start(&[&n0, &n1, &n2], lifecycle_policy(), &[]);
     // Keystore listings reach the server with stats after each summary run.
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["summary_interval_s"] = json!(1);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     for n in [&n0, &n2] {
         let id = f.server.send(&format!("send {a} rotate_keys {}", n.name));

@@ -5,7 +5,7 @@
 //! left for the oldest.
 use crate::official::official_node;
 use crate::support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use warden::chain::types::{ActiveEraInfo, PagedExposureMetadata};
 use warden::chain::{AccountId32, SessionKeys, keys};
 
@@ -57,14 +57,7 @@ pub fn staking_state(
 
 fn fleet_with_summaries(nodes: &[&Node]) -> Fleet {
     let mut f = Fleet::start(nodes, allow_all(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["summary_interval_s"] = json!(1);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     f
 }
 

@@ -107,6 +107,18 @@ impl Node {
             .collect()
     }
 
+    /// Copies this node's keystore files into `other`'s keystore (through
+    /// `dir` on the host), as a careless restore or a cold standby would.
+    pub fn copy_keystore_to(&self, other: &Node, dir: &TempDir) {
+        let copy = dir.join(&unique("keystore"));
+        let from = format!("{}:{TESTNODE_KEYSTORE}", self.name);
+        let out = docker(&["cp", &from, &copy.display().to_string()]);
+        assert!(out.status.success(), "{out:?}");
+        let into = format!("{}:{TESTNODE_KEYSTORE}", other.name);
+        let out = docker(&["cp", &format!("{}/.", copy.display()), &into]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
     /// `docker exec` as root (to look at owners and modes), stdout as text.
     pub fn exec_root(&self, argv: &[&str]) -> String {
         let mut args = vec!["exec", "-u", "0", self.name.as_str()];

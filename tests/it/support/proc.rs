@@ -435,6 +435,19 @@ impl ServerProc {
 }
 
 impl Fleet {
+    /// Rewrites the agent's config with `change`, restarts the agent and
+    /// waits until it is connected again.
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut Value)) {
+        let path = self.dir.join(&format!("{}.json", self.agent_id));
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        change(&mut config);
+        std::fs::write(&path, config.to_string()).unwrap();
+        self.agent.restart();
+        self.server
+            .out
+            .wait_for(&format!("* {} connected", self.agent_id), WAIT);
+    }
+
     /// Wait until the server shows a `stats` of this agent with `container`
     /// in it: the double-sign check before `start` and `restore_keys` refuses
     /// while the server has no stats (and so no keystore listing) yet.
