@@ -243,6 +243,20 @@ pub struct CtlArgs {
     pub line: String,
 }
 
+impl CtlArgs {
+    /// No flags given: the default data dir, text output, no wait.
+    fn new() -> CtlArgs {
+        CtlArgs {
+            data_dir: default_server_dir(),
+            json: false,
+            wait_s: None,
+            yes: false,
+            key: None,
+            line: String::new(),
+        }
+    }
+}
+
 pub fn default_home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -307,14 +321,7 @@ where
 pub const CTL_DEFAULT_WAIT_S: u64 = 60;
 
 fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
-    let mut args = CtlArgs {
-        data_dir: default_server_dir(),
-        json: false,
-        wait_s: None,
-        yes: false,
-        key: None,
-        line: String::new(),
-    };
+    let mut args = CtlArgs::new();
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -354,14 +361,7 @@ fn parse_ctl(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
 /// `approve <id> --key FILE [--data-dir DIR]`: `warden ctl --key FILE
 /// approve <id>`, co-signing a command the server holds.
 fn parse_approve(parser: &mut lexopt::Parser) -> Result<Cli, lexopt::Error> {
-    let mut args = CtlArgs {
-        data_dir: default_server_dir(),
-        json: false,
-        wait_s: None,
-        yes: false,
-        key: None,
-        line: String::new(),
-    };
+    let mut args = CtlArgs::new();
     let mut id = None;
     while let Some(arg) = parser.next()? {
         match arg {
