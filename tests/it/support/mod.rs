@@ -102,6 +102,24 @@ pub fn token_remove(data_dir: &Path, agent_id: &str) {
     );
 }
 
+/// A key made the way an operator makes one (`warden operator-key new --out
+/// DIR/NAME.key`): its file and the public key printed.
+pub fn operator_key_file(dir: &TempDir, name: &str) -> (PathBuf, String) {
+    let file = dir.join(&format!("{name}.key"));
+    let out = warden()
+        .args(["operator-key", "new", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (file, public)
+}
+
 /// `warden ctl --data-dir DATA_DIR ARGS…`, run to the end.
 pub fn ctl(data_dir: &Path, args: &[&str]) -> Output {
     warden()
