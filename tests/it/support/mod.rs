@@ -69,18 +69,24 @@ pub fn warden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_warden"))
 }
 
-pub fn token_add(data_dir: &Path, agent_id: &str) -> String {
+/// `warden token VERB AGENT_ID --data-dir DATA_DIR`, which must succeed;
+/// its stdout.
+fn token(verb: &str, data_dir: &Path, agent_id: &str) -> String {
     let out = warden()
-        .args(["token", "add", agent_id, "--data-dir"])
+        .args(["token", verb, agent_id, "--data-dir"])
         .arg(data_dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "token add failed: {}",
+        "token {verb} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn token_add(data_dir: &Path, agent_id: &str) -> String {
+    let text = token("add", data_dir, agent_id);
     assert_eq!(
         text.lines().count(),
         1,
@@ -90,16 +96,7 @@ pub fn token_add(data_dir: &Path, agent_id: &str) -> String {
 }
 
 pub fn token_remove(data_dir: &Path, agent_id: &str) {
-    let out = warden()
-        .args(["token", "remove", agent_id, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "token remove failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    token("remove", data_dir, agent_id);
 }
 
 /// A key made the way an operator makes one (`warden operator-key new --out
