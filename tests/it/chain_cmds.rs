@@ -3,7 +3,7 @@
 //! test writes into the node's control file, with keys computed by warden's
 //! chain module (itself checked against substrate-interface's vectors).
 use crate::support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use warden::chain::scale::Encode;
 use warden::chain::types::DisabledValidators;
 use warden::chain::{AccountId32, keys};
@@ -18,23 +18,6 @@ fn set_storage(node: &Node, dir: &TempDir, storage: &[(Vec<u8>, Vec<u8>)]) {
     chain.write_to(node, dir);
 }
 
-fn json_result(f: &mut Fleet, id: &str) -> Value {
-    let head = f.server.outcome(id, WAIT);
-    assert!(head.contains("completed"), "{head}");
-    if let Some((_, inline)) = head.split_once("completed: ") {
-        return serde_json::from_str(inline).unwrap_or(Value::String(inline.to_string()));
-    }
-    let mut text = String::new();
-    loop {
-        let line = f.server.out.wait_until(|_| true, WAIT, "result body");
-        text.push_str(&line);
-        text.push('\n');
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            return v;
-        }
-    }
-}
-
 #[test]
 fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let n0 = Node::start("3node0");
@@ -43,7 +26,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     assert!(n0.keystore_files().is_empty());
 
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
-    let rotated = json_result(&mut f, &id);
+    let rotated = f.server.json_result(&id);
     let session_key = rotated["session_key"].as_str().unwrap().to_string();
     assert_eq!(session_key.len(), 2 + 192);
     let gran = rotated["keys"]["gran"].as_str().unwrap().to_string();
@@ -101,14 +84,14 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     assert!(f.server.outcome(&id, WAIT).ends_with("completed: false"));
 
     let id = f.server.send(&format!("send {a} check_keys {}", n0.name));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(check["all_present"], true, "{check}");
     assert_eq!(check["keys"]["imon"]["present"], true, "{check}");
     let id = f.server.send(&format!(
         "send {a} check_keys {} public_keys.gran={gran} public_keys.babe={gran}",
         n0.name
     ));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(
         (
             check["keys"]["gran"]["present"].as_bool(),
@@ -126,7 +109,7 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
         "send {a} check_keys {} rotate_to_check=true",
         n0.name
     ));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(check["all_present"], true, "{check}");
     assert_eq!(
         n0.keystore_files().len(),
@@ -142,7 +125,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
-    let rotated = json_result(&mut f, &id);
+    let rotated = f.server.json_result(&id);
     let session_key = rotated["session_key"].as_str().unwrap().to_string();
     let split = warden::chain::split_session_keys(&session_key).unwrap();
 
@@ -163,7 +146,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(
         found["validator_account"],
         warden::chain::ss58::encode(&stash, 42).unwrap(),
@@ -194,7 +177,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    assert_eq!(json_result(&mut f, &id)["is_active_validator"], false);
+    assert_eq!(f.server.json_result(&id)["is_active_validator"], false);
 
     // Keys that nobody registered.
     let nobody = format!("0x{}", "cd".repeat(96));
@@ -202,7 +185,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
         "send {a} find_validator {} session_keys={nobody}",
         n0.name
     ));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert!(found["validator_account"].is_null(), "{found}");
     assert!(
         found["note"].as_str().unwrap().contains("belong to no one"),
@@ -233,7 +216,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(
         found["validator_account"],
         warden::chain::ss58::encode(&stash, 42).unwrap(),
@@ -254,7 +237,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
         "send {a} find_validator {} deep_search=false",
         n0.name
     ));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(found["is_authority"], true, "{found}");
 }
 

@@ -463,22 +463,29 @@ impl ServerProc {
     /// its result carries.
     pub fn rotated_keys(&mut self, agent_id: &str, node: &Node) -> warden::chain::SessionKeys {
         let id = self.send(&format!("send {agent_id} rotate_keys {}", node.name));
-        let head = self.outcome(&id, WAIT);
+        let result = self.json_result(&id);
+        warden::chain::split_session_keys(result["session_key"].as_str().unwrap()).unwrap()
+    }
+
+    /// The result of command `id`, which must complete: inline after
+    /// `completed: ` (as a JSON string if it is not JSON), or the JSON printed
+    /// on the lines after it.
+    pub fn json_result(&mut self, id: &str) -> Value {
+        let head = self.outcome(id, WAIT);
         assert!(head.contains("completed"), "{head}");
-        let mut text = head
-            .split_once("completed: ")
-            .map(|(_, inline)| inline.to_string())
-            .unwrap_or_default();
+        if let Some((_, inline)) = head.split_once("completed: ") {
+            return serde_json::from_str(inline).unwrap_or(Value::String(inline.to_string()));
+        }
         let deadline = Instant::now() + WAIT;
-        let result = loop {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                break v;
-            }
-            assert!(Instant::now() < deadline, "no result: {text}");
+        let mut text = String::new();
+        loop {
             text.push_str(&self.out.wait_until(|_| true, WAIT, "result body"));
             text.push('\n');
-        };
-        warden::chain::split_session_keys(result["session_key"].as_str().unwrap()).unwrap()
+            if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no result: {text}");
+        }
     }
 }
 
