@@ -277,17 +277,16 @@ fn a_pinned_fingerprint_detects_a_swapped_server_certificate() {
     let config = config_for(&["3node-none"], json!({}));
     let ca = path(&dir, "good-ca.pem");
 
+    // An agent trusting the CA and pinning the server's fingerprint.
+    let pinned_agent = |server: &ServerProc, sub: &TempDir| {
+        let url = format!("wss://{}/agent", server.addr);
+        let args = ["--ca-file", &ca, "--server-fingerprint", &pin];
+        AgentProc::start(sub.path(), &url, &agent_id, &token, &config, &args)
+    };
+
     let mut server = tls_server(&dir, &data_dir, "server", &[]);
-    let url = format!("wss://{}/agent", server.addr);
     let sub = TempDir::new("pin-ok");
-    let agent = AgentProc::start(
-        sub.path(),
-        &url,
-        &agent_id,
-        &token,
-        &config,
-        &["--ca-file", &ca, "--server-fingerprint", &pin],
-    );
+    let agent = pinned_agent(&server, &sub);
     server
         .out
         .wait_for(&format!("* {agent_id} connected"), WAIT);
@@ -296,15 +295,7 @@ fn a_pinned_fingerprint_detects_a_swapped_server_certificate() {
 
     // Same CA, another key: chain verification alone would accept it.
     let swapped = tls_server(&dir, &data_dir, "swapped", &[]);
-    let url = format!("wss://{}/agent", swapped.addr);
     let sub = TempDir::new("pin-bad");
-    let agent = AgentProc::start(
-        sub.path(),
-        &url,
-        &agent_id,
-        &token,
-        &config,
-        &["--ca-file", &ca, "--server-fingerprint", &pin],
-    );
+    let agent = pinned_agent(&swapped, &sub);
     wait_log(&agent, "does not match the pinned");
 }
