@@ -1,8 +1,10 @@
 //! The web dashboard in a real headless Chromium, against a live server
 //! with an agent and a test-node container: log in and see the fleet, stop
 //! the container and watch its row turn red, start it again, read logs,
-//! rotate keys and see the key history grow. Then, over plain HTTP: a
-//! read-only token cannot act; no session, or a forged CSRF token, is
+//! rotate keys and see the key history grow. Then a read-only operator in
+//! the same browser: sees the fleet, has no action controls, and an action
+//! forced from the page (its own cookie and CSRF token) is refused, audited
+//! and not run. Over plain HTTP: no session, or a forged CSRF token, is
 //! refused. Screenshots go to docs/ (the README links them).
 use super::dashboard_cdp::Browser;
 use super::support::*;
@@ -111,7 +113,8 @@ fn the_fleet_live_in_a_real_browser() {
     let node = n0.name.clone();
     let base = format!("http://{admin}/");
 
-    let mut b = Browser::launch(1400, 900);
+    let profile = TempDir::new("dashboard-chromium");
+    let mut b = Browser::launch(1400, 900, profile.path());
     b.navigate(&base);
     b.wait_for("document.querySelector('#token')", SLOW, "the login form");
     b.eval(&format!(
@@ -198,6 +201,38 @@ fn the_fleet_live_in_a_real_browser() {
         "the key history to grow",
     );
     b.screenshot(&screenshot_path(&f.dir, "dashboard-node.png"));
+
+    // A read-only operator, in the same browser: log out, log in as rob.
+    b.eval("document.querySelector('#logout').click(); true");
+    b.wait_for("document.querySelector('#token')", SLOW, "the login form again");
+    b.eval(&format!(
+        "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
+        json!(rob)
+    ));
+    b.wait_for(
+        &format!("document.querySelector('#fleet tr[data-container=\"{node}\"] td:nth-child(4)').textContent === 'running'"),
+        SLOW,
+        "the fleet, seen read-only",
+    );
+    let who = b.eval("document.querySelector('.who').textContent");
+    assert!(who.as_str().unwrap().contains("rob (read-only)"), "{who}");
+    b.eval(&format!("location.hash = '#node/{agent}/{node}'; true"));
+    b.wait_for(
+        "!document.querySelector('#node-view').hidden",
+        SLOW,
+        "the node page, read-only",
+    );
+    let controls = b.eval(
+        "[document.querySelector('#action-box').hidden, document.querySelector('#load-logs').hidden]",
+    );
+    assert_eq!(controls, json!([true, true]), "no action controls");
+    // Forced from the page anyway, with its own cookie and CSRF token.
+    let forced = b.eval(&format!(
+        "fetch('api/action', {{method: 'POST', credentials: 'same-origin', headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': document.querySelector('meta[name=csrf]').content}}, body: JSON.stringify({})}}).then(async (r) => [r.status, await r.text()])",
+        json!({"agent": agent, "command": "stop", "target": node})
+    ));
+    assert_eq!(forced[0], 403, "{forced}");
+    assert!(forced[1].as_str().unwrap().contains("read-only"), "{forced}");
     drop(b);
 
     // Refusals over plain HTTP.
@@ -227,6 +262,11 @@ fn the_fleet_live_in_a_real_browser() {
     );
     assert_eq!(code, 403, "read-only cannot act: {out}");
     assert_eq!(n0.state(), "running", "none of the refused stops ran");
+    let commands = std::fs::read_to_string(data_dir.join("commands.jsonl")).unwrap_or_default();
+    assert!(
+        !commands.contains("\"stop\""),
+        "no stop was issued: {commands}"
+    );
     let _ = csrf;
     // Everything a person did is in the audit log, with the name.
     let audit = std::fs::read_to_string(data_dir.join("audit.jsonl")).unwrap();
@@ -238,6 +278,11 @@ fn the_fleet_live_in_a_real_browser() {
         audit.contains("dashboard_login") && audit.contains("\"by\":\"rob\""),
         "{audit}"
     );
+    let refusals = audit
+        .lines()
+        .filter(|l| l.contains("dashboard_refused") && l.contains("\"by\":\"rob\""))
+        .count();
+    assert_eq!(refusals, 2, "both of rob's stops are audited as refused: {audit}");
     f.server.kill();
 }
 
