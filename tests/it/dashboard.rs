@@ -204,7 +204,11 @@ fn the_fleet_live_in_a_real_browser() {
 
     // A read-only operator, in the same browser: log out, log in as rob.
     b.eval("document.querySelector('#logout').click(); true");
-    b.wait_for("document.querySelector('#token')", SLOW, "the login form again");
+    b.wait_for(
+        "document.querySelector('#token')",
+        SLOW,
+        "the login form again",
+    );
     b.eval(&format!(
         "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
         json!(rob)
@@ -232,7 +236,10 @@ fn the_fleet_live_in_a_real_browser() {
         json!({"agent": agent, "command": "stop", "target": node})
     ));
     assert_eq!(forced[0], 403, "{forced}");
-    assert!(forced[1].as_str().unwrap().contains("read-only"), "{forced}");
+    assert!(
+        forced[1].as_str().unwrap().contains("read-only"),
+        "{forced}"
+    );
     drop(b);
 
     // Refusals over plain HTTP.
@@ -282,7 +289,10 @@ fn the_fleet_live_in_a_real_browser() {
         .lines()
         .filter(|l| l.contains("dashboard_refused") && l.contains("\"by\":\"rob\""))
         .count();
-    assert_eq!(refusals, 2, "both of rob's stops are audited as refused: {audit}");
+    assert_eq!(
+        refusals, 2,
+        "both of rob's stops are audited as refused: {audit}"
+    );
     f.server.kill();
 }
 

@@ -90,11 +90,7 @@ fn changed<'a, K: Eq + std::hash::Hash + Copy, T: PartialEq>(
             rows.push(row);
         }
     }
-    let gone = old
-        .iter()
-        .map(&key)
-        .filter(|k| !kept.contains(k))
-        .collect();
+    let gone = old.iter().map(&key).filter(|k| !kept.contains(k)).collect();
     (rows, gone)
 }
 

@@ -52,10 +52,12 @@ fn only_changed_rows_and_gone_keys_travel() {
     let mut new = fleet(2);
     new.nodes[4].state = "exited".into(); // a2/n0
     new.agents[9].last_seen_ms = 2000;
-    new.nodes.retain(|n| !(n.agent == "a5" && n.container == "n1"));
+    new.nodes
+        .retain(|n| !(n.agent == "a5" && n.container == "n1"));
     new.agents.push(agent("b0", 5));
     new.nodes.push(node("b0", "n0", "running"));
-    new.alerts.push(json!({"rule": "NodeDown", "agent": "a2", "container": "n0"}));
+    new.alerts
+        .push(json!({"rule": "NodeDown", "agent": "a2", "container": "n0"}));
     new.commands.push(json!({"id": "c1", "status": "issued"}));
     let d = diff(&old, &new, 3);
     let agents: Vec<&str> = d.agents.iter().map(|a| a.id.as_str()).collect();
@@ -116,13 +118,19 @@ fn a_connection_gets_a_snapshot_then_numbered_deltas() {
     let mut push = Push::default();
     let first = Arc::new(fleet(1));
     let f = frame(&mut push, &first, t0).unwrap();
-    assert_eq!((f["type"].clone(), f["seq"].clone()), (json!("snapshot"), json!(1)));
+    assert_eq!(
+        (f["type"].clone(), f["seq"].clone()),
+        (json!("snapshot"), json!(1))
+    );
     assert_eq!(f["fleet"]["nodes"].as_array().unwrap().len(), 20);
 
     // The same snapshot, or an equal one, soon after: nothing to send.
     assert_eq!(frame(&mut push, &first, t0), None);
     let equal = Arc::new(fleet(2));
-    assert_eq!(frame(&mut push, &equal, t0 + Duration::from_millis(500)), None);
+    assert_eq!(
+        frame(&mut push, &equal, t0 + Duration::from_millis(500)),
+        None
+    );
 
     // One node stops: a delta with that row only, numbered next.
     let mut stopped = fleet(3);
@@ -131,7 +139,10 @@ fn a_connection_gets_a_snapshot_then_numbered_deltas() {
     let f = frame(&mut push, &stopped, t0 + Duration::from_secs(1)).unwrap();
     assert_eq!(f["type"], "delta");
     assert_eq!(f["seq"], 2);
-    assert_eq!(f["nodes"], json!([serde_json::to_value(&stopped.nodes[0]).unwrap()]));
+    assert_eq!(
+        f["nodes"],
+        json!([serde_json::to_value(&stopped.nodes[0]).unwrap()])
+    );
 
     // Quiet for KEEPALIVE: a delta of just the time, so ages keep counting.
     let later = t0 + Duration::from_secs(1) + KEEPALIVE;
@@ -141,7 +152,10 @@ fn a_connection_gets_a_snapshot_then_numbered_deltas() {
     // The page saw a gap: the next frame is a snapshot, numbered on.
     push.resync();
     let f = frame(&mut push, &stopped, later).unwrap();
-    assert_eq!((f["type"].clone(), f["seq"].clone()), (json!("snapshot"), json!(4)));
+    assert_eq!(
+        (f["type"].clone(), f["seq"].clone()),
+        (json!("snapshot"), json!(4))
+    );
 }
 
 #[test]
@@ -154,7 +168,10 @@ fn a_delta_bigger_than_half_the_fleet_goes_as_a_snapshot() {
         n.state = "exited".into();
     }
     let f = frame(&mut push, &Arc::new(most), t0).unwrap();
-    assert_eq!((f["type"].clone(), f["seq"].clone()), (json!("snapshot"), json!(2)));
+    assert_eq!(
+        (f["type"].clone(), f["seq"].clone()),
+        (json!("snapshot"), json!(2))
+    );
 
     // Without the fleet's JSON (the hub did not answer) nothing is sent
     // and the count does not move.
@@ -168,5 +185,8 @@ fn a_delta_bigger_than_half_the_fleet_goes_as_a_snapshot() {
     }
     one.nodes[19].state = "paused".into();
     let f = frame(&mut push, &Arc::new(one), t0).unwrap();
-    assert_eq!((f["type"].clone(), f["seq"].clone()), (json!("delta"), json!(3)));
+    assert_eq!(
+        (f["type"].clone(), f["seq"].clone()),
+        (json!("delta"), json!(3))
+    );
 }

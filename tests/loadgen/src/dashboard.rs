@@ -112,7 +112,8 @@ pub fn measure(
     wait_quietly(&rx, Duration::from_secs(options.steady_s), deadline);
     let after = steady_state(&mut b, srv.pid());
     let span = options.steady_s as f64;
-    let per_s = |k: &str| (after[k].as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0)) / span;
+    let per_s =
+        |k: &str| (after[k].as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0)) / span;
     let frames = after["frames"].as_f64().unwrap_or(0.0) - before["frames"].as_f64().unwrap_or(0.0);
     let mut draws: Vec<Duration> = b
         .eval(&format!(
@@ -130,7 +131,10 @@ pub fn measure(
     let (mut to_red, mut from_red) = (Vec::new(), Vec::new());
     for i in 0..options.samples {
         let stop = i % 2 == 0;
-        let seen = b.eval("window.__bench.changes.length").as_u64().unwrap_or(0);
+        let seen = b
+            .eval("window.__bench.changes.length")
+            .as_u64()
+            .unwrap_or(0);
         shared.stop_first.store(stop, Ordering::Relaxed);
         let sent_ms = stats_sent(&rx, stop, Instant::now() + STATS_INTERVAL * 3)
             .ok_or("agent a0 sent no stats")?;
@@ -144,7 +148,11 @@ pub fn measure(
         }
         let ms = change[1].as_f64().unwrap_or(0.0) - sent_ms;
         let d = Duration::from_secs_f64(ms.max(0.0) / 1000.0);
-        if stop { to_red.push(d) } else { from_red.push(d) }
+        if stop {
+            to_red.push(d)
+        } else {
+            from_red.push(d)
+        }
     }
     shared.stop.store(true, Ordering::Relaxed);
     let mut all: Vec<Duration> = to_red.iter().chain(&from_red).copied().collect();
@@ -208,7 +216,11 @@ fn stats_sent(rx: &Receiver<Report>, stopped: bool, until: Instant) -> Option<f6
 fn tree_ticks(root: u32) -> u64 {
     let mut parent = std::collections::HashMap::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
@@ -229,5 +241,10 @@ fn tree_ticks(root: u32) -> u64 {
         }
         false
     };
-    parent.keys().copied().filter(|&p| under(p)).map(cpu_ticks).sum()
+    parent
+        .keys()
+        .copied()
+        .filter(|&p| under(p))
+        .map(cpu_ticks)
+        .sum()
 }

@@ -450,7 +450,10 @@ fn connect_all(
     if retries > 0 {
         eprintln!("loadgen: {retries} connection attempts were refused or reset and retried");
     }
-    Ok((connected, (connected == n).then(|| last_welcome - connect_started)))
+    Ok((
+        connected,
+        (connected == n).then(|| last_welcome - connect_started),
+    ))
 }
 
 /// Receives and drops reports for `span` (bounded by `deadline`).

@@ -337,7 +337,8 @@ pub fn stats(index: usize, first_stopped: bool) -> Value {
 mod tests {
     #[test]
     fn stats_is_about_1_7_kb_and_keys_are_unique() {
-        let frame = serde_json::json!({"type": "stats", "data": super::stats(4321, false)}).to_string();
+        let frame =
+            serde_json::json!({"type": "stats", "data": super::stats(4321, false)}).to_string();
         assert!(
             (1500..2100).contains(&frame.len()),
             "stats frame is {} bytes",
