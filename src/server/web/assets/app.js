@@ -85,6 +85,12 @@ function rows() {
   return out;
 }
 
+// The fleet view's parts, each replaced only when its HTML changed: most
+// frames change a few rows, and re-laying out 3,000 tiles would be most of
+// the browser's work.
+const drawn = new Map();
+function put(sel, html) { if (drawn.get(sel) !== html) { drawn.set(sel, html); $(sel).innerHTML = html; } }
+
 function render() {
   if (!fleet) return;
   const now = fleet.ts, all = rows(), f = $("#filter").value.toLowerCase();
@@ -92,9 +98,9 @@ function render() {
   const agentOf = new Map(fleet.agents.map((a) => [a.id, a]));
   const bad = all.filter((r) => r.severity === 2).length, warn = all.filter((r) => r.severity === 1).length;
   $("#counts").textContent = `${fleet.agents.filter((a) => a.connected).length}/${fleet.agents.length} agents · ${fleet.nodes.length} nodes · ${bad} down · ${warn} warnings`;
-  $("#alerts").innerHTML = fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join("");
+  put("#alerts", fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join(""));
   // One tile per node: 200 fit one screen; the word says what is wrong.
-  $("#overview").innerHTML = all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join("");
+  put("#overview", all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join(""));
   let html = "", okShown = 0, okHidden = 0;
   const every = $("#all").checked || f;
   for (const r of all) {
@@ -105,11 +111,11 @@ function render() {
     const unc = r.unclaimed == null ? "-" : r.unclaimed + (r.unclaimed > 0 && r.oldest_days != null ? ` (oldest ${r.oldest_days}d)` : "");
     html += `<tr class="sev${r.severity}" data-agent="${esc(r.agent)}" data-container="${esc(r.container)}"><td>${esc(r.problem)}</td><td>${esc(r.agent)}</td><td>${node}</td><td>${esc(r.state)}</td><td>${esc(r.best)}</td><td>${esc(r.finalized)}</td><td>${esc(r.lag)}</td><td>${esc(r.peers)}</td><td>${r.syncing == null ? "-" : r.syncing ? "yes" : "no"}</td><td>${esc(r.era)}</td><td>${r.validator ? esc(r.validator.slice(0, 10)) + "…" : esc(r.roles || "-")}</td><td>${esc(unc)}</td><td>${r.backup_ms ? ago(r.backup_ms, now) : "none"}</td><td>${ago(r.seen ?? agentOf.get(r.agent)?.last_seen_ms, now)}</td></tr>`;
   }
-  $("#fleet tbody").innerHTML = html;
+  put("#fleet tbody", html);
   $("#hidden").textContent = okHidden ? `${okHidden} more nodes are ok (tick "every node" or filter to list them)` : "";
   const withNodes = new Set(fleet.nodes.map((n) => n.agent));
-  $("#bare-agents").innerHTML = fleet.agents.filter((a) => a.connected && !withNodes.has(a.id)).map((a) => `<li>${esc(a.id)} (${esc(a.host)}): ${esc(a.docker_error || "no stats yet")}</li>`).join("") || "<li>none</li>";
-  $("#commands tbody").innerHTML = fleet.commands.slice().reverse().slice(0, 15).map(cmdRow).join("");
+  put("#bare-agents", fleet.agents.filter((a) => a.connected && !withNodes.has(a.id)).map((a) => `<li>${esc(a.id)} (${esc(a.host)}): ${esc(a.docker_error || "no stats yet")}</li>`).join("") || "<li>none</li>");
+  put("#commands tbody", fleet.commands.slice().reverse().slice(0, 15).map(cmdRow).join(""));
   if (watching) renderNode();
 }
 
