@@ -116,11 +116,7 @@ fn the_fleet_live_in_a_real_browser() {
     let profile = TempDir::new("dashboard-chromium");
     let mut b = Browser::launch(1400, 900, profile.path());
     b.navigate(&base);
-    b.wait_for("document.querySelector('#token')", SLOW, "the login form");
-    b.eval(&format!(
-        "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
-        json!(ann)
-    ));
+    b.log_in(&ann);
     // Logged in: the live stream brings the node's row.
     b.wait_for(
         "document.querySelector('#conn') && document.querySelector('#conn').textContent === 'live'",
@@ -204,15 +200,7 @@ fn the_fleet_live_in_a_real_browser() {
 
     // A read-only operator, in the same browser: log out, log in as rob.
     b.eval("document.querySelector('#logout').click(); true");
-    b.wait_for(
-        "document.querySelector('#token')",
-        SLOW,
-        "the login form again",
-    );
-    b.eval(&format!(
-        "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
-        json!(rob)
-    ));
+    b.log_in(&rob);
     b.wait_for(
         &format!("document.querySelector('#fleet tr[data-container=\"{node}\"] td:nth-child(4)').textContent === 'running'"),
         SLOW,

@@ -133,6 +133,16 @@ impl Browser {
         }
     }
 
+    /// Log in on the dashboard's login page (already loaded) with `token`.
+    pub fn log_in(&mut self, token: &str) {
+        let slow = Duration::from_secs(60);
+        self.wait_for("document.querySelector('#token')", slow, "the login form");
+        self.eval(&format!(
+            "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
+            json!(token)
+        ));
+    }
+
     pub fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
         self.wait_for(

@@ -95,11 +95,7 @@ pub fn measure(
     );
     b.call("Performance.enable", json!({}));
     b.navigate(&format!("http://{admin}/"));
-    b.wait_for("document.querySelector('#token')", SLOW, "the login form");
-    b.eval(&format!(
-        "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
-        json!(operator)
-    ));
+    b.log_in(operator);
     b.wait_for(
         "document.querySelector('#fleet tr[data-agent=\"a0\"][data-container=\"3node0\"]')",
         SLOW,

@@ -198,19 +198,7 @@ pub fn tokens(
                         if k >= n {
                             return Ok(mine);
                         }
-                        let out = Command::new(warden)
-                            .args(["token", "add", &format!("a{k}"), "--data-dir"])
-                            .arg(&data_dir)
-                            .output()
-                            .map_err(|e| e.to_string())?;
-                        if !out.status.success() {
-                            return Err(format!(
-                                "token add a{k}: {}",
-                                String::from_utf8_lossy(&out.stderr).trim()
-                            ));
-                        }
-                        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                        mine.push((k, token));
+                        mine.push((k, token_add(warden, &[&format!("a{k}")], &data_dir)?));
                     }
                 })
             })
@@ -237,14 +225,22 @@ pub fn tokens(
 
 /// Registers operator `bench` in `data_dir` (`token add --operator`): its token.
 pub fn operator_token(warden: &Path, data_dir: &Path) -> Result<String, String> {
+    token_add(warden, &["--operator", "bench"], data_dir)
+}
+
+/// `warden token add ARGS --data-dir DIR`: the token it printed.
+fn token_add(warden: &Path, args: &[&str], data_dir: &Path) -> Result<String, String> {
     let out = Command::new(warden)
-        .args(["token", "add", "--operator", "bench", "--data-dir"])
+        .args(["token", "add"])
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
-            "token add --operator: {}",
+            "token add {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
