@@ -57,6 +57,35 @@ fn http(
     (code, out)
 }
 
+/// The `live` WebSocket, opened with a session cookie.
+fn live_socket(addr: &str, cookie: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(SLOW)).unwrap();
+    let request = tungstenite::http::Request::builder()
+        .uri(format!("ws://{addr}/live"))
+        .header("Host", addr)
+        .header("Cookie", cookie)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tungstenite::handshake::client::generate_key(),
+        )
+        .body(())
+        .unwrap();
+    tungstenite::client::client(request, stream).unwrap().0
+}
+
+/// The next text frame of `live`, as JSON.
+fn next_frame(ws: &mut tungstenite::WebSocket<TcpStream>) -> serde_json::Value {
+    loop {
+        if let tungstenite::Message::Text(t) = ws.read().expect("a live frame") {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
 /// Log in over HTTP: the session cookie and the page's CSRF token.
 fn http_login(addr: &str, token: &str) -> (String, String) {
     let (code, out) = http(addr, "POST", "/login", &[], &format!("token={token}"));
@@ -150,6 +179,12 @@ fn the_fleet_live_in_a_real_browser() {
     assert!(problem.as_str().unwrap().starts_with("DOWN"), "{problem}");
     let first = b.eval("document.querySelector('#fleet tbody tr').dataset.container");
     assert_eq!(first, json!(node), "problems sort to the top");
+    // A frame numbered past the next is a gap: not applied (the page asks
+    // for a snapshot instead).
+    let gap = b.eval(
+        "(() => { const s = live.seq; return apply({type: 'delta', seq: s + 2, ts: 0, nodes: []}) === false && live.seq === s; })()",
+    );
+    assert_eq!(gap, json!(true), "a gap is seen, not applied");
     let out = docker(&["start", &node]);
     assert!(out.status.success());
     b.wait_for(
@@ -263,6 +298,30 @@ fn the_fleet_live_in_a_real_browser() {
         "no stop was issued: {commands}"
     );
     let _ = csrf;
+    // The live stream itself: a snapshot, numbered frames, and `resync`
+    // (what a page that saw a gap sends) brings a snapshot again.
+    let mut ws = live_socket(&admin, &cookie);
+    let first = next_frame(&mut ws);
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["seq"], 1);
+    let nodes = first["fleet"]["nodes"].as_array().unwrap();
+    assert!(
+        nodes.iter().any(|n| n["container"] == node.as_str()),
+        "{first}"
+    );
+    ws.send(tungstenite::Message::text("resync")).unwrap();
+    let mut seq = 1;
+    let again = loop {
+        let f = next_frame(&mut ws);
+        seq += 1;
+        assert_eq!(f["seq"], seq, "frames are numbered one by one: {f}");
+        if f["type"] == "snapshot" {
+            break f;
+        }
+        assert_eq!(f["type"], "delta", "{f}");
+    };
+    assert!(again["fleet"]["agents"].as_array().is_some(), "{again}");
+    drop(ws);
     // Everything a person did is in the audit log, with the name.
     let audit = std::fs::read_to_string(data_dir.join("audit.jsonl")).unwrap();
     assert!(

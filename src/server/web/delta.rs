@@ -120,6 +120,11 @@ pub fn snapshot_frame(seq: u64, fleet_json: &str) -> String {
     format!("{{\"type\":\"snapshot\",\"seq\":{seq},\"fleet\":{fleet_json}}}")
 }
 
+/// A delta of more rows than this, and more than half the fleet's, goes
+/// as a snapshot (parsing one is cheaper than applying that many); below
+/// it a delta is small whatever share of a small fleet it carries.
+pub const SNAPSHOT_MIN_ROWS: usize = 64;
+
 /// With nothing changed, a delta of just `ts` this often, so the page's
 /// ages ("last seen 5s") keep counting.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -129,7 +134,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 /// Bounded by construction: a frame is computed against what was last
 /// *sent*, so changes that happen while a browser is slow to read merge
 /// into the next frame instead of queueing; and a delta that would carry
-/// more than half the fleet's rows goes as a snapshot instead.
+/// more than half the fleet's rows (and more than [`SNAPSHOT_MIN_ROWS`])
+/// goes as a snapshot instead.
 #[derive(Default)]
 pub struct Push {
     sent: Option<Arc<Snapshot>>,
@@ -161,7 +167,7 @@ impl Push {
                 if delta.is_empty() && !quiet {
                     return None;
                 }
-                if delta.rows() * 2 > rows(now) {
+                if delta.rows() > SNAPSHOT_MIN_ROWS && delta.rows() * 2 > rows(now) {
                     snapshot_frame(self.seq + 1, &fleet_json()?)
                 } else {
                     serde_json::to_string(&delta).ok()?

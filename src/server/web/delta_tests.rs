@@ -21,11 +21,15 @@ fn node(agent: &str, container: &str, state: &str) -> NodeRow {
 
 /// Ten agents with two nodes each, all running.
 fn fleet(ts: i64) -> Snapshot {
+    fleet_of(10, ts)
+}
+
+fn fleet_of(agents: usize, ts: i64) -> Snapshot {
     let mut s = Snapshot {
         ts,
         ..Snapshot::default()
     };
-    for i in 0..10 {
+    for i in 0..agents {
         let id = format!("a{i}");
         s.agents.push(agent(&id, 1000));
         s.nodes.push(node(&id, "n0", "running"));
@@ -159,34 +163,38 @@ fn a_connection_gets_a_snapshot_then_numbered_deltas() {
 }
 
 #[test]
-fn a_delta_bigger_than_half_the_fleet_goes_as_a_snapshot() {
+fn a_delta_bigger_than_half_a_big_fleet_goes_as_a_snapshot() {
+    let stop = |s: &mut Snapshot, count: usize| {
+        for n in s.nodes.iter_mut().take(count) {
+            n.state = "exited".into();
+        }
+    };
+    let kind = |f: &Value| (f["type"].clone(), f["seq"].clone());
     let t0 = Instant::now();
+
+    // A small fleet: a delta however much changed (it is small anyway).
     let mut push = Push::default();
     frame(&mut push, &Arc::new(fleet(1)), t0).unwrap();
     let mut most = fleet(2);
-    for n in most.nodes.iter_mut().take(16) {
-        n.state = "exited".into();
-    }
+    stop(&mut most, 16);
     let f = frame(&mut push, &Arc::new(most), t0).unwrap();
-    assert_eq!(
-        (f["type"].clone(), f["seq"].clone()),
-        (json!("snapshot"), json!(2))
-    );
+    assert_eq!(kind(&f), (json!("delta"), json!(2)));
+
+    // 100 agents, 200 nodes: 160 changed rows go as a snapshot.
+    let mut push = Push::default();
+    frame(&mut push, &Arc::new(fleet_of(100, 1)), t0).unwrap();
+    let mut most = fleet_of(100, 2);
+    stop(&mut most, 160);
+    let f = frame(&mut push, &Arc::new(most), t0).unwrap();
+    assert_eq!(kind(&f), (json!("snapshot"), json!(2)));
 
     // Without the fleet's JSON (the hub did not answer) nothing is sent
     // and the count does not move.
-    let mut other = fleet(3);
-    other.agents.clear();
-    other.nodes.clear();
-    assert_eq!(push.next(&Arc::new(other), || None, t0), None);
-    let mut one = fleet(4);
-    for n in one.nodes.iter_mut().take(16) {
-        n.state = "exited".into();
-    }
-    one.nodes[19].state = "paused".into();
+    assert_eq!(push.next(&Arc::new(Snapshot::default()), || None, t0), None);
+    let mut one = fleet_of(100, 4);
+    stop(&mut one, 160);
+    one.nodes[199].state = "paused".into();
     let f = frame(&mut push, &Arc::new(one), t0).unwrap();
-    assert_eq!(
-        (f["type"].clone(), f["seq"].clone()),
-        (json!("delta"), json!(3))
-    );
+    assert_eq!(kind(&f), (json!("delta"), json!(3)));
+    assert_eq!(f["nodes"].as_array().map(Vec::len), Some(1));
 }
