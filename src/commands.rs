@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::protocol::ErrorCode;
 use serde_json::{Map, Value};
 
 /// Every command an agent may be asked to run, by its wire name.
@@ -288,8 +289,8 @@ pub struct UnknownCommand {
 
 impl UnknownCommand {
     /// The wire error code this maps to.
-    pub fn code(&self) -> &'static str {
-        "unknown_command"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::UnknownCommand
     }
 }
 
@@ -493,8 +494,8 @@ pub enum ParamError {
 
 impl ParamError {
     /// The wire error code this maps to.
-    pub fn code(&self) -> &'static str {
-        "invalid_params"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidParams
     }
 
     /// The param the error is about (dotted for a map entry).

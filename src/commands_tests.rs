@@ -55,7 +55,7 @@ fn unknown_names_are_refused() {
         "nodes",
     ] {
         let err = name.parse::<CommandName>().unwrap_err();
-        assert_eq!(err.code(), "unknown_command");
+        assert_eq!(err.code().as_str(), "unknown_command");
         assert_eq!(err.name, name);
         assert!(err.to_string().contains("find_validator"), "{err}");
     }
@@ -622,7 +622,7 @@ fn refused_params_table() {
     for (command, input, key, fragment) in table {
         let err = validate_params(command, &object(input.clone()))
             .expect_err(&format!("{command} {input} should be refused"));
-        assert_eq!(err.code(), "invalid_params");
+        assert_eq!(err.code().as_str(), "invalid_params");
         assert_eq!(err.key(), key, "{command} {input}: {err}");
         let message = err.to_string();
         assert!(

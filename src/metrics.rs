@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::docker::ContainerInspect;
+use crate::protocol::ErrorCode;
 
 /// A Substrate node's Prometheus port when its command line names none.
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 9615;
@@ -283,11 +284,11 @@ pub enum MetricsError {
 
 impl MetricsError {
     /// The wire protocol's error code for this error.
-    pub fn wire_code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            MetricsError::Unavailable { .. } => "unavailable",
-            MetricsError::Timeout { .. } => "timeout",
-            MetricsError::Http { .. } | MetricsError::Unreadable { .. } => "internal",
+            MetricsError::Unavailable { .. } => ErrorCode::Unavailable,
+            MetricsError::Timeout { .. } => ErrorCode::Timeout,
+            MetricsError::Http { .. } | MetricsError::Unreadable { .. } => ErrorCode::Internal,
         }
     }
 }
@@ -719,7 +720,7 @@ substrate_node_roles 4.0
                 body: "Not found.".into()
             }
         );
-        assert_eq!(error.wire_code(), "internal");
+        assert_eq!(error.code().as_str(), "internal");
         assert!(error.to_string().contains("/metrics"), "{error}");
         server.join().unwrap();
 
@@ -735,7 +736,7 @@ substrate_node_roles 4.0
             }
         );
         assert!(started.elapsed() < timeout + Duration::from_millis(500));
-        assert_eq!(error.wire_code(), "timeout");
+        assert_eq!(error.code().as_str(), "timeout");
         server.join().unwrap();
 
         let port = {
@@ -744,7 +745,7 @@ substrate_node_roles 4.0
         };
         let started = Instant::now();
         let error = scrape(&metrics_url(port), Duration::from_secs(10)).unwrap_err();
-        assert_eq!(error.wire_code(), "unavailable", "{error:?}");
+        assert_eq!(error.code().as_str(), "unavailable", "{error:?}");
         assert!(started.elapsed() < Duration::from_secs(1));
         let text = error.to_string();
         assert!(

@@ -120,7 +120,9 @@ pub fn load(path: &Path) -> Result<Ed25519KeyPair, OperatorKeyError> {
 }
 
 pub fn public_hex(pair: &Ed25519KeyPair) -> String {
-    format!("0x{}", hex::encode(pair.public_key().as_ref()))
+    crate::chain::PublicKey::try_from(pair.public_key().as_ref())
+        .expect("an Ed25519 public key is 32 bytes")
+        .to_string()
 }
 
 /// Sign a command (what the server side does for an operator).

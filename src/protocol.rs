@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
+pub mod events;
+
 pub const PROTOCOL_VERSION: u64 = 1;
 /// Default limit on a message's payload after reassembly; exactly this passes.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
@@ -44,7 +46,7 @@ pub mod close_code {
 }
 
 /// The error codes of protocol 1. One mapping from typed errors to these
-/// lives next to each error type (`wire_code`).
+/// lives next to each error type (its `code()`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -93,14 +95,6 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
-
-    /// The code a module's `wire_code()` names; anything else is `internal`.
-    pub fn from_wire(code: &str) -> ErrorCode {
-        ErrorCode::ALL
-            .into_iter()
-            .find(|c| c.as_str() == code)
-            .unwrap_or(ErrorCode::Internal)
-    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -269,7 +263,7 @@ impl EventKind {
             EventKind::ValidatorDeactivated => "validator_deactivated",
         }
     }
-    fn parse(s: &str) -> Option<EventKind> {
+    pub fn parse(s: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
@@ -662,11 +656,14 @@ mod tests {
     }
 
     #[test]
-    fn wire_codes_map_back_to_error_codes() {
+    fn error_code_names_are_their_wire_strings() {
         for code in ErrorCode::ALL {
-            assert_eq!(ErrorCode::from_wire(code.as_str()), code);
+            assert_eq!(json!(code), json!(code.as_str()));
+            assert_eq!(
+                serde_json::from_value::<ErrorCode>(json!(code.as_str())).unwrap(),
+                code
+            );
         }
-        assert_eq!(ErrorCode::from_wire("no_such_code"), ErrorCode::Internal);
     }
 
     #[test]

@@ -5,11 +5,12 @@
 use super::Agent;
 use super::failure::Failure;
 use crate::backup::{self, BackupReport, RestoreOptions};
-use crate::protocol::{Event, EventKind, now_ms};
-use serde_json::{Map, Value, json};
+use crate::chain::PublicKey;
+use crate::protocol::events::{BackupComplete, Payload};
+use crate::protocol::{Event, now_ms};
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
-/// The one mapping from backup errors to the wire's codes.
 /// Public keys a `backup_complete` event lists, at most.
 const MAX_EVENT_KEYS: usize = 512;
 
@@ -17,31 +18,26 @@ const MAX_EVENT_KEYS: usize = 512;
 pub fn backup_event(report: &BackupReport, seq: u64) -> Event {
     let timestamp = now_ms();
     let event_id = format!("backup-{}-{timestamp}-{seq}", report.container);
-    let mut data = Map::new();
-    data.insert("event_id".into(), json!(event_id));
-    data.insert("container".into(), json!(report.container));
-    data.insert("backup_file".into(), json!(report.file_name));
-    data.insert("bytes".into(), json!(report.bytes));
-    data.insert("sha256".into(), json!(report.sha256));
     // The archive's public keys, so the server can refuse a restore that
     // would make two nodes sign with them (left out past a bound: the
     // server then refuses such a restore unless forced).
-    let keys: Vec<String> = report
+    let keys: Vec<PublicKey> = report
         .entries
         .iter()
         .filter_map(|e| e.strip_prefix("keystore/"))
         .filter_map(|name| crate::chain::parse_keystore_file_name(name).ok())
-        .map(|e| format!("0x{}", hex::encode(e.public_key)))
+        .filter_map(|e| PublicKey::try_from(e.public_key.as_slice()).ok())
         .collect();
-    if keys.len() <= MAX_EVENT_KEYS {
-        data.insert("keys".into(), json!(keys));
-    }
-    data.insert("timestamp".into(), json!(timestamp));
-    Event {
-        kind: EventKind::BackupComplete,
+    Payload::BackupComplete(BackupComplete {
         event_id,
-        data,
-    }
+        container: report.container.clone(),
+        backup_file: report.file_name.clone(),
+        bytes: report.bytes,
+        sha256: report.sha256.clone(),
+        keys: (keys.len() <= MAX_EVENT_KEYS).then_some(keys),
+        timestamp,
+    })
+    .into()
 }
 
 fn log_progress(container: &str) -> impl FnMut(&str) + '_ {
@@ -165,5 +161,43 @@ pub fn pick_up_dropped_events(agent: &Agent) {
                 path.display()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_is_reported_byte_for_byte() {
+        let report = BackupReport {
+            container: "3node0".into(),
+            file_name: "3node0-keys-20250108-1430.tar.gz".into(),
+            path: PathBuf::from("/backups/3node0-keys-20250108-1430.tar.gz"),
+            bytes: 10240,
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            entries: vec![
+                "keystore/".into(),
+                format!("keystore/6772616e{}", "22".repeat(32)),
+                format!("keystore/62616265{}aa", "11".repeat(31)),
+                "network/".into(),
+                "keystore/not-a-key".into(),
+            ],
+            keystore_files: 2,
+            network_files: 0,
+            chain: crate::backup::ChainDir {
+                base_path: "/data".into(),
+                chain_id: "local".into(),
+            },
+            was_running: true,
+            stopped_ms: Some(5),
+            deleted: vec![],
+            warnings: vec![],
+        };
+        let event = backup_event(&report, 3);
+        let timestamp = event.data["timestamp"].as_i64().unwrap();
+        let expected = crate::protocol::events::tests::BACKUP_COMPLETE
+            .replace("1733312345678", &timestamp.to_string());
+        assert_eq!(crate::protocol::Message::Event(event).to_json(), expected);
     }
 }

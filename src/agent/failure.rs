@@ -27,13 +27,13 @@ impl Failure {
 
 impl From<DockerError> for Failure {
     fn from(e: DockerError) -> Failure {
-        Failure::new(ErrorCode::from_wire(e.wire_code()), e.to_string())
+        Failure::new(e.code(), e.to_string())
     }
 }
 
 impl From<RpcError> for Failure {
     fn from(e: RpcError) -> Failure {
-        Failure::new(ErrorCode::from_wire(e.wire_code()), e.to_string())
+        Failure::new(e.code(), e.to_string())
     }
 }
 
@@ -45,6 +45,6 @@ impl<E: std::fmt::Display> From<ChainError<E>> for Failure {
 
 impl From<BackupError> for Failure {
     fn from(e: BackupError) -> Failure {
-        Failure::new(ErrorCode::from_wire(e.wire_code()), e.to_string())
+        Failure::new(e.code(), e.to_string())
     }
 }

@@ -9,9 +9,10 @@
 //!   node's pruning window, so a lookup sees one consistent state.
 use super::Agent;
 use super::failure::Failure;
-use crate::chain::{self, AccountId32, KeyTypeId, SessionKeys, StorageReader};
+use crate::chain::{self, AccountId32, KeyTypeId, PublicKey, SessionKeys, StorageReader};
 use crate::docker::ContainerInspect;
-use crate::protocol::{ErrorCode, Event, EventKind, now_ms};
+use crate::protocol::events::{KeyUpdate, Payload};
+use crate::protocol::{ErrorCode, Event, now_ms};
 use crate::rpc::{RpcClient, RpcStorage};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -53,16 +54,11 @@ fn split(session_keys: &str) -> Result<SessionKeys, Failure> {
     })
 }
 
-fn keys_json(keys: &SessionKeys) -> Map<String, Value> {
-    keys.public_keys()
-        .iter()
-        .map(|(t, k)| {
-            (
-                t.to_string(),
-                Value::String(format!("0x{}", hex::encode(k))),
-            )
-        })
-        .collect()
+/// Each public key by its key type (`gran`, `babe`, `imon`).
+fn keys_by_type(keys: &SessionKeys) -> BTreeMap<String, PublicKey> {
+    (keys.public_keys())
+        .map(|(t, k)| (t.to_string(), PublicKey::from(k)))
+        .into()
 }
 
 fn client(agent: &Agent, container: &str) -> Result<RpcClient, Failure> {
@@ -82,22 +78,33 @@ pub fn rotate_keys(agent: &Agent, container: &str) -> Result<Value, Failure> {
         ),
     })?;
     remember_keys(agent, container, &session_key);
-    let keys = keys_json(&keys);
-    let timestamp = now_ms();
-    let event_id = format!("key-{container}-{timestamp}-{}", agent.next_event_seq());
-    let mut data = Map::new();
-    data.insert("event_id".into(), json!(event_id));
-    data.insert("container".into(), json!(container));
-    data.insert("session_key".into(), json!(session_key));
-    data.insert("keys".into(), Value::Object(keys.clone()));
-    data.insert("action".into(), json!("rotate_keys"));
-    data.insert("timestamp".into(), json!(timestamp));
-    agent.raise(Event {
-        kind: EventKind::KeyUpdate,
-        event_id,
-        data,
-    });
-    Ok(json!({ "session_key": session_key, "keys": keys }))
+    agent.raise(key_update_event(
+        container,
+        &session_key,
+        &keys,
+        now_ms(),
+        agent.next_event_seq(),
+    ));
+    Ok(json!({ "session_key": session_key, "keys": keys_by_type(&keys) }))
+}
+
+/// The `key_update` event for a rotation of `container`'s keys.
+fn key_update_event(
+    container: &str,
+    session_key: &str,
+    keys: &SessionKeys,
+    timestamp: i64,
+    seq: u64,
+) -> Event {
+    Payload::KeyUpdate(KeyUpdate {
+        event_id: format!("key-{container}-{timestamp}-{seq}"),
+        container: container.to_string(),
+        session_key: session_key.to_string(),
+        keys: Some(keys_by_type(keys)),
+        action: "rotate_keys".into(),
+        timestamp,
+    })
+    .into()
 }
 
 /// `session_keys` as given, else the container's last known keys.
@@ -160,7 +167,7 @@ pub fn check_keys(
                      rotate_to_check=true to make new ones (that changes the node's keys)"
                 ),
             })?;
-            keys_pairs(&Value::Object(keys_json(&split(&known)?)))
+            keys_pairs(&json!(keys_by_type(&split(&known)?)))
         }
     };
     let rpc = client(agent, container)?;
@@ -298,7 +305,7 @@ fn matched_keys(
         .map(|(t, k)| {
             (
                 t.to_string(),
-                Value::String(format!("0x{}", hex::encode(k))),
+                Value::String(PublicKey::from(*k).to_string()),
             )
         })
         .collect();
@@ -354,7 +361,7 @@ pub fn chain_keys_report(
     ]);
     let read = key_check::read_chain_keys(storage, stash).map_err(|e| e.to_string())?;
     let finalized = storage.block_number().map_err(|e| e.to_string())?;
-    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| Value::Object(keys_json(k)));
+    let keys_hex = |k: &Option<SessionKeys>| k.as_ref().map(|k| json!(keys_by_type(k)));
     let mut report = json!({
         "session_index": read.session_index,
         "next_keys": keys_hex(&read.next_keys),
@@ -507,4 +514,25 @@ pub fn find_validator(
         "chain_keys": chain_keys,
         "note": "these keys are registered to this stash",
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotation_is_reported_byte_for_byte() {
+        let session_key = format!(
+            "0x{}{}{}",
+            "11".repeat(32),
+            "22".repeat(32),
+            "33".repeat(32)
+        );
+        let keys = chain::split_session_keys(&session_key).unwrap();
+        let event = key_update_event("3node0", &session_key, &keys, 1733312345678, 7);
+        assert_eq!(
+            crate::protocol::Message::Event(event).to_json(),
+            crate::protocol::events::tests::KEY_UPDATE
+        );
+    }
 }

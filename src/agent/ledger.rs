@@ -142,10 +142,6 @@ pub struct Ledger {
     pub skipped_lines: usize,
 }
 
-fn event_kind(name: &str) -> Option<EventKind> {
-    EventKind::ALL.into_iter().find(|k| k.as_str() == name)
-}
-
 fn cmd_key(id: &str) -> String {
     format!("cmd:{id}")
 }
@@ -214,7 +210,7 @@ impl Ledger {
                 }
                 Record::Event { kind, data } => {
                     let (Some(kind), Some(event_id)) = (
-                        event_kind(&kind),
+                        EventKind::parse(&kind),
                         data.get("event_id")
                             .and_then(Value::as_str)
                             .map(str::to_string),

@@ -260,3 +260,28 @@ fn records_with_ids_the_wire_refuses_are_dropped_at_replay() {
     assert!(matches!(ledger.seen("good"), Seen::Done(_)));
     std::fs::remove_dir_all(d).unwrap();
 }
+
+#[test]
+fn a_ledger_written_before_typed_events_still_loads_them() {
+    let d = dir("typed");
+    std::fs::create_dir_all(&d).unwrap();
+    // A line as agents have written it since the ledger's first version.
+    let line = json!({"rec": "event", "type": "key_update", "data": {
+        "event_id": "key-3node0-1-0", "container": "3node0", "session_key": "0x00",
+        "keys": {"gran": format!("0x{}", "11".repeat(32))}, "action": "rotate_keys",
+        "timestamp": 1}});
+    std::fs::write(d.join("ledger.jsonl"), format!("{line}\n")).unwrap();
+    let (ledger, _) = open(&d);
+    let pending = ledger.pending();
+    let [Message::Event(event)] = pending.as_slice() else {
+        panic!("{pending:?}")
+    };
+    assert_eq!(event.event_id, "key-3node0-1-0");
+    let crate::protocol::events::Payload::KeyUpdate(update) = event.payload().unwrap() else {
+        panic!("{event:?}")
+    };
+    assert_eq!(
+        update.keys.unwrap()["gran"],
+        crate::chain::PublicKey::from([0x11; 32])
+    );
+}

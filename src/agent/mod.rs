@@ -173,7 +173,7 @@ impl Agent {
     fn remember_keystore(&self, container: &str, keys: &[(crate::chain::KeyTypeId, [u8; 32])]) {
         let listed = keys
             .iter()
-            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .map(|(t, k)| (t.to_string(), crate::chain::PublicKey::from(*k).to_string()))
             .collect();
         lock(&self.keystores).insert(container.to_string(), listed);
     }
@@ -544,21 +544,28 @@ mod tests {
 
     #[test]
     fn an_event_id_the_wire_refuses_is_replaced_by_its_digest() {
-        let event = |id: &str| {
-            let mut data = serde_json::Map::new();
-            data.insert("event_id".into(), id.into());
-            protocol::Event {
-                kind: protocol::EventKind::BackupComplete,
+        let event = |id: &str| -> protocol::Event {
+            protocol::events::Payload::ValidatorDeactivated(protocol::events::ValidatorChange {
                 event_id: id.into(),
-                data,
-            }
+                node: "3node0".into(),
+                era: 1,
+                validator_account: None,
+                previous_validator: Some("5A".into()),
+                is_authority: None,
+                timestamp: 1,
+            })
+            .into()
         };
         let good = with_wire_id(event("backup-3node0-1-2"));
         assert_eq!(good.event_id, "backup-3node0-1-2");
         let long = format!("backup-{}-1733312345678-7", "n".repeat(128));
         let fixed = with_wire_id(event(&long));
         assert!(protocol::is_valid_id(&fixed.event_id), "{}", fixed.event_id);
-        assert_eq!(fixed.data["event_id"], fixed.event_id.as_str());
+        let protocol::events::Payload::ValidatorDeactivated(payload) = fixed.payload().unwrap()
+        else {
+            panic!("{fixed:?}")
+        };
+        assert_eq!(payload.event_id, fixed.event_id);
         assert_eq!(with_wire_id(event(&long)).event_id, fixed.event_id);
     }
 }

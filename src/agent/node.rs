@@ -279,7 +279,7 @@ fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) ->
             Ok(()) => v["rpc_error"] = Value::Null,
             Err(e) => {
                 v["rpc_error"] = json!(e.to_string());
-                v["rpc_code"] = json!(e.wire_code());
+                v["rpc_code"] = json!(e.code().as_str());
             }
         }
         return v;
@@ -291,7 +291,7 @@ fn health(agent: &Agent, metrics: &MetricsClient, inspect: &ContainerInspect) ->
             v["rpc_error"] = Value::Null;
             v
         }
-        Err(e) => json!({ "rpc_error": e.to_string(), "rpc_code": e.wire_code() }),
+        Err(e) => json!({ "rpc_error": e.to_string(), "rpc_code": e.code().as_str() }),
     }
 }
 

@@ -136,9 +136,9 @@ fn execute(
     request: &CommandRequest,
     claimed: Option<super::BusyGuard>,
 ) -> Result<Value, Failure> {
-    let command = CommandName::from_str(&request.command).map_err(|_| {
+    let command = CommandName::from_str(&request.command).map_err(|e| {
         Failure::new(
-            ErrorCode::UnknownCommand,
+            e.code(),
             format!(
                 "unknown command {:?} (see `help` on the server)",
                 request.command
@@ -156,7 +156,7 @@ fn execute(
         ));
     }
     let params = commands::validate_params(command, &request.params)
-        .map_err(|e| Failure::new(ErrorCode::InvalidParams, e.to_string()))?;
+        .map_err(|e| Failure::new(e.code(), e.to_string()))?;
     check_signatures(agent, request, command, &params)?;
     let exec_argv = match &params {
         Params::Exec { argv, .. } => Some(argv.as_slice()),
@@ -222,22 +222,10 @@ fn execute(
     } else {
         None
     };
-    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
-    // stops whichever container's id starts with 3a. Only an exact name
-    // from `docker ps` is a target. Checked after the claim, so that claims
-    // keep the order commands arrive in.
+    // Checked (again) after the claim, so that claims keep the order
+    // commands arrive in.
     if request.target != "all" {
-        let target = &targets[0];
-        if !agent
-            .managed_containers()?
-            .iter()
-            .any(|name| name == target)
-        {
-            return Err(Failure::new(
-                ErrorCode::UnknownTarget,
-                format!("there is no container named {target} on this host (docker ps -a)"),
-            ));
-        }
+        ensure_on_host(agent, &targets[0])?;
     }
     let docker = &agent.docker;
     let grace = agent.config.stop_grace();
@@ -357,28 +345,33 @@ fn resolve_targets(
         }
         return Ok(managed);
     }
-    crate::docker::validate_container_name(target)
-        .map_err(|e| Failure::new(ErrorCode::UnknownTarget, e.to_string()))?;
+    crate::docker::validate_container_name(target)?;
     if !agent.config.policy.manages(target) {
         return Err(Failure::new(
             ErrorCode::UnknownTarget,
             format!("{target} is not a container this agent manages (policy.containers)"),
         ));
     }
-    // Docker accepts an id prefix wherever a name goes: `docker stop 3a`
-    // stops whichever container's id starts with 3a. Only an exact name
-    // from `docker ps` is a target.
-    if !agent
+    ensure_on_host(agent, target)?;
+    Ok(vec![target.to_string()])
+}
+
+/// Docker accepts an id prefix wherever a name goes: `docker stop 3a` stops
+/// whichever container's id starts with 3a. Only an exact name from
+/// `docker ps` is a target.
+fn ensure_on_host(agent: &Agent, target: &str) -> Result<(), Failure> {
+    if agent
         .managed_containers()?
         .iter()
         .any(|name| name == target)
     {
-        return Err(Failure::new(
+        Ok(())
+    } else {
+        Err(Failure::new(
             ErrorCode::UnknownTarget,
             format!("there is no container named {target} on this host (docker ps -a)"),
-        ));
+        ))
     }
-    Ok(vec![target.to_string()])
 }
 
 fn status(agent: &Agent, targets: &[String]) -> Result<Value, Failure> {

@@ -16,6 +16,7 @@ use super::Agent;
 use super::keys::session_key_sets;
 use crate::chain::{self, AccountId32};
 use crate::docker::ContainerInspect;
+use crate::protocol::events::{Payload, ValidatorChange};
 use crate::protocol::{Event, EventKind, Message, now_ms};
 use crate::rpc::RpcStorage;
 use serde::{Deserialize, Serialize};
@@ -44,47 +45,68 @@ pub struct NodeStatus {
     pub is_authority: bool,
 }
 
-/// One change to report, as the protocol's event data.
+/// One change to report: which event, and the stashes it names (SS58).
 #[derive(Debug, PartialEq)]
 pub struct Change {
     pub kind: EventKind,
     pub node: String,
-    pub data: Map<String, Value>,
+    pub validator_account: Option<String>,
+    pub previous_validator: Option<String>,
+    pub is_authority: Option<bool>,
 }
 
 /// The events a new era brings, comparing each node's status with the last.
-pub fn changes(era: u32, before: &WatchState, now: &BTreeMap<String, NodeStatus>) -> Vec<Change> {
+pub fn changes(before: &WatchState, now: &BTreeMap<String, NodeStatus>) -> Vec<Change> {
     let mut out = Vec::new();
     for (node, status) in now {
         let old = before.nodes.get(node).cloned().unwrap_or_default();
-        let mut data = Map::new();
-        data.insert("node".into(), json!(node));
-        data.insert("era".into(), json!(era));
-        let kind = match (&old.validator, &status.validator, old.active, status.active) {
-            (Some(prev), Some(cur), _, true) if prev != cur => {
-                data.insert("validator_account".into(), json!(cur));
-                data.insert("previous_validator".into(), json!(prev));
-                data.insert("is_authority".into(), json!(status.is_authority));
-                EventKind::ValidatorChanged
-            }
-            (_, Some(cur), false, true) => {
-                data.insert("validator_account".into(), json!(cur));
-                data.insert("is_authority".into(), json!(status.is_authority));
-                EventKind::ValidatorActivated
-            }
-            (Some(prev), _, true, false) => {
-                data.insert("previous_validator".into(), json!(prev));
-                EventKind::ValidatorDeactivated
-            }
-            _ => continue,
-        };
+        let authority = Some(status.is_authority);
+        let (kind, current, previous, is_authority) =
+            match (&old.validator, &status.validator, old.active, status.active) {
+                (Some(prev), Some(cur), _, true) if prev != cur => (
+                    EventKind::ValidatorChanged,
+                    Some(cur),
+                    Some(prev),
+                    authority,
+                ),
+                (_, Some(cur), false, true) => {
+                    (EventKind::ValidatorActivated, Some(cur), None, authority)
+                }
+                (Some(prev), _, true, false) => {
+                    (EventKind::ValidatorDeactivated, None, Some(prev), None)
+                }
+                _ => continue,
+            };
         out.push(Change {
             kind,
             node: node.clone(),
-            data,
+            validator_account: current.cloned(),
+            previous_validator: previous.cloned(),
+            is_authority,
         });
     }
     out
+}
+
+/// The durable event for `change`; its id is the node, the era and the
+/// kind, so a change raised twice is one event.
+fn validator_event(era: u32, change: Change, timestamp: i64) -> Event {
+    let payload = ValidatorChange {
+        event_id: format!("{}-{}-{era}", change.kind.as_str(), change.node),
+        node: change.node,
+        era,
+        validator_account: change.validator_account,
+        previous_validator: change.previous_validator,
+        is_authority: change.is_authority,
+        timestamp,
+    };
+    match change.kind {
+        EventKind::ValidatorActivated => Payload::ValidatorActivated(payload),
+        EventKind::ValidatorChanged => Payload::ValidatorChanged(payload),
+        // `changes` makes only the three validator kinds.
+        _ => Payload::ValidatorDeactivated(payload),
+    }
+    .into()
 }
 
 /// Record the status of each node read (without error, synced) in its own
@@ -107,7 +129,7 @@ pub fn observe(state: &mut WatchState, read: Vec<(String, u32, NodeStatus)>) -> 
         }
         if state.nodes.contains_key(&node) {
             let now = BTreeMap::from([(node.clone(), status.clone())]);
-            out.extend(changes(era, state, &now).into_iter().map(|c| (era, c)));
+            out.extend(changes(state, &now).into_iter().map(|c| (era, c)));
         }
         state.nodes.insert(node.clone(), status);
         state.node_eras.insert(node, era);
@@ -289,15 +311,7 @@ pub fn run_once(agent: &Agent, state: &mut WatchState) -> Map<String, Value> {
         .collect();
     let before = state.clone();
     for (era, change) in observe(state, read) {
-        let event_id = format!("{}-{}-{era}", change.kind.as_str(), change.node);
-        let mut data = change.data;
-        data.insert("event_id".into(), json!(event_id));
-        data.insert("timestamp".into(), json!(now_ms()));
-        agent.raise(Event {
-            kind: change.kind,
-            event_id,
-            data,
-        });
+        agent.raise(validator_event(era, change, now_ms()));
     }
     if *state != before
         && let Err(e) = crate::fsutil::write_json_atomic(&state_path(agent), state)
@@ -348,7 +362,7 @@ mod tests {
             ("n_new_inactive".to_string(), status(None, false)),
         ]
         .into();
-        let got = changes(11, &before, &now);
+        let got = changes(&before, &now);
         let kinds: Vec<(&str, EventKind)> = got.iter().map(|c| (c.node.as_str(), c.kind)).collect();
         assert_eq!(
             kinds,
@@ -358,10 +372,43 @@ mod tests {
                 ("n_deactivated", EventKind::ValidatorDeactivated),
             ]
         );
-        assert_eq!(got[1].data["previous_validator"], "5A");
-        assert_eq!(got[1].data["validator_account"], "5E");
-        assert_eq!(got[2].data["previous_validator"], "5B");
-        assert_eq!(got[0].data["era"], 11);
+        assert_eq!(got[1].previous_validator.as_deref(), Some("5A"));
+        assert_eq!(got[1].validator_account.as_deref(), Some("5E"));
+        assert_eq!(got[2].previous_validator.as_deref(), Some("5B"));
+        assert_eq!(got[0].validator_account.as_deref(), Some("5D"));
+    }
+
+    #[test]
+    fn validator_changes_are_reported_byte_for_byte() {
+        use crate::protocol::events::tests as wire;
+        let before = WatchState {
+            era: Some(10),
+            nodes: [("3node0".to_string(), status(Some("5A"), true))].into(),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                status(Some("5E"), true),
+                wire::VALIDATOR_CHANGED,
+                Some("5A"),
+            ),
+            (status(Some("5D"), true), wire::VALIDATOR_ACTIVATED, None),
+            (
+                status(Some("5B"), false),
+                wire::VALIDATOR_DEACTIVATED,
+                Some("5B"),
+            ),
+        ];
+        for (now, expected, previous) in cases {
+            let mut before = before.clone();
+            let old = before.nodes.get_mut("3node0").unwrap();
+            old.validator = previous.map(str::to_string);
+            old.active = previous.is_some();
+            let mut got = changes(&before, &[("3node0".to_string(), now)].into());
+            assert_eq!(got.len(), 1, "{expected}");
+            let event = validator_event(11, got.remove(0), 1733312345678);
+            assert_eq!(Message::Event(event).to_json(), expected);
+        }
     }
 
     fn kinds(got: &[(u32, Change)]) -> Vec<(u32, &str, EventKind)> {

@@ -6,6 +6,7 @@ use std::io;
 use serde::Serialize;
 
 use crate::docker::DockerError;
+use crate::protocol::ErrorCode;
 
 /// Which operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -161,26 +162,26 @@ pub struct Failure {
 
 impl BackupError {
     /// The wire protocol's error code; the one place this mapping lives.
-    pub fn wire_code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             BackupError::InvalidContainerName { .. } | BackupError::NoSuchContainer { .. } => {
-                "unknown_target"
+                ErrorCode::UnknownTarget
             }
             BackupError::InvalidBackupName { .. }
             | BackupError::BackupNotFound { .. }
             | BackupError::Checksum { .. }
             | BackupError::UnsafeArchive { .. }
-            | BackupError::OtherContainer { .. } => "invalid_params",
-            BackupError::NotPossible { .. } => "unavailable",
-            BackupError::Busy { .. } => "busy",
-            BackupError::ChainNotFound { .. } => "internal",
+            | BackupError::OtherContainer { .. } => ErrorCode::InvalidParams,
+            BackupError::NotPossible { .. } => ErrorCode::Unavailable,
+            BackupError::Busy { .. } => ErrorCode::Busy,
+            BackupError::ChainNotFound { .. } => ErrorCode::Internal,
             BackupError::Failed(failure) => match &failure.cause {
-                Cause::Docker(error) => error.wire_code(),
+                Cause::Docker(error) => error.code(),
                 Cause::Io { .. }
                 | Cause::Panic(_)
                 | Cause::Verify(_)
                 | Cause::InContainer(_)
-                | Cause::Stale(_) => "internal",
+                | Cause::Stale(_) => ErrorCode::Internal,
             },
         }
     }
@@ -355,7 +356,7 @@ mod tests {
         assert!(text.starts_with("backup of 3node0 failed while copying the keystore out"));
         assert!(text.ends_with("the node was started again"), "{text}");
         assert!(text.contains("disk is full"), "{text}");
-        assert_eq!(error.wire_code(), "internal");
+        assert_eq!(error.code().as_str(), "internal");
 
         let error = failed(
             io,
@@ -421,7 +422,7 @@ mod tests {
             ),
         ];
         for (error, code) in cases {
-            assert_eq!(error.wire_code(), code, "{error}");
+            assert_eq!(error.code().as_str(), code, "{error}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns: the storage keys of the items warden reads (`keys`), the hashers they are built
 //! from (`hashing`), the SCALE codec for their values (`scale`, `types`), SS58 addresses
-//! (`ss58`), session keys and keystore file names (`session_keys`), and the questions
+//! (`ss58`), session keys and keystore file names (`session_keys`), public keys in
+//! their one text form (`public_key`), and the questions
 //! answered from storage: which validator a node's keys belong to (`validator`) and
 //! which eras still have rewards to claim (`payouts`).
 //!
@@ -20,6 +21,7 @@ pub mod hashing;
 pub mod key_check;
 pub mod keys;
 pub mod payouts;
+pub mod public_key;
 pub mod reader;
 pub mod scale;
 pub mod session_keys;
@@ -36,6 +38,7 @@ pub use keys::HISTORY_DEPTH;
 pub use payouts::{
     EraPayout, UnclaimedEra, era_payout, stash_ledger, unclaimed_payout_eras, unclaimed_payouts,
 };
+pub use public_key::{PublicKey, PublicKeyError};
 pub use reader::{ChainError, StorageReader};
 pub use scale::{DecodeError, decode_all};
 pub use session_keys::{

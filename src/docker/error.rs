@@ -7,6 +7,7 @@
 //! trying to connect…"); matching is case-insensitive and on fragments that both
 //! versions share.
 
+use crate::protocol::ErrorCode;
 use std::fmt;
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -62,16 +63,20 @@ impl DockerError {
     /// `NotRunning` is `unavailable`: the node behind the container cannot be
     /// reached. `ExecStart` and `InvalidArgument` are `invalid_params`: the
     /// operator's command names a program the container cannot run, or is empty.
-    pub fn wire_code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             DockerError::InvalidName { .. } | DockerError::NoSuchContainer { .. } => {
-                "unknown_target"
+                ErrorCode::UnknownTarget
             }
-            DockerError::InvalidArgument { .. } | DockerError::ExecStart { .. } => "invalid_params",
-            DockerError::NotRunning { .. } | DockerError::Unavailable { .. } => "unavailable",
-            DockerError::Timeout { .. } => "timeout",
+            DockerError::InvalidArgument { .. } | DockerError::ExecStart { .. } => {
+                ErrorCode::InvalidParams
+            }
+            DockerError::NotRunning { .. } | DockerError::Unavailable { .. } => {
+                ErrorCode::Unavailable
+            }
+            DockerError::Timeout { .. } => ErrorCode::Timeout,
             DockerError::Failed { .. } | DockerError::Io { .. } | DockerError::Parse { .. } => {
-                "internal"
+                ErrorCode::Internal
             }
         }
     }
@@ -395,7 +400,7 @@ mod tests {
         for sample in ["cannot-connect.txt", "permission-denied.txt"] {
             let error = classify_failure(&stop, &nope, exit(1), &fixture(sample));
             assert!(error.is_engine_unavailable(), "{sample}: {error:?}");
-            assert_eq!(error.wire_code(), "unavailable");
+            assert_eq!(error.code().as_str(), "unavailable");
         }
         let error = classify_failure(
             &argv(&["exec", "n0", "true"]),
@@ -464,7 +469,9 @@ mod tests {
         ];
         for (stderr, code) in cases {
             assert_eq!(
-                classify_failure(&stop, &names, exit(1), stderr).wire_code(),
+                classify_failure(&stop, &names, exit(1), stderr)
+                    .code()
+                    .as_str(),
                 code,
                 "{stderr}"
             );

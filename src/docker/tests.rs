@@ -94,7 +94,7 @@ fn unknown_containers_are_named() {
         want("missing-x")
     );
     let error = docker.start("missing-d").unwrap_err();
-    assert_eq!(error.wire_code(), "unknown_target");
+    assert_eq!(error.code().as_str(), "unknown_target");
 }
 
 #[test]
@@ -119,14 +119,14 @@ fn stderr_is_carried_into_the_error() {
         "`docker stop -t 3 fail-n0` failed (exit status: 1): Error response from daemon: cannot stop container: \
          fail-n0: tried to kill container, but did not receive an exit event"
     );
-    assert_eq!(error.wire_code(), "internal");
+    assert_eq!(error.code().as_str(), "internal");
 }
 
 #[test]
 fn an_unreachable_engine_is_unavailable() {
     let error = fake().restart("down-n0", Duration::ZERO).unwrap_err();
     assert!(error.is_engine_unavailable(), "{error:?}");
-    assert_eq!(error.wire_code(), "unavailable");
+    assert_eq!(error.code().as_str(), "unavailable");
     assert!(
         error
             .to_string()
@@ -174,7 +174,10 @@ fn invalid_names_never_reach_docker() {
             .err(),
         want
     );
-    assert_eq!(docker.start(bad).unwrap_err().wire_code(), "unknown_target");
+    assert_eq!(
+        docker.start(bad).unwrap_err().code().as_str(),
+        "unknown_target"
+    );
 }
 
 #[test]
@@ -223,7 +226,7 @@ fn exec_tells_dockers_failures_apart() {
                 .to_owned()
         }
     );
-    assert_eq!(error.wire_code(), "invalid_params");
+    assert_eq!(error.code().as_str(), "invalid_params");
     let error = docker
         .exec("stopped-n0", &words(&["echo", "a", "b", "0"]), timeout)
         .unwrap_err();
@@ -257,7 +260,7 @@ fn timeout_kills_and_reaps_the_child() {
             after: timeout
         }
     );
-    assert_eq!(error.wire_code(), "timeout");
+    assert_eq!(error.code().as_str(), "timeout");
     assert!(
         elapsed >= timeout && elapsed < timeout + Duration::from_secs(3),
         "{elapsed:?}"

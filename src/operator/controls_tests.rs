@@ -50,7 +50,7 @@ fn the_words_are_refused_where_they_do_not_apply_or_are_malformed() {
         ("send h1 stop n0 batch=2", "batch"),
     ] {
         let e = request(line).unwrap_err();
-        assert_eq!(e.code(), "invalid_params", "{line}");
+        assert_eq!(e.code().as_str(), "invalid_params", "{line}");
         assert!(e.to_string().contains(needle), "{line}: {e}");
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::{MAX_LINE_BYTES, write_all_not_allowed};
 use crate::commands::{CommandName, ParamError, UnknownCommand};
+use crate::protocol::ErrorCode;
 
 /// A line that cannot be parsed: what is wrong, and the usage line to follow.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,16 +82,16 @@ impl ParseError {
     }
 
     /// The wire error code this maps to.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match &self.kind {
             ParseErrorKind::LineTooLong { .. }
             | ParseErrorKind::UnterminatedQuote { .. }
             | ParseErrorKind::TrailingBackslash
             | ParseErrorKind::MissingArgument { .. }
             | ParseErrorKind::EmptyArgument { .. }
-            | ParseErrorKind::UnexpectedArgument { .. } => "bad_request",
+            | ParseErrorKind::UnexpectedArgument { .. } => ErrorCode::BadRequest,
             ParseErrorKind::UnknownVerb { .. } | ParseErrorKind::UnknownCommand(_) => {
-                "unknown_command"
+                ErrorCode::UnknownCommand
             }
             ParseErrorKind::BadParamName { .. }
             | ParseErrorKind::DuplicateParam { .. }
@@ -98,7 +99,7 @@ impl ParseError {
             | ParseErrorKind::UnexpectedWord { .. }
             | ParseErrorKind::AllNotAllowed { .. }
             | ParseErrorKind::BadControl { .. }
-            | ParseErrorKind::InvalidParams(_) => "invalid_params",
+            | ParseErrorKind::InvalidParams(_) => ErrorCode::InvalidParams,
         }
     }
 }

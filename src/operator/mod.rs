@@ -33,6 +33,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::commands::{self, CommandName, ParamError, Params};
+use crate::protocol::ErrorCode;
 
 /// Longest line accepted, in bytes (newline excluded): 64 KiB.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -211,10 +212,14 @@ pub enum ResolveError {
 
 impl ResolveError {
     /// The wire error code this maps to.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ResolveError::NoTarget { .. } | ResolveError::UnknownTarget { .. } => "unknown_target",
-            ResolveError::AllNotAllowed { .. } | ResolveError::InvalidParams(_) => "invalid_params",
+            ResolveError::NoTarget { .. } | ResolveError::UnknownTarget { .. } => {
+                ErrorCode::UnknownTarget
+            }
+            ResolveError::AllNotAllowed { .. } | ResolveError::InvalidParams(_) => {
+                ErrorCode::InvalidParams
+            }
         }
     }
 

@@ -281,7 +281,7 @@ fn refused_lines_table() {
             Err(err) => err,
             Ok(parsed) => panic!("{line:?} should be refused, got {parsed:?}"),
         };
-        assert_eq!(err.code(), *code, "{line:?}: {err}");
+        assert_eq!(err.code().as_str(), *code, "{line:?}: {err}");
         let message = err.to_string();
         assert!(
             message.contains(fragment),
@@ -310,7 +310,7 @@ fn every_request_error_names_the_commands_usage() {
             _ => format!("send host1 {command} 3node0 a b c"),
         };
         let err = parse_line(&line).unwrap_err();
-        assert_eq!(err.code(), "invalid_params", "{line}");
+        assert_eq!(err.code().as_str(), "invalid_params", "{line}");
         let usage = err.usage().unwrap();
         assert!(
             usage.starts_with(&format!("send <agent> {command} ")),
@@ -332,7 +332,7 @@ fn line_length_is_bounded() {
 
     let over = format!("{exactly}x");
     let err = parse_line(&over).unwrap_err();
-    assert_eq!(err.code(), "bad_request");
+    assert_eq!(err.code().as_str(), "bad_request");
     assert_eq!(
         err.to_string(),
         "the line is 65537 bytes long, more than the 65536 allowed"
@@ -341,12 +341,16 @@ fn line_length_is_bounded() {
     assert_eq!(
         parse_line(&" ".repeat(MAX_LINE_BYTES + 1))
             .unwrap_err()
-            .code(),
+            .code()
+            .as_str(),
         "bad_request"
     );
     // Multi-byte characters count in bytes.
     let wide = "é".repeat(MAX_LINE_BYTES / 2 + 1);
-    assert_eq!(parse_line(&wide).unwrap_err().code(), "bad_request");
+    assert_eq!(
+        parse_line(&wide).unwrap_err().code().as_str(),
+        "bad_request"
+    );
 }
 
 #[rustfmt::skip]
@@ -493,7 +497,7 @@ fn resolve_table() {
                 assert_eq!(Value::Object(resolved.params.to_json()), params, "{line:?}");
             }
             (Err(err), Err((code, fragment))) => {
-                assert_eq!(err.code(), code, "{line:?}: {err}");
+                assert_eq!(err.code().as_str(), code, "{line:?}: {err}");
                 let message = err.to_string();
                 assert!(
                     message.contains(fragment),
@@ -519,13 +523,13 @@ fn resolve_does_not_trust_a_hand_built_request() {
             command: CommandName::Logs
         }
     );
-    assert_eq!(err.code(), "invalid_params");
+    assert_eq!(err.code().as_str(), "invalid_params");
     assert!(err.choices().is_empty());
 
     let too_many = request("logs", named("3node0"), json!({"lines": 20000}));
     let err = resolve(&too_many, &containers).unwrap_err();
     assert!(matches!(err, ResolveError::InvalidParams(_)), "{err:?}");
-    assert_eq!(err.code(), "invalid_params");
+    assert_eq!(err.code().as_str(), "invalid_params");
     assert_eq!(
         err.to_string(),
         "lines must be an integer from 1 to 10000, got 20000"
@@ -535,7 +539,7 @@ fn resolve_does_not_trust_a_hand_built_request() {
     // fails the same way on every agent.
     let both_bad = request("logs", named("nope"), json!({"lines": 0}));
     assert_eq!(
-        resolve(&both_bad, &containers).unwrap_err().code(),
+        resolve(&both_bad, &containers).unwrap_err().code().as_str(),
         "invalid_params"
     );
 }

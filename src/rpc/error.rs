@@ -1,5 +1,6 @@
 //! `RpcError`: what went wrong calling a node's JSON-RPC, and its wire code.
 
+use crate::protocol::ErrorCode;
 use std::fmt;
 use std::time::Duration;
 
@@ -61,12 +62,14 @@ impl RpcError {
     /// The wire protocol's error code for this error; the one place that mapping
     /// lives. A node's own refusal (JSON-RPC error, HTTP status) is `internal`:
     /// the node is up, and warden's request or the node's setup needs a look.
-    pub fn wire_code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            RpcError::Unavailable { .. } => "unavailable",
-            RpcError::Timeout { .. } => "timeout",
-            RpcError::NotLoopback { .. } => "not_permitted",
-            RpcError::Node { .. } | RpcError::Http { .. } | RpcError::Protocol { .. } => "internal",
+            RpcError::Unavailable { .. } => ErrorCode::Unavailable,
+            RpcError::Timeout { .. } => ErrorCode::Timeout,
+            RpcError::NotLoopback { .. } => ErrorCode::NotPermitted,
+            RpcError::Node { .. } | RpcError::Http { .. } | RpcError::Protocol { .. } => {
+                ErrorCode::Internal
+            }
         }
     }
 

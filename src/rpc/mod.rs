@@ -756,3 +756,7 @@ pub(crate) fn parse_reply(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod http_tests;

@@ -8,13 +8,16 @@
 //! with a deadline. A frozen hub therefore fails `/healthz` (503), as the
 //! contract requires.
 //!
-//! Bounds: a request head of at most 8 KiB (a body is never read), 5 s to
-//! read it and to write the answer, at most [`MAX_CONNECTIONS`] connection
+//! Bounds: the request is read by the dashboard's bounded parser
+//! ([`http::read_request`]: an 8 KiB head, a small body by `Content-Length`),
+//! 5 s to read it and to write the answer, at most [`MAX_CONNECTIONS`] connection
 //! threads (more get a 503 at once), one request per connection
 //! (`Connection: close`). Only GET (and HEAD) of the two paths; anything else
 //! gets 404 or 405. Hand-written rather than a crate (tiny_http): two fixed
-//! paths, no body, no keep-alive; the parser is the request line and headers.
-use std::io::{self, BufRead, BufReader, Read, Write};
+//! paths, no keep-alive; requests and answers go through `web::http`, the
+//! one HTTP/1.1 reader and writer of the listener.
+use super::web::http;
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +26,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub const MAX_CONNECTIONS: usize = 32;
-const MAX_HEAD_BYTES: u64 = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `/healthz` waits for the hub: a hub slower than this is not
 /// responsive.
@@ -173,45 +175,13 @@ pub struct RequestLine {
     pub path: String,
 }
 
-/// Read the request head (bounded), return its method and path.
-pub fn read_head(stream: impl Read) -> Result<RequestLine, u16> {
-    let mut reader = BufReader::new(stream.take(MAX_HEAD_BYTES));
-    let mut first = String::new();
-    reader.read_line(&mut first).map_err(|_| 400u16)?;
-    if !first.ends_with('\n') {
-        return Err(if first.len() as u64 >= MAX_HEAD_BYTES {
-            431
-        } else {
-            400
-        });
-    }
-    let mut parts = first.split_whitespace();
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(400);
-    };
-    if !version.starts_with("HTTP/1.") || parts.next().is_some() {
-        return Err(400);
-    }
-    // Headers are read (to the blank line) and ignored.
-    let mut total = first.len() as u64;
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).map_err(|_| 400u16)?;
-        total += n as u64;
-        if !line.ends_with('\n') {
-            // Cut by the bound (too big), or the peer stopped mid-head.
-            return Err(if total >= MAX_HEAD_BYTES { 431 } else { 400 });
-        }
-        if line.trim_end().is_empty() {
-            break;
+impl From<http::Request> for RequestLine {
+    fn from(request: http::Request) -> RequestLine {
+        RequestLine {
+            method: request.method,
+            path: request.path,
         }
     }
-    let path = target.split('?').next().unwrap_or("").to_string();
-    Ok(RequestLine {
-        method: method.to_string(),
-        path,
-    })
 }
 
 fn serve(stream: &TcpStream, submit: &Submit, web: Option<&super::web::Web>) {
@@ -221,7 +191,7 @@ fn serve(stream: &TcpStream, submit: &Submit, web: Option<&super::web::Web>) {
             Some(line) => Ok(line),
             None => return,
         },
-        None => read_head(stream),
+        None => http::read_request(stream).map(RequestLine::from),
     };
     let head = match head {
         Ok(h) => h,
@@ -278,38 +248,26 @@ fn serve(stream: &TcpStream, submit: &Submit, web: Option<&super::web::Web>) {
     };
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    }
-}
-
 fn respond(
-    mut stream: &TcpStream,
+    stream: &TcpStream,
     code: u16,
     content_type: &str,
     body: &str,
     head_only: bool,
 ) -> io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reason(code),
-        body.len()
-    );
-    if code == 405 {
-        out.push_str("Allow: GET, HEAD\r\n");
-    }
-    out.push_str("\r\n");
-    if !head_only {
-        out.push_str(body);
-    }
-    stream.write_all(out.as_bytes())?;
-    stream.flush()
+    let allow: &[(&str, &str)] = if code == 405 {
+        &[("Allow", "GET, HEAD")]
+    } else {
+        &[]
+    };
+    http::write_answer(
+        stream,
+        code,
+        content_type,
+        allow,
+        body.as_bytes(),
+        head_only,
+    )
 }
 
 #[cfg(test)]

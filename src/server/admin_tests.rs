@@ -1,6 +1,7 @@
 //! The admin listener against a stand-in hub (a thread reading a channel),
 //! on port 0: answers, a frozen hub's 503, bounds and errors.
 use super::*;
+use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -99,6 +100,35 @@ fn a_gone_hub_is_503_and_bad_requests_are_refused() {
     server.shutdown();
 }
 
+/// The whole answer, as sent.
+fn exchange(addr: SocketAddr, raw: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn answers_are_pinned_to_the_byte() {
+    let (submit, _seen) = hub(Arc::new(AtomicBool::new(false)));
+    let server = AdminServer::start("127.0.0.1:0", submit).unwrap();
+    let addr = server.local_addr();
+    assert_eq!(
+        exchange(addr, "PUT /healthz HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n\
+         Content-Length: 9\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\nonly GET\n"
+    );
+    // HEAD: the length of the body, not the body.
+    assert_eq!(
+        exchange(addr, "HEAD /healthz HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+         Connection: close\r\n\r\n"
+    );
+    server.shutdown();
+}
+
 #[test]
 fn request_heads_parse() {
     /// Raw head, and the (method, path) or status code it gets.
@@ -115,7 +145,7 @@ fn request_heads_parse() {
         ("", Err(400)),
     ];
     for (raw, want) in table {
-        let got = read_head(raw.as_bytes()).map(|r| (r.method, r.path));
+        let got = http::read_request(raw.as_bytes()).map(|r| (r.method, r.path));
         let want = want.map(|(m, p)| (m.to_string(), p.to_string()));
         assert_eq!(got, want, "{raw:?}");
     }

@@ -52,6 +52,13 @@ pub struct Ticket<'a> {
     id: u64,
 }
 
+impl Ticket<'_> {
+    /// Whether this connection was shut down to make room for another.
+    pub fn was_evicted(&self) -> bool {
+        !self.admission.lock().waiting.contains_key(&self.id)
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut inner = self.admission.lock();
@@ -179,6 +186,8 @@ mod tests {
             .unwrap();
         let mut buf = [0u8; 1];
         assert_eq!(clients[0].read(&mut buf).unwrap(), 0);
+        assert!(tickets[0].0.was_evicted(), "its ticket knows why");
+        assert!(!tickets[1].0.was_evicted());
         drop(tickets);
         assert_eq!(admission.waiting(), 1, "dropped tickets free their places");
     }

@@ -208,8 +208,8 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         .unwrap_or_default();
     // Unauthenticated connections are bounded: a flood of them evicts its
     // own oldest, never an agent that authenticates.
-    let admitted = match shared.admission.admit(&socket) {
-        Ok((ticket, _evicted)) => ticket,
+    let mut admitted = match shared.admission.admit(&socket) {
+        Ok((ticket, _evicted)) => Some(ticket),
         Err(_) => return,
     };
     // TLS and the HTTP upgrade get their own bounded window.
@@ -221,19 +221,24 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
         shared.max_message_bytes,
         handshake_deadline,
         |request, chain| {
-            authorize(request, chain, &shared).map_err(|r| {
+            let verdict = authorize(request, chain, &shared);
+            if verdict.is_ok() {
+                // Authenticated: it leaves the pool of unauthenticated
+                // connections before its 101 is written. Evicted later (the
+                // server slow in a reconnect storm), the agent would read its
+                // 101, say hello, get a welcome and lose the connection at
+                // once.
+                admitted.take();
+            }
+            verdict.map_err(|r| {
                 refused_because = Some(r.reason);
                 http_error(r.status, r.body)
             })
         },
     );
+    let evicted = admitted.take().is_some_and(|ticket| ticket.was_evicted());
     let (conn, auth) = match accepted {
         Ok((conn, auth)) => {
-            // The token was valid: the connection is authenticated now and
-            // leaves the pool of unauthenticated ones, so no eviction can
-            // cut it while it says hello (under a reconnect storm a slow
-            // hello would otherwise be the oldest in the pool).
-            drop(admitted);
             let conn = Arc::new(conn);
             if conn.queue_writes(&shared.writers).is_err() {
                 return;
@@ -241,7 +246,13 @@ fn serve(socket: std::net::TcpStream, shared: Arc<ConnShared>) {
             (conn, auth)
         }
         Err(e) => {
-            let reason = refused_because.unwrap_or_else(|| e.to_string());
+            let reason = match refused_because {
+                Some(reason) => reason,
+                None if evicted => format!(
+                    "evicted before it authenticated, to make room: too many connections were being set up at once ({e})"
+                ),
+                None => e.to_string(),
+            };
             let _ = shared.hub.send(HubEvent::Refused {
                 peer,
                 agent: None,

@@ -17,6 +17,7 @@
 //!   records the reason in the audit log); that is decided by the caller.
 //!
 //! [`KeyGuard`]: super::keyguard::KeyGuard
+use crate::chain::public_key::key_text;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -142,15 +143,6 @@ impl fmt::Display for Refusal {
     }
 }
 
-fn normalise(hex: &str) -> String {
-    let h = hex.trim().to_ascii_lowercase();
-    if h.starts_with("0x") {
-        h
-    } else {
-        format!("0x{h}")
-    }
-}
-
 /// May `planned` run on `container` of `agent`? See the module docs.
 pub fn check(
     fleet: &FleetKeys,
@@ -184,13 +176,13 @@ pub fn check(
                     agent: agent.to_string(),
                     container: container.to_string(),
                 })?;
-            ("start", listed.iter().map(|(_, k)| normalise(k)).collect())
+            ("start", listed.iter().map(|(_, k)| key_text(k)).collect())
         }
         Planned::Restore { file, keys } => {
             let keys = keys.ok_or_else(|| Refusal::ArchiveUnknown {
                 file: file.to_string(),
             })?;
-            ("restore_keys", keys.iter().map(|k| normalise(k)).collect())
+            ("restore_keys", keys.iter().map(|k| key_text(k)).collect())
         }
     };
     let wanted: BTreeSet<String> = keys.into_iter().collect();
@@ -202,7 +194,7 @@ pub fn check(
                 continue;
             }
             for (key_type, key) in listed.iter().flatten() {
-                let key = normalise(key);
+                let key = key_text(key);
                 if wanted.contains(&key) {
                     holders.insert((node(h, c), key_type.clone(), key));
                 }
@@ -210,7 +202,7 @@ pub fn check(
         }
     }
     for (key_type, key, a, c) in &fleet.observed {
-        let key = normalise(key);
+        let key = key_text(key);
         if is_target(a, c) || !wanted.contains(&key) {
             continue;
         }

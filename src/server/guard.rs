@@ -3,7 +3,9 @@
 use super::hub::Hub;
 use super::keyguard::Duplicate;
 use super::store::CommandRecord;
-use crate::protocol::{CommandResponse, Event};
+use crate::chain::PublicKey;
+use crate::protocol::CommandResponse;
+use crate::protocol::events::KeyUpdate;
 use serde_json::Value;
 
 /// Keystore entries taken from one node's listing, at most. A keystore
@@ -18,10 +20,10 @@ fn is_key_type(t: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// A 32-byte public key as `0x` and 64 hex digits (either case).
+/// A 32-byte public key (sr25519 or ed25519, as session keys are), with or
+/// without `0x`, either case.
 fn is_public_key(k: &str) -> bool {
-    let hex = k.strip_prefix("0x").unwrap_or(k);
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    k.parse::<PublicKey>().is_ok_and(|k| k.len() == 32)
 }
 
 /// A libp2p peer id as a node prints it: base58, at most 128 characters.
@@ -40,23 +42,14 @@ fn checked_keys<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(Str
 
 impl Hub {
     /// Feed a rotation's keys to the duplicate-key guard.
-    pub(super) fn guard_key_update(&mut self, agent: &str, event: &Event) {
-        let container = event
-            .data
-            .get("container")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let listed = event.data.get("keys").and_then(Value::as_object);
-        let keys = checked_keys(
-            listed
-                .into_iter()
-                .flatten()
-                .filter_map(|(t, v)| Some((t.as_str(), v.as_str()?))),
-        );
+    pub(super) fn guard_key_update(&mut self, agent: &str, update: &KeyUpdate) {
+        let listed: Vec<(&str, String)> = (update.keys.iter().flatten())
+            .map(|(t, k)| (t.as_str(), k.to_string()))
+            .collect();
+        let keys = checked_keys(listed.iter().map(|(t, k)| (*t, k.as_str())));
         let found = self
             .keyguard
-            .observe(&(agent.to_string(), container), &keys);
+            .observe(&(agent.to_string(), update.container.clone()), &keys);
         self.raise_duplicates(found);
     }
 
@@ -85,7 +78,7 @@ impl Hub {
         let keys: Vec<(String, String)> = keys
             .public_keys()
             .iter()
-            .map(|(t, k)| (t.to_string(), format!("0x{}", hex::encode(k))))
+            .map(|(t, k)| (t.to_string(), PublicKey::from(*k).to_string()))
             .collect();
         let found = self
             .keyguard

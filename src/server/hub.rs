@@ -14,6 +14,7 @@ use super::ops::Ops;
 use super::store::{ResponseVerdict, Store};
 use super::tokens::TokenStore;
 use super::{ByteBudget, HubEvent, LiveAgent, ServerConfig, conn::RateLimit, render};
+use crate::protocol::events::Payload;
 use crate::protocol::{
     self, CommandRequest, CommandResponse, ErrorBody, ErrorCode, Event, EventKind, Message,
     Welcome, now_ms,
@@ -516,12 +517,25 @@ impl Hub {
             self.send_now(agent, refuse(ErrorCode::Busy, why.into()));
             return;
         }
-        let fresh = self.store.record_event(agent, &event, &mut self.batch);
+        let payload = event.payload();
+        let fresh = self
+            .store
+            .record_event(agent, &event, payload.as_ref().ok(), &mut self.batch);
         if fresh {
-            self.ops_on_event(agent, event.kind.as_str(), &event.data);
             self.line_after_commit(render::event(agent, &event));
-            if event.kind == EventKind::KeyUpdate {
-                self.guard_key_update(agent, &event);
+            match &payload {
+                Ok(payload) => {
+                    self.ops_on_event(agent, payload);
+                    if let Payload::KeyUpdate(update) = payload {
+                        self.guard_key_update(agent, update);
+                    }
+                }
+                // Acked and kept as it came, as before payloads were typed.
+                Err(e) => crate::log::warn(&format!(
+                    "{agent}: {} {} is stored but not read: its data does not fit the protocol: {e}",
+                    event.kind.as_str(),
+                    event.event_id
+                )),
             }
         }
         let ack = match event.kind {

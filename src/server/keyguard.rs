@@ -9,6 +9,7 @@
 //! its stats) is held in the same table under `peer:<id>`, with key type
 //! [`PEER_ID`], and raises the same kind of alert. Peer ids are base58, so they
 //! are compared exactly, never case-folded as hex keys are.
+use crate::chain::public_key::key_text;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// Keys one node is remembered to hold from rotations and confirmations,
@@ -68,21 +69,12 @@ pub struct KeyGuard {
     raised: HashSet<(String, Vec<Holder>)>,
 }
 
-fn normalise(hex: &str) -> String {
-    let h = hex.trim().to_ascii_lowercase();
-    if h.starts_with("0x") {
-        h
-    } else {
-        format!("0x{h}")
-    }
-}
-
 impl KeyGuard {
     /// `holder` holds these keys (from a rotation): added to what is known.
     pub fn observe(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
         let mut dropped = Vec::new();
         for (key_type, public) in keys {
-            let key = normalise(public);
+            let key = key_text(public);
             self.add_holder(&key, key_type, holder);
             let seen = self.observed.entry(holder.clone()).or_default();
             if !seen.contains(&key) {
@@ -99,7 +91,7 @@ impl KeyGuard {
                 self.remove_holder(key, holder);
             }
         }
-        let mut found = self.check(keys.iter().map(|(_, k)| normalise(k)));
+        let mut found = self.check(keys.iter().map(|(_, k)| key_text(k)));
         found.extend(self.check(dropped.into_iter()));
         found
     }
@@ -172,7 +164,7 @@ impl KeyGuard {
 
     /// `holder`'s keystore holds exactly these keys now (a full listing).
     pub fn replace(&mut self, holder: &Holder, keys: &[(String, String)]) -> Vec<Duplicate> {
-        let now: BTreeSet<String> = keys.iter().map(|(_, k)| normalise(k)).collect();
+        let now: BTreeSet<String> = keys.iter().map(|(_, k)| key_text(k)).collect();
         // The common case, every stats interval: nothing changed.
         if self.reported.get(holder) == Some(&now) {
             return Vec::new();
@@ -190,9 +182,9 @@ impl KeyGuard {
         }
         self.reported.insert(holder.clone(), now);
         for (key_type, public) in keys {
-            self.add_holder(&normalise(public), key_type, holder);
+            self.add_holder(&key_text(public), key_type, holder);
         }
-        let mut found = self.check(keys.iter().map(|(_, k)| normalise(k)));
+        let mut found = self.check(keys.iter().map(|(_, k)| key_text(k)));
         // Keys that left this keystore may have stopped being duplicates.
         found.extend(self.check(gone.into_iter()));
         found

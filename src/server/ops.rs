@@ -16,6 +16,7 @@ use super::hub::Hub;
 use super::prom::{self, CommandCounters, CommandOutcome};
 use super::schedule::{Planner, Run};
 use super::{HubEvent, store::CommandRecord};
+use crate::protocol::events::Payload;
 use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, now_ms};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -85,20 +86,9 @@ impl Hub {
         if let Ok(registry) = self.tokens.load() {
             self.ops_sync_registry(registry.agents.keys().cloned());
         }
-        let backups: Vec<(String, Value)> = self
-            .store
-            .backups(None)
-            .iter()
-            .map(|b| {
-                (
-                    b.agent.clone(),
-                    serde_json::json!({"container": b.container, "timestamp": b.at_ms}),
-                )
-            })
-            .collect();
-        for (agent, data) in backups {
-            if let Some(facts) = self.ops.facts.get_mut(&agent) {
-                facts.on_event("backup_complete", &data);
+        for b in self.store.backups(None) {
+            if let Some(facts) = self.ops.facts.get_mut(&b.agent) {
+                facts.on_backup(&b.container, b.at_ms);
             }
         }
     }
@@ -133,18 +123,12 @@ impl Hub {
         }
     }
 
-    pub(super) fn ops_on_event(
-        &mut self,
-        agent: &str,
-        kind: &str,
-        data: &serde_json::Map<String, Value>,
-    ) {
-        let data = Value::Object(data.clone());
+    pub(super) fn ops_on_event(&mut self, agent: &str, payload: &Payload) {
         self.ops
             .facts
             .entry(agent.to_string())
             .or_default()
-            .on_event(kind, &data);
+            .on_event(payload);
     }
 
     /// A terminal outcome: counters, backup failures, log lines for

@@ -16,11 +16,13 @@
 //! [`Batch`], which the journal writes and syncs before anything that
 //! depends on it (an ack, a send) happens.
 use super::journal::{Batch, Log};
+use crate::chain::PublicKey;
 use crate::fsutil;
-use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, Event};
+use crate::protocol::events::{BackupComplete, KeyUpdate, Payload};
+use crate::protocol::{CommandResponse, CommandStatus, ErrorCode, Event, EventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
 
@@ -89,7 +91,7 @@ pub struct KeyRecord {
     pub container: String,
     pub session_key: String,
     /// Per key type (`gran`, `babe`, `imon`), when the agent split them.
-    pub keys: Value,
+    pub keys: Option<BTreeMap<String, PublicKey>>,
     pub action: String,
     pub received_ms: i64,
 }
@@ -105,52 +107,35 @@ struct EventLine {
 }
 
 impl EventLine {
-    fn backup_record(&self) -> Option<BackupRecord> {
-        if self.kind != "backup_complete" {
-            return None;
-        }
-        Some(BackupRecord {
-            agent: self.agent.clone(),
-            container: self.data.get("container")?.as_str()?.to_string(),
-            file: self
-                .data
-                .get("backup_file")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            bytes: self.data.get("bytes").and_then(Value::as_u64).unwrap_or(0),
-            at_ms: self
-                .data
-                .get("timestamp")
-                .and_then(Value::as_i64)
-                .unwrap_or(self.received_ms),
-            keys: self.data.get("keys").and_then(Value::as_array).map(|a| {
-                a.iter()
-                    .filter_map(|k| Some(k.as_str()?.to_string()))
-                    .collect()
-            }),
-        })
+    /// The line's typed payload: `None` for the server's own alerts, and
+    /// for an event whose data did not match its kind (kept, not read).
+    fn payload(&self) -> Option<Payload> {
+        Payload::decode(EventKind::parse(&self.kind)?, &self.data).ok()
     }
+}
 
-    fn key_record(&self) -> Option<KeyRecord> {
-        if self.kind != "key_update" {
-            return None;
-        }
-        let text = |k: &str| {
-            self.data
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        Some(KeyRecord {
-            agent: self.agent.clone(),
-            container: text("container"),
-            session_key: text("session_key"),
-            keys: self.data.get("keys").cloned().unwrap_or(Value::Null),
-            action: text("action"),
-            received_ms: self.received_ms,
-        })
+fn backup_record(agent: &str, backup: &BackupComplete) -> BackupRecord {
+    BackupRecord {
+        agent: agent.to_string(),
+        container: backup.container.clone(),
+        file: backup.backup_file.clone(),
+        bytes: backup.bytes,
+        at_ms: backup.timestamp,
+        keys: backup
+            .keys
+            .as_ref()
+            .map(|keys| keys.iter().map(PublicKey::to_string).collect()),
+    }
+}
+
+fn key_record(agent: &str, update: &KeyUpdate, received_ms: i64) -> KeyRecord {
+    KeyRecord {
+        agent: agent.to_string(),
+        container: update.container.clone(),
+        session_key: update.session_key.clone(),
+        keys: update.keys.clone(),
+        action: update.action.clone(),
+        received_ms,
     }
 }
 
@@ -221,8 +206,19 @@ impl Store {
             }
         }
         let (events, skipped_events) = read_generations::<EventLine>(&events_path, keep)?;
-        let key_updates = events.iter().filter_map(EventLine::key_record).collect();
-        let backups = events.iter().filter_map(EventLine::backup_record).collect();
+        let mut key_updates = Vec::new();
+        let mut backups = Vec::new();
+        for line in &events {
+            match line.payload() {
+                Some(Payload::KeyUpdate(update)) => {
+                    key_updates.push(key_record(&line.agent, &update, line.received_ms));
+                }
+                Some(Payload::BackupComplete(backup)) => {
+                    backups.push(backup_record(&line.agent, &backup));
+                }
+                _ => {}
+            }
+        }
         let seen_events = events.into_iter().map(|e| (e.agent, e.event_id)).collect();
         Ok(Store {
             commands,
@@ -310,8 +306,16 @@ impl Store {
         ResponseVerdict::Recorded
     }
 
-    /// Store an agent's durable event once. Returns false for a resend.
-    pub fn record_event(&mut self, agent: &str, event: &Event, batch: &mut Batch) -> bool {
+    /// Store an agent's durable event once, as it came, and index what its
+    /// `payload` says (`None`: data that does not match its kind, kept but
+    /// not read). Returns false for a resend.
+    pub fn record_event(
+        &mut self,
+        agent: &str,
+        event: &Event,
+        payload: Option<&Payload>,
+        batch: &mut Batch,
+    ) -> bool {
         let key = (agent.to_string(), event.event_id.clone());
         if self.seen_events.contains(&key) {
             return false;
@@ -325,16 +329,22 @@ impl Store {
         };
         batch.write(Log::Events, &line);
         self.seen_events.insert(key);
-        self.backups.extend(line.backup_record());
-        if let Some(record) = line.key_record() {
-            batch.write(
+        match payload {
+            Some(Payload::BackupComplete(backup)) => {
+                self.backups.push(backup_record(agent, backup))
+            }
+            Some(Payload::KeyUpdate(update)) => {
+                let record = key_record(agent, update, line.received_ms);
+                batch.write(
                 Log::Keys,
                 &serde_json::json!({
                     "agent": record.agent, "container": record.container, "session_key": record.session_key,
                     "keys": record.keys, "action": record.action, "received_ms": record.received_ms,
                 }),
             );
-            self.key_updates.push(record);
+                self.key_updates.push(record);
+            }
+            _ => {}
         }
         true
     }
@@ -486,18 +496,65 @@ mod tests {
             event_id: "e1".into(),
             data: Map::new(),
         };
-        assert!(store.record_event("host1", &event, &mut batch));
-        assert!(!store.record_event("host1", &event, &mut batch));
+        assert!(store.record_event("host1", &event, None, &mut batch));
+        assert!(!store.record_event("host1", &event, None, &mut batch));
         assert!(
-            store.record_event("host2", &event, &mut batch),
+            store.record_event("host2", &event, None, &mut batch),
             "event ids are per agent"
         );
         commit(&dir, batch);
         drop(store);
         let mut store = Store::open(&dir).unwrap();
         assert!(
-            !store.record_event("host1", &event, &mut Batch::default()),
+            !store.record_event("host1", &event, None, &mut Batch::default()),
             "dedup survives a restart"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn backups_and_key_updates_are_indexed_from_their_payloads_and_reread() {
+        let dir = std::env::temp_dir().join(format!("warden-store-ev-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let parse = |text: &str| match crate::protocol::Message::parse(text).unwrap() {
+            crate::protocol::Message::Event(event) => event,
+            other => panic!("{other:?}"),
+        };
+        let backup = parse(
+            r#"{"type":"backup_complete","data":{"event_id":"b1","container":"3node0","backup_file":"f.tar.gz","bytes":7,"sha256":"00","keys":["0xAB"],"timestamp":5,"extra":true}}"#,
+        );
+        let update = parse(
+            r#"{"type":"key_update","data":{"event_id":"k1","container":"3node0","session_key":"0x00","action":"rotate_keys","timestamp":6}}"#,
+        );
+        let misfit = parse(
+            r#"{"type":"backup_complete","data":{"event_id":"b2","container":"3node1","bytes":"ten"}}"#,
+        );
+        let mut store = Store::open(&dir).unwrap();
+        let mut batch = Batch::default();
+        for event in [&backup, &update, &misfit] {
+            let payload = event.payload().ok();
+            assert!(store.record_event("host1", event, payload.as_ref(), &mut batch));
+        }
+        commit(&dir, batch);
+        for store in [store, Store::open(&dir).unwrap()] {
+            let backups = store.backups(None);
+            assert_eq!(backups.len(), 1, "the misfit is kept, not indexed");
+            assert_eq!(
+                (backups[0].file.as_str(), backups[0].bytes, backups[0].at_ms),
+                ("f.tar.gz", 7, 5)
+            );
+            assert_eq!(backups[0].keys, Some(vec!["0xab".to_string()]));
+            let keys = store.key_updates(Some("host1"));
+            assert_eq!(keys.len(), 1);
+            assert_eq!(
+                (keys[0].session_key.as_str(), keys[0].keys.as_ref()),
+                ("0x00", None)
+            );
+        }
+        let kept = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        assert!(
+            kept.contains(r#""extra":true"#) && kept.contains(r#""bytes":"ten""#),
+            "{kept}"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

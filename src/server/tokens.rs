@@ -14,6 +14,7 @@
 //! and an agent token can never log in.
 use crate::fsutil;
 use ring::digest;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,9 +23,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
 
-const FILE_NAME: &str = "agents.json";
+/// The one lock both registry files are written under.
 const LOCK_NAME: &str = "agents.lock";
-const OPERATORS_FILE: &str = "operators.json";
 
 pub use crate::identity::Token;
 
@@ -63,6 +63,82 @@ pub struct OperatorRegistry {
 pub struct OperatorIdentity {
     pub name: String,
     pub read_only: bool,
+}
+
+/// One record of a registry: what a presented token is checked against.
+trait TokenRecord {
+    fn token_sha256(&self) -> &str;
+}
+
+impl TokenRecord for AgentRecord {
+    fn token_sha256(&self) -> &str {
+        &self.token_sha256
+    }
+}
+
+impl TokenRecord for OperatorRecord {
+    fn token_sha256(&self) -> &str {
+        &self.token_sha256
+    }
+}
+
+/// One registry file in the data dir (`agents.json`, `operators.json`): the
+/// names it holds and their records. Loading, locking, saving and the
+/// constant-time lookup are written once, for both, in [`TokenStore`] and
+/// [`RegistryFile::find`]; the on-disk shape stays each type's own.
+trait RegistryFile: Default + Serialize + DeserializeOwned {
+    type Record: TokenRecord;
+    const FILE_NAME: &'static str;
+    fn records(&self) -> &BTreeMap<String, Self::Record>;
+    fn records_mut(&mut self) -> &mut BTreeMap<String, Self::Record>;
+    /// The error for removing a name the file does not hold.
+    fn unknown(name: &str) -> TokenError;
+
+    /// The name and record a presented token belongs to. Every stored hash is
+    /// compared, in constant time, so timing says nothing about which matched.
+    fn find(&self, presented: &str) -> Option<(&String, &Self::Record)> {
+        let presented_hash = token_hash(presented);
+        let mut found = None;
+        for (name, record) in self.records() {
+            if bool::from(
+                record
+                    .token_sha256()
+                    .as_bytes()
+                    .ct_eq(presented_hash.as_bytes()),
+            ) {
+                found = Some((name, record));
+            }
+        }
+        found
+    }
+}
+
+impl RegistryFile for Registry {
+    type Record = AgentRecord;
+    const FILE_NAME: &'static str = "agents.json";
+    fn records(&self) -> &BTreeMap<String, AgentRecord> {
+        &self.agents
+    }
+    fn records_mut(&mut self) -> &mut BTreeMap<String, AgentRecord> {
+        &mut self.agents
+    }
+    fn unknown(name: &str) -> TokenError {
+        TokenError::UnknownAgent(name.to_string())
+    }
+}
+
+impl RegistryFile for OperatorRegistry {
+    type Record = OperatorRecord;
+    const FILE_NAME: &'static str = "operators.json";
+    fn records(&self) -> &BTreeMap<String, OperatorRecord> {
+        &self.operators
+    }
+    fn records_mut(&mut self) -> &mut BTreeMap<String, OperatorRecord> {
+        &mut self.operators
+    }
+    fn unknown(name: &str) -> TokenError {
+        TokenError::UnknownOperator(name.to_string())
+    }
 }
 
 #[derive(Debug)]
@@ -127,7 +203,11 @@ impl TokenStore {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE_NAME)
+        self.dir.join(Registry::FILE_NAME)
+    }
+
+    pub fn operators_path(&self) -> PathBuf {
+        self.dir.join(OperatorRegistry::FILE_NAME)
     }
 
     fn io_err(&self, path: PathBuf) -> impl FnOnce(io::Error) -> TokenError {
@@ -135,167 +215,117 @@ impl TokenStore {
     }
 
     pub fn load(&self) -> Result<Registry, TokenError> {
-        let path = self.path();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TokenError::Corrupt {
-                path,
-                detail: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Registry::default()),
-            Err(e) => Err(TokenError::Io { path, source: e }),
-        }
+        self.load_file()
     }
 
-    /// Run `change` on the registry under the exclusive lock, then save it.
-    fn modify<T>(
-        &self,
-        change: impl FnOnce(&mut Registry) -> Result<T, TokenError>,
-    ) -> Result<T, TokenError> {
-        fsutil::ensure_private_dir(&self.dir).map_err(self.io_err(self.dir.clone()))?;
-        let lock_path = self.dir.join(LOCK_NAME);
-        let lock: File = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(self.io_err(lock_path.clone()))?;
-        lock.lock().map_err(self.io_err(lock_path))?;
-        let mut registry = self.load()?;
-        let value = change(&mut registry)?;
-        fsutil::write_json_atomic(&self.path(), &registry).map_err(self.io_err(self.path()))?;
-        Ok(value)
+    pub fn load_operators(&self) -> Result<OperatorRegistry, TokenError> {
+        self.load_file()
     }
 
     /// Register `agent_id` (or replace its token) and return the new token.
     pub fn add(&self, agent_id: &str) -> Result<Token, TokenError> {
-        validate_agent_id(agent_id)?;
-        let token = Token::generate().map_err(self.io_err(self.path()))?;
-        let hash = token_hash(token.expose());
-        self.modify(|registry| {
-            registry.agents.insert(
-                agent_id.to_string(),
-                AgentRecord {
-                    token_sha256: hash,
-                    created_ms: crate::protocol::now_ms(),
-                },
-            );
-            Ok(())
-        })?;
-        Ok(token)
+        self.add_to::<Registry>(agent_id, |token_sha256, created_ms| AgentRecord {
+            token_sha256,
+            created_ms,
+        })
     }
 
-    pub fn operators_path(&self) -> PathBuf {
-        self.dir.join(OPERATORS_FILE)
-    }
-
-    pub fn load_operators(&self) -> Result<OperatorRegistry, TokenError> {
-        let path = self.operators_path();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TokenError::Corrupt {
-                path,
-                detail: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(OperatorRegistry::default()),
-            Err(e) => Err(TokenError::Io { path, source: e }),
-        }
-    }
-
-    /// Like `modify`, for the operators' file (same lock: one writer at a time).
-    fn modify_operators<T>(
-        &self,
-        change: impl FnOnce(&mut OperatorRegistry) -> Result<T, TokenError>,
-    ) -> Result<T, TokenError> {
-        fsutil::ensure_private_dir(&self.dir).map_err(self.io_err(self.dir.clone()))?;
-        let lock_path = self.dir.join(LOCK_NAME);
-        let lock: File = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(self.io_err(lock_path.clone()))?;
-        lock.lock().map_err(self.io_err(lock_path))?;
-        let mut registry = self.load_operators()?;
-        let value = change(&mut registry)?;
-        let path = self.operators_path();
-        fsutil::write_json_atomic(&path, &registry).map_err(self.io_err(path))?;
-        Ok(value)
+    pub fn remove(&self, agent_id: &str) -> Result<(), TokenError> {
+        self.remove_from::<Registry>(agent_id)
     }
 
     /// Register operator `name` (or replace its token) and return the token.
     /// Names follow the agent-id rule: they go into the audit log.
     pub fn add_operator(&self, name: &str, read_only: bool) -> Result<Token, TokenError> {
+        self.add_to::<OperatorRegistry>(name, |token_sha256, created_ms| OperatorRecord {
+            token_sha256,
+            created_ms,
+            read_only,
+        })
+    }
+
+    pub fn remove_operator(&self, name: &str) -> Result<(), TokenError> {
+        self.remove_from::<OperatorRegistry>(name)
+    }
+
+    /// A registry file; none yet is an empty registry.
+    fn load_file<R: RegistryFile>(&self) -> Result<R, TokenError> {
+        let path = self.dir.join(R::FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TokenError::Corrupt {
+                path,
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(R::default()),
+            Err(e) => Err(TokenError::Io { path, source: e }),
+        }
+    }
+
+    /// Run `change` on a registry file under the exclusive lock (one lock for
+    /// both files: one writer at a time), then save it atomically.
+    fn modify<R: RegistryFile, T>(
+        &self,
+        change: impl FnOnce(&mut R) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        fsutil::ensure_private_dir(&self.dir).map_err(self.io_err(self.dir.clone()))?;
+        let lock_path = self.dir.join(LOCK_NAME);
+        let lock: File = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(self.io_err(lock_path.clone()))?;
+        lock.lock().map_err(self.io_err(lock_path))?;
+        let mut registry = self.load_file::<R>()?;
+        let value = change(&mut registry)?;
+        let path = self.dir.join(R::FILE_NAME);
+        fsutil::write_json_atomic(&path, &registry).map_err(self.io_err(path))?;
+        Ok(value)
+    }
+
+    /// Insert (or replace) `name` with a new token's record, made by
+    /// `record(token_sha256, created_ms)`; returns the token.
+    fn add_to<R: RegistryFile>(
+        &self,
+        name: &str,
+        record: impl FnOnce(String, i64) -> R::Record,
+    ) -> Result<Token, TokenError> {
         validate_agent_id(name)?;
-        let token = Token::generate().map_err(self.io_err(self.operators_path()))?;
+        let token = Token::generate().map_err(self.io_err(self.dir.join(R::FILE_NAME)))?;
         let hash = token_hash(token.expose());
-        self.modify_operators(|registry| {
-            registry.operators.insert(
-                name.to_string(),
-                OperatorRecord {
-                    token_sha256: hash,
-                    created_ms: crate::protocol::now_ms(),
-                    read_only,
-                },
-            );
+        self.modify(|registry: &mut R| {
+            let record = record(hash, crate::protocol::now_ms());
+            registry.records_mut().insert(name.to_string(), record);
             Ok(())
         })?;
         Ok(token)
     }
 
-    pub fn remove_operator(&self, name: &str) -> Result<(), TokenError> {
-        self.modify_operators(|registry| match registry.operators.remove(name) {
-            Some(_) => Ok(()),
-            None => Err(TokenError::UnknownOperator(name.to_string())),
-        })
-    }
-
-    pub fn remove(&self, agent_id: &str) -> Result<(), TokenError> {
-        self.modify(|registry| match registry.agents.remove(agent_id) {
-            Some(_) => Ok(()),
-            None => Err(TokenError::UnknownAgent(agent_id.to_string())),
-        })
+    fn remove_from<R: RegistryFile>(&self, name: &str) -> Result<(), TokenError> {
+        self.modify(
+            |registry: &mut R| match registry.records_mut().remove(name) {
+                Some(_) => Ok(()),
+                None => Err(R::unknown(name)),
+            },
+        )
     }
 }
 
 impl Registry {
-    /// The agent id a presented token belongs to. Every stored hash is
-    /// compared, in constant time, so timing says nothing about which matched.
+    /// The agent id a presented token belongs to (constant time, see
+    /// [`RegistryFile::find`]).
     pub fn authenticate(&self, presented: &str) -> Option<String> {
-        let presented_hash = token_hash(presented);
-        let mut found = None;
-        for (id, record) in &self.agents {
-            if bool::from(
-                record
-                    .token_sha256
-                    .as_bytes()
-                    .ct_eq(presented_hash.as_bytes()),
-            ) {
-                found = Some(id.clone());
-            }
-        }
-        found
+        self.find(presented).map(|(id, _)| id.clone())
     }
 }
 
 impl OperatorRegistry {
-    /// The operator a presented token belongs to; every hash compared in
-    /// constant time, as for agents.
+    /// The operator a presented token belongs to; compared as for agents.
     pub fn authenticate(&self, presented: &str) -> Option<OperatorIdentity> {
-        let presented_hash = token_hash(presented);
-        let mut found = None;
-        for (name, record) in &self.operators {
-            if bool::from(
-                record
-                    .token_sha256
-                    .as_bytes()
-                    .ct_eq(presented_hash.as_bytes()),
-            ) {
-                found = Some(OperatorIdentity {
-                    name: name.clone(),
-                    read_only: record.read_only,
-                });
-            }
-        }
-        found
+        self.find(presented).map(|(name, record)| OperatorIdentity {
+            name: name.clone(),
+            read_only: record.read_only,
+        })
     }
 }
 
@@ -398,6 +428,65 @@ mod tests {
         ));
         assert!(store.add_operator("../x", false).is_err());
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Both files' shapes, literally: files written by earlier versions load,
+    /// and what is written now has the same keys.
+    #[test]
+    fn registry_files_keep_their_shapes() {
+        let dir = std::env::temp_dir().join(format!("warden-tokens-shape-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let store = TokenStore::new(&dir);
+        let hash = token_hash("t1");
+        let agents = format!(r#"{{"agents":{{"h1":{{"token_sha256":"{hash}","created_ms":5}}}}}}"#);
+        fs::write(store.path(), agents).unwrap();
+        let operators = format!(
+            r#"{{"operators":{{"ann":{{"token_sha256":"{hash}","created_ms":6,"read_only":true}},"bo":{{"token_sha256":"x","created_ms":7}}}}}}"#
+        );
+        fs::write(store.operators_path(), operators).unwrap();
+        assert_eq!(
+            store.load().unwrap().authenticate("t1").as_deref(),
+            Some("h1")
+        );
+        let ops = store.load_operators().unwrap();
+        assert!(
+            !ops.operators["bo"].read_only,
+            "read_only defaults to false"
+        );
+        assert_eq!(
+            ops.authenticate("t1"),
+            Some(OperatorIdentity {
+                name: "ann".into(),
+                read_only: true
+            })
+        );
+
+        store.add("h2").unwrap();
+        store.add_operator("cy", false).unwrap();
+        let read = |path: PathBuf| -> serde_json::Value {
+            serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+        };
+        let agents = read(store.path());
+        assert_eq!(agents["agents"]["h1"]["token_sha256"], hash.as_str());
+        assert_eq!(agents["agents"]["h1"]["created_ms"], 5);
+        let record = agents["agents"]["h2"].as_object().unwrap();
+        let keys: Vec<&str> = record.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["created_ms", "token_sha256"]);
+        let operators = read(store.operators_path());
+        assert_eq!(operators.as_object().unwrap().len(), 1, "{operators}");
+        let record = operators["operators"]["cy"].as_object().unwrap();
+        let keys: Vec<&str> = record.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["created_ms", "read_only", "token_sha256"]);
+        assert_eq!(
+            store.remove_operator("h2").unwrap_err().to_string(),
+            "no operator \"h2\" is registered (see `warden token list --operators`)"
+        );
+        assert_eq!(
+            store.remove("cy").unwrap_err().to_string(),
+            "no agent \"cy\" is registered (see `warden token list`)"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

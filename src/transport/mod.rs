@@ -49,6 +49,15 @@ const READ_CHUNK: usize = 4 * 1024;
 /// progress is not affected. (Queued connections use [`writer`]'s limits.)
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A socket's read or write timeout ran out (`WouldBlock` on Unix,
+/// `TimedOut` on Windows): nothing to do now, not an error.
+pub(crate) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     // A small read buffer: the 128 KiB default is allocated per connection.
     WebSocketConfig::default()
@@ -403,12 +412,7 @@ impl Connection {
     pub fn read_batch(&self, buf: &mut [u8]) -> ReadOutcome {
         let n = match (&*self.socket).read(buf) {
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if is_timeout(&e) => {
                 return ReadOutcome::Idle;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadOutcome::Frames(vec![]),
@@ -521,12 +525,7 @@ fn drive_handshake<R: tungstenite::handshake::HandshakeRole<InternalStream = Pip
                 )));
             }
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if is_timeout(&e) => {
                 return Err(TransportError::HandshakeTimeout);
             }
             Err(e) => return Err(e.into()),
@@ -694,3 +693,6 @@ pub fn from_raw(socket: TcpStream, role: Role, max_message_bytes: usize) -> io::
         queue: OnceLock::new(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -331,12 +331,7 @@ fn flush(conn: &Connection) -> Flush {
                 Ok(0) => return cut_off(conn, queue),
                 Ok(n) => pos += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if super::is_timeout(&e) => {
                     if started.elapsed() >= WRITE_DEADLINE {
                         return cut_off(conn, queue);
                     }

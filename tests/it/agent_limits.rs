@@ -182,14 +182,7 @@ fn a_nearly_full_disk_stops_commands_and_stats_say_so() {
     let name = nobody();
     let mut config = config_for(&[&name], json!({}));
     config["limits"] = json!({"min_free_mb": 1u64 << 40});
-    let agent = AgentProc::start(
-        dir.path(),
-        &server.url(),
-        &unique("agent"),
-        &server.token,
-        &config,
-        &[],
-    );
+    let agent = server.start_agent(&dir, &config);
     let (mut ws, _) = server.accept();
     send(&mut ws, command("d1", "status", &name, json!({})));
     let r = response_to(&mut ws, "d1");
@@ -347,14 +340,7 @@ fn an_exec_past_its_deadline_is_killed_inside_the_container() {
         json!({"allow": ["exec"], "exec": {"programs": [{"program": "sleep", "args": ["37"]}]}}),
     );
     config["docker"]["timeout_s"] = json!(2);
-    let _agent = AgentProc::start(
-        dir.path(),
-        &server.url(),
-        &unique("agent"),
-        &server.token,
-        &config,
-        &[],
-    );
+    let _agent = server.start_agent(&dir, &config);
     let (mut ws, _) = server.accept();
     send(
         &mut ws,

@@ -11,10 +11,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use warden::chain::types::{
-    ActiveEraInfo, DisabledValidators, EraRewardPoints, PagedExposureMetadata, StakingLedger,
-};
-use warden::chain::{AccountId32, SessionKeys, keys};
+use warden::chain::{AccountId32, SessionKeys};
 
 /// How long a condition may take to reach the receiver (stats every 1 s,
 /// short `for_s`, a loaded machine).
@@ -22,8 +19,7 @@ const FIRE: Duration = Duration::from_secs(60);
 /// How long to keep listening for a notice that must not come.
 const QUIET: Duration = Duration::from_secs(4);
 
-/// The test node's keystore and database, inside the container.
-const KEYSTORE: &str = "/root/data/chains/creditcoin3/keystore";
+/// The test node's database, inside the container.
 const GENESIS: &str = "/root/data/chains/creditcoin3/paritydb/full/testnode-genesis";
 
 fn expect_exactly(bodies: &Mutex<Vec<Value>>, expected: &[(&str, &str)]) {
@@ -37,19 +33,6 @@ fn expect_exactly(bodies: &Mutex<Vec<Value>>, expected: &[(&str, &str)]) {
         }
     }
     assert_eq!(tally(bodies), want, "each notice exactly once");
-}
-
-/// The agent's config file rewritten with `change`, and the agent restarted
-/// on it (as tests/it/backups.rs does).
-fn reconfigure(f: &mut Fleet, change: impl FnOnce(&mut Value)) {
-    let path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    change(&mut config);
-    std::fs::write(&path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
 }
 
 #[test]
@@ -281,14 +264,6 @@ fn a_firing_alert_repeats_on_schedule_and_resolves_once() {
     drop(receiver);
 }
 
-fn keystore_files(node: &Node) -> Vec<String> {
-    let out = docker(&["exec", &node.name, "ls", KEYSTORE]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes() {
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -299,25 +274,13 @@ fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes()
     let alerts = alerts_file(&dir, &receiver, 3600, json!({"DuplicateSessionKeys": {}}));
     let mut f = alert_fleet(&[&n0, &n1], lifecycle_policy(), &alerts);
     // Keystore listings reach the server with stats after each summary run.
-    reconfigure(&mut f, |c| c["summary_interval_s"] = json!(1));
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     // Copy n0's keystore into n1, as a careless restore would.
-    let copy = dir.join("keystore");
-    let from = format!("{}:{KEYSTORE}", n0.name);
-    assert!(
-        docker(&["cp", &from, &copy.display().to_string()])
-            .status
-            .success()
-    );
-    let into = format!("{}:{KEYSTORE}", n1.name);
-    assert!(
-        docker(&["cp", &format!("{}/.", copy.display()), &into])
-            .status
-            .success()
-    );
-    let copied = keystore_files(&n1);
+    n0.copy_keystore_to(&n1, &dir);
+    let copied = n1.keystore_files();
     assert!(!copied.is_empty());
     for n in [&n0, &n1] {
         let notice = wait_count(&bodies, "DuplicateSessionKeys", &n.name, "firing", 1, FIRE);
@@ -327,7 +290,7 @@ fn duplicate_session_keys_fire_for_both_holders_and_resolve_when_one_copy_goes()
     // restart is what the agent's keystore cache hears of; a file removed by
     // `docker exec` alone is seen within the cache's MAX_AGE, 300 s.)
     for file in &copied {
-        let path = format!("{KEYSTORE}/{file}");
+        let path = format!("{TESTNODE_KEYSTORE}/{file}");
         assert!(docker(&["exec", &n1.name, "rm", &path]).status.success());
     }
     assert!(docker(&["restart", "-t", "1", &n1.name]).status.success());
@@ -371,7 +334,7 @@ fn a_failed_backup_fires_until_one_succeeds_and_a_stale_backup_fires_after_the_t
     let started = Instant::now();
     let mut f = alert_fleet(&[&node], lifecycle_policy(), &alerts);
     let backups = blocker.join("backups").display().to_string();
-    reconfigure(&mut f, |c| c["backup"] = json!({"dir": backups}));
+    f.reconfigure(|c| c["backup"] = json!({"dir": backups}));
     let a = f.agent_id.clone();
     let backup = format!("send {a} backup_keys {}", node.name);
     let id = f.server.send(&backup);
@@ -413,63 +376,6 @@ fn a_failed_backup_fires_until_one_succeeds_and_a_stale_backup_fires_after_the_t
 
 // --- Validator rules: chain state written into the node's control file -------------------
 
-/// A test node with host networking on a free RPC port, so the agent reads
-/// its storage over plain HTTP (as tests/it/era.rs does: through `docker
-/// exec curl` one summary takes ~10 s).
-fn host_node(prefix: &str) -> Node {
-    let name = unique(prefix);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let image = image();
-    let out = docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--label",
-        "warden-test=1",
-        "--network",
-        "host",
-        &image,
-        "--validator",
-        "--rpc-port",
-        &port,
-        "--no-prometheus",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Node { name }
-}
-
-/// The session keys a warden `rotate_keys` made (warden's own rotation, so
-/// the agent's keystore cache lists them at once).
-fn rotated_keys(server: &mut ServerProc, agent_id: &str, node: &Node) -> SessionKeys {
-    let id = server.send(&format!("send {agent_id} rotate_keys {}", node.name));
-    let head = server.outcome(&id, WAIT);
-    assert!(head.contains("completed"), "{head}");
-    let mut text = head
-        .split_once("completed: ")
-        .map(|(_, inline)| inline.to_string())
-        .unwrap_or_default();
-    let deadline = Instant::now() + WAIT;
-    let result = loop {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "no result: {text}");
-        text.push_str(&server.out.wait_until(|_| true, WAIT, "result body"));
-        text.push('\n');
-    };
-    warden::chain::split_session_keys(result["session_key"].as_str().unwrap()).unwrap()
-}
-
 /// The chain at `era`: the node's keys owned by `owner`, `validators` the
 /// session's, `owner` bonded; era 100 ended with a reward for `owner`,
 /// claimed or not.
@@ -481,71 +387,17 @@ fn chain_at(
     claimed: bool,
 ) -> ChainState {
     let mut chain = ChainState::default();
-    chain.put(
-        keys::staking_active_era(),
-        &ActiveEraInfo {
-            index: era,
-            start: Some(1_718_000_000_000 + u64::from(era) * 86_400_000),
-        },
-    );
-    for (key_type, public_key) in session_keys.public_keys() {
-        chain.put(keys::session_key_owner(key_type, &public_key), &owner);
-    }
     chain
-        .put(keys::session_validators(), &validators.to_vec())
-        .put(
-            keys::session_disabled_validators(),
-            &DisabledValidators::Indices(vec![]),
-        );
-    let controller = AccountId32([0x52; 32]);
-    let ledger = StakingLedger {
-        stash: owner,
-        total: 5_000,
-        active: 5_000,
-        unlocking: vec![],
-        legacy_claimed_rewards: vec![],
-    };
-    chain
-        .put(keys::staking_bonded(&owner), &controller)
-        .put(keys::staking_ledger(&controller), &ledger);
-    let someone = AccountId32([0xEE; 32]);
-    let points = EraRewardPoints {
-        total: 60,
-        individual: [(owner, 20), (someone, 40)].into(),
-    };
-    let overview = PagedExposureMetadata {
-        total: 1_500,
-        own: 1_000,
-        nominator_count: 2,
-        page_count: 1,
-    };
-    chain
-        .put(keys::staking_eras_validator_reward(100), &7_000_000u128)
-        .put(keys::staking_eras_reward_points(100), &points)
-        .put(keys::staking_eras_stakers_overview(100, &owner), &overview);
+        .active_era(era)
+        .set_keys(owner, session_keys)
+        .session_validators(validators)
+        .bond(owner, AccountId32([0x52; 32]), vec![])
+        .reward(100)
+        .points_and_exposure(100, owner, 1);
     if claimed {
-        chain.put(keys::staking_claimed_rewards(100, &owner), &vec![0u32]);
+        chain.claimed(100, owner, vec![0]);
     }
     chain
-}
-
-/// Waits until the agent's era watch has saved `era` as its baseline.
-fn wait_watch_era(agent: &AgentProc, era: u32) {
-    let path = agent.state_dir.join("era_watch.json");
-    let deadline = Instant::now() + FIRE;
-    loop {
-        let state: Option<Value> = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if state.as_ref().is_some_and(|s| s["era"] == era) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the era watch never reached era {era}: {state:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -554,7 +406,6 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
     let receiver = Receiver::start(0, bodies.clone());
     let dir = TempDir::new("alert-rules-era");
     let node = host_node("alert-rules-era");
-    let control = "/root/data/testnode.json";
     let change_window_s = 10;
     let alerts = alerts_file(
         &dir,
@@ -568,16 +419,16 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         }),
     );
     let mut f = alert_fleet(&[&node], lifecycle_policy(), &alerts);
-    reconfigure(&mut f, |c| c["summary_interval_s"] = json!(1));
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
-    let session_keys = rotated_keys(&mut f.server, &a, &node);
+    let session_keys = f.server.rotated_keys(&a, &node);
     let (stash, other) = (AccountId32([0xA1; 32]), AccountId32([0xC1; 32]));
 
     // Era 100, the baseline: the node validates, era 100's reward claimed.
-    chain_at(100, &session_keys, stash, &[stash], true).write_to(&node, control, &dir);
-    wait_watch_era(&f.agent, 100);
+    chain_at(100, &session_keys, stash, &[stash], true).write_to(&node, &dir);
+    f.agent.wait_watch_era(100, FIRE);
     // Era 101: the node has left the active set, and era 100 is unclaimed.
-    chain_at(101, &session_keys, stash, &[other], false).write_to(&node, control, &dir);
+    chain_at(101, &session_keys, stash, &[other], false).write_to(&node, &dir);
     let inactive = wait_count(&bodies, "ValidatorInactive", &node.name, "firing", 1, FIRE);
     let summary = inactive["alerts"][0]["annotations"]["summary"]
         .as_str()
@@ -594,10 +445,10 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         "{unclaimed}"
     );
     // The payout is claimed.
-    chain_at(101, &session_keys, stash, &[other], true).write_to(&node, control, &dir);
+    chain_at(101, &session_keys, stash, &[other], true).write_to(&node, &dir);
     wait_count(&bodies, "UnclaimedPayouts", &node.name, "resolved", 1, FIRE);
     // Era 102: back in the set.
-    chain_at(102, &session_keys, stash, &[stash], true).write_to(&node, control, &dir);
+    chain_at(102, &session_keys, stash, &[stash], true).write_to(&node, &dir);
     wait_count(
         &bodies,
         "ValidatorInactive",
@@ -607,7 +458,7 @@ fn validator_rules_follow_the_era_watch_and_unclaimed_payouts_the_chain() {
         FIRE,
     );
     // Era 103: the node's keys now belong to another stash, which validates.
-    chain_at(103, &session_keys, other, &[other], true).write_to(&node, control, &dir);
+    chain_at(103, &session_keys, other, &[other], true).write_to(&node, &dir);
     let changed = wait_count(&bodies, "ValidatorChanged", &node.name, "firing", 1, FIRE);
     let text = changed["alerts"][0]["annotations"]["description"].to_string();
     let previous = warden::chain::ss58::encode(&stash, 42).unwrap();

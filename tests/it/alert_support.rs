@@ -227,24 +227,6 @@ pub fn tally(
     out
 }
 
-/// Replaces a bridge-networked test node's control file (`docker cp`, so
-/// the node sees the whole file or its last good one).
-pub fn write_control(node: &Node, dir: &TempDir, control: &Value) {
-    let file = dir.join(&unique("control"));
-    std::fs::write(&file, control.to_string()).unwrap();
-    let out = docker(&[
-        "cp",
-        &file.display().to_string(),
-        &format!("{}:/root/data/testnode.json", node.name),
-    ]);
-    assert!(
-        out.status.success(),
-        "docker cp to {}: {}",
-        node.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A fleet of `nodes` whose server runs with `--alerts alerts` (heartbeat 2 s).
 pub fn alert_fleet(nodes: &[&Node], policy: Value, alerts: &str) -> Fleet {
     Fleet::start(nodes, policy, &["--heartbeat-s", "2", "--alerts", alerts])

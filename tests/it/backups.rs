@@ -2,7 +2,7 @@
 //! for byte, the node running afterwards on every path, the restore round
 //! trip, refused archives, retention, cron mode, and an interrupted backup.
 use crate::support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -69,14 +69,9 @@ fn archive_files(path: &Path) -> BTreeMap<String, Vec<u8>> {
 
 fn fleet_with_backups(nodes: &[&Node], dir: &TempDir, keep: usize) -> Fleet {
     let mut f = Fleet::start(nodes, lifecycle_policy(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["backup"] = json!({"dir": dir.join("backups").display().to_string(), "keep": keep});
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| {
+        c["backup"] = json!({"dir": dir.join("backups").display().to_string(), "keep": keep})
+    });
     f
 }
 
@@ -254,14 +249,7 @@ fn failures_leave_the_node_running_and_say_why() {
     let blocker = dir.join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["backup"] = json!({"dir": blocker.join("backups").display().to_string()});
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["backup"] = json!({"dir": blocker.join("backups").display().to_string()}));
     let id = f
         .server
         .send(&format!("send {} backup_keys {}", f.agent_id, n0.name));

@@ -3,65 +3,19 @@
 //! test writes into the node's control file, with keys computed by warden's
 //! chain module (itself checked against substrate-interface's vectors).
 use crate::support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use warden::chain::scale::Encode;
 use warden::chain::types::DisabledValidators;
 use warden::chain::{AccountId32, keys};
 
-/// Replace the node's storage fixture (`/root/data/testnode.json`).
+/// Replace the node's storage fixture (`/root/data/testnode.json`) with these
+/// (key, SCALE value) pairs.
 fn set_storage(node: &Node, dir: &TempDir, storage: &[(Vec<u8>, Vec<u8>)]) {
-    let map: serde_json::Map<String, Value> = storage
-        .iter()
-        .map(|(k, v)| {
-            (
-                keys::to_hex(k),
-                Value::String(format!("0x{}", hex::encode(v))),
-            )
-        })
-        .collect();
-    let file = dir.join(&format!("{}-fixture.json", node.name));
-    std::fs::write(&file, json!({ "storage": map }).to_string()).unwrap();
-    let out = docker(&[
-        "cp",
-        &file.display().to_string(),
-        &format!("{}:/root/data/testnode.json", node.name),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn keystore_files(node: &Node) -> Vec<String> {
-    let out = docker(&[
-        "exec",
-        &node.name,
-        "ls",
-        "/root/data/chains/creditcoin3/keystore",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// The JSON result printed after a command's `completed:` line.
-fn json_result(f: &mut Fleet, id: &str) -> Value {
-    let head = f.server.outcome(id, WAIT);
-    assert!(head.contains("completed"), "{head}");
-    if let Some((_, inline)) = head.split_once("completed: ") {
-        return serde_json::from_str(inline).unwrap_or(Value::String(inline.to_string()));
+    let mut chain = ChainState::default();
+    for (key, value) in storage {
+        chain.put_raw(key.clone(), value);
     }
-    let mut text = String::new();
-    loop {
-        let line = f.server.out.wait_until(|_| true, WAIT, "result body");
-        text.push_str(&line);
-        text.push('\n');
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            return v;
-        }
-    }
+    chain.write_to(node, dir);
 }
 
 #[test]
@@ -69,17 +23,17 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     let n0 = Node::start("3node0");
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
-    assert!(keystore_files(&n0).is_empty());
+    assert!(n0.keystore_files().is_empty());
 
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
-    let rotated = json_result(&mut f, &id);
+    let rotated = f.server.json_result(&id);
     let session_key = rotated["session_key"].as_str().unwrap().to_string();
     assert_eq!(session_key.len(), 2 + 192);
     let gran = rotated["keys"]["gran"].as_str().unwrap().to_string();
     let babe = rotated["keys"]["babe"].as_str().unwrap().to_string();
     assert_eq!(&session_key[2..66], &gran[2..], "gran comes first");
     assert_eq!(
-        keystore_files(&n0).len(),
+        n0.keystore_files().len(),
         3,
         "one keystore file per key type"
     );
@@ -130,14 +84,14 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
     assert!(f.server.outcome(&id, WAIT).ends_with("completed: false"));
 
     let id = f.server.send(&format!("send {a} check_keys {}", n0.name));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(check["all_present"], true, "{check}");
     assert_eq!(check["keys"]["imon"]["present"], true, "{check}");
     let id = f.server.send(&format!(
         "send {a} check_keys {} public_keys.gran={gran} public_keys.babe={gran}",
         n0.name
     ));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(
         (
             check["keys"]["gran"]["present"].as_bool(),
@@ -155,10 +109,10 @@ fn rotate_check_and_has_keys_round_trip_with_a_real_keystore() {
         "send {a} check_keys {} rotate_to_check=true",
         n0.name
     ));
-    let check = json_result(&mut f, &id);
+    let check = f.server.json_result(&id);
     assert_eq!(check["all_present"], true, "{check}");
     assert_eq!(
-        keystore_files(&n0).len(),
+        n0.keystore_files().len(),
         6,
         "rotation adds keys and deletes none"
     );
@@ -171,7 +125,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
-    let rotated = json_result(&mut f, &id);
+    let rotated = f.server.json_result(&id);
     let session_key = rotated["session_key"].as_str().unwrap().to_string();
     let split = warden::chain::split_session_keys(&session_key).unwrap();
 
@@ -192,7 +146,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(
         found["validator_account"],
         warden::chain::ss58::encode(&stash, 42).unwrap(),
@@ -223,7 +177,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    assert_eq!(json_result(&mut f, &id)["is_active_validator"], false);
+    assert_eq!(f.server.json_result(&id)["is_active_validator"], false);
 
     // Keys that nobody registered.
     let nobody = format!("0x{}", "cd".repeat(96));
@@ -231,7 +185,7 @@ fn find_validator_reads_the_stash_from_chain_storage() {
         "send {a} find_validator {} session_keys={nobody}",
         n0.name
     ));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert!(found["validator_account"].is_null(), "{found}");
     assert!(
         found["note"].as_str().unwrap().contains("belong to no one"),
@@ -262,7 +216,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
     let id = f
         .server
         .send(&format!("send {a} find_validator {}", n0.name));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(
         found["validator_account"],
         warden::chain::ss58::encode(&stash, 42).unwrap(),
@@ -283,7 +237,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
         "send {a} find_validator {} deep_search=false",
         n0.name
     ));
-    let found = json_result(&mut f, &id);
+    let found = f.server.json_result(&id);
     assert_eq!(found["is_authority"], true, "{found}");
 }
 
@@ -291,14 +245,7 @@ fn find_validator_without_keys_reads_the_keystore_and_the_log_hint_needs_no_rpc(
 fn a_command_to_a_node_whose_rpc_hangs_times_out_within_the_bound() {
     let n0 = Node::start("3node0");
     let mut f = Fleet::start(&[&n0], lifecycle_policy(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["rpc"] = json!({"timeout_s": 2});
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["rpc"] = json!({"timeout_s": 2}));
     let hang = docker(&[
         "exec",
         &n0.name,
@@ -342,14 +289,7 @@ fn two_containers_holding_the_same_keys_raise_the_alert_and_different_keys_do_no
     let dir = TempDir::new("dupkeys");
     let mut f = Fleet::start(&[&n0, &n1, &n2], lifecycle_policy(), &[]);
     // Keystore listings reach the server with stats after each summary run.
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["summary_interval_s"] = json!(1);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     for n in [&n0, &n2] {
         let id = f.server.send(&format!("send {a} rotate_keys {}", n.name));

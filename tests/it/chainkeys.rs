@@ -5,10 +5,8 @@
 //! left for the oldest.
 use crate::official::official_node;
 use crate::support::*;
-use serde_json::{Value, json};
-use warden::chain::types::{
-    ActiveEraInfo, DisabledValidators, EraRewardPoints, PagedExposureMetadata, StakingLedger,
-};
+use serde_json::json;
+use warden::chain::types::{ActiveEraInfo, PagedExposureMetadata};
 use warden::chain::{AccountId32, SessionKeys, keys};
 
 const CONTROL: &str = "/creditcoin-node/data/testnode.json";
@@ -26,18 +24,10 @@ pub fn staking_state(
     queued: &SessionKeys,
     next: &SessionKeys,
 ) -> ChainState {
-    let controller = AccountId32([0xC0; 32]);
-    let someone = AccountId32([0xEE; 32]);
     let mut state = ChainState::default();
-    for (key_type, public_key) in registered.public_keys() {
-        state.put(keys::session_key_owner(key_type, &public_key), &stash);
-    }
     state
-        .put(keys::session_validators(), &vec![stash])
-        .put(
-            keys::session_disabled_validators(),
-            &DisabledValidators::Indices(vec![]),
-        )
+        .set_keys(stash, registered)
+        .session_validators(&[stash])
         .put(keys::session_queued_keys(), &vec![(stash, *queued)])
         .put(keys::session_next_keys(&stash), next)
         .put(keys::session_current_index(), &40u32)
@@ -49,51 +39,25 @@ pub fn staking_state(
                 start: Some(1_718_000_000_000),
             },
         )
-        .put(keys::staking_bonded(&stash), &controller)
-        .put(
-            keys::staking_ledger(&controller),
-            &StakingLedger {
-                stash,
-                total: 5_000,
-                active: 5_000,
-                unlocking: vec![],
-                legacy_claimed_rewards: vec![],
+        .bond(stash, AccountId32([0xC0; 32]), vec![]);
+    for (era, pages) in [(16u32, 1u32), (99, 2)] {
+        state.reward(era).points(era, stash).put(
+            keys::staking_eras_stakers_overview(era, &stash),
+            &PagedExposureMetadata {
+                total: 2_000,
+                own: 1_000,
+                nominator_count: pages * 2,
+                page_count: pages,
             },
         );
-    for (era, pages) in [(16u32, 1u32), (99, 2)] {
-        state
-            .put(keys::staking_eras_validator_reward(era), &7_000_000u128)
-            .put(
-                keys::staking_eras_reward_points(era),
-                &EraRewardPoints {
-                    total: 60,
-                    individual: [(stash, 20), (someone, 40)].into(),
-                },
-            )
-            .put(
-                keys::staking_eras_stakers_overview(era, &stash),
-                &PagedExposureMetadata {
-                    total: 2_000,
-                    own: 1_000,
-                    nominator_count: pages * 2,
-                    page_count: pages,
-                },
-            );
     }
-    state.put(keys::staking_claimed_rewards(99, &stash), &vec![0u32]);
+    state.claimed(99, stash, vec![0]);
     state
 }
 
 fn fleet_with_summaries(nodes: &[&Node]) -> Fleet {
     let mut f = Fleet::start(nodes, allow_all(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["summary_interval_s"] = json!(1);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     f
 }
 
@@ -123,7 +87,7 @@ fn the_chains_keys_against_the_keystore_and_payouts_with_expiry() {
     // Keys made by hand: warden knows them only from the keystore's file names.
     let keys = rotate_by_hand_in(&n0);
     let stash = AccountId32([0x51; 32]);
-    staking_state(stash, &keys, &keys, &keys).write_to(&n0, CONTROL, &dir);
+    staking_state(stash, &keys, &keys, &keys).write_at(&n0, CONTROL, &dir);
     let mut f = fleet_with_summaries(&[&n0]);
     let a = f.agent_id.clone();
 
@@ -163,7 +127,7 @@ fn the_chains_keys_against_the_keystore_and_payouts_with_expiry() {
         babe: [0xA2; 32],
         imon: [0xA3; 32],
     };
-    staking_state(stash, &keys, &elsewhere, &elsewhere).write_to(&n0, CONTROL, &dir);
+    staking_state(stash, &keys, &elsewhere, &elsewhere).write_at(&n0, CONTROL, &dir);
     let row = f.server.poll_line(&format!("nodes {a}"), |l| {
         l.contains(&n0.name) && l.contains("MISSING")
     });
@@ -188,7 +152,7 @@ fn an_image_without_ls_is_listed_from_tar_headers() {
     n0.exec_root(&["rm", "/bin/ls"]);
     assert!(!docker(&["exec", &n0.name, "ls", "/"]).status.success());
     let stash = AccountId32([0x52; 32]);
-    staking_state(stash, &keys, &keys, &keys).write_to(&n0, "/root/data/testnode.json", &dir);
+    staking_state(stash, &keys, &keys, &keys).write_to(&n0, &dir);
     let mut f = fleet_with_summaries(&[&n0]);
     let a = f.agent_id.clone();
     let id = f

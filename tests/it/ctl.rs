@@ -3,54 +3,20 @@
 //! agent lists and globs, and the audit trail.
 use crate::support::*;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::process::Output;
-use tungstenite::Message;
 
 /// A raw agent with one container `n0`: `status` completes, `logs` fails,
 /// anything else is never answered.
-fn raw_agent(server: &ServerProc, id: &str, token: &str) -> std::thread::JoinHandle<()> {
-    let mut ws = upgrade(&server.url(), Some(token)).unwrap();
-    send(
-        &mut ws,
-        json!({"type": "hello", "data": {"agent_id": id, "host_name": "h", "version": "t",
-            "protocol": 1, "containers": ["n0"], "commands": ["status", "logs"]}}),
-    );
-    assert_eq!(recv_skip_pings(&mut ws)["type"], "welcome");
-    std::thread::spawn(move || {
-        loop {
-            let frame: Value = match ws.read() {
-                Ok(Message::Text(t)) => serde_json::from_str(t.as_str()).unwrap(),
-                Ok(Message::Close(_)) | Err(_) => return,
-                Ok(_) => continue,
-            };
-            if frame["type"] != "command" {
-                continue;
-            }
-            let data = &frame["data"];
-            let reply = match data["command"].as_str() {
-                Some("status") => json!({"id": data["id"], "status": "completed",
-                    "result": "n0 running", "timestamp": 1}),
-                Some("logs") => json!({"id": data["id"], "status": "failed", "code": "unavailable",
-                    "error": "docker is not reachable", "timestamp": 1}),
-                _ => continue,
-            };
-            let frame = json!({"type": "command_response", "data": reply});
-            if ws.send(Message::text(frame.to_string())).is_err() {
-                return;
-            }
+fn raw_status_agent(server: &ServerProc, id: &str, token: &str) -> std::thread::JoinHandle<()> {
+    raw_agent(server, id, token, &["status", "logs"], |data| {
+        match data["command"].as_str() {
+            Some("status") => Some(json!({"id": data["id"], "status": "completed",
+                "result": "n0 running", "timestamp": 1})),
+            Some("logs") => Some(json!({"id": data["id"], "status": "failed",
+                "code": "unavailable", "error": "docker is not reachable", "timestamp": 1})),
+            _ => None,
         }
     })
-}
-
-fn ctl(data_dir: &Path, args: &[&str]) -> Output {
-    warden()
-        .arg("ctl")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -67,7 +33,7 @@ fn ctl_round_trips_with_text_json_every_exit_code_and_wait() {
     let _agents: Vec<_> = ids
         .iter()
         .zip(&tokens)
-        .map(|(id, token)| raw_agent(&server, id, token))
+        .map(|(id, token)| raw_status_agent(&server, id, token))
         .collect();
     for id in &ids {
         server.out.wait_for(&format!("* {id} connected"), WAIT);

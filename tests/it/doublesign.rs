@@ -5,8 +5,6 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
-const KEYSTORE: &str = "/root/data/chains/creditcoin3/keystore";
-
 #[test]
 fn start_of_a_node_whose_keys_another_holds_is_refused_unless_forced() {
     let n0 = Node::start("server-safety-3node0");
@@ -14,32 +12,13 @@ fn start_of_a_node_whose_keys_another_holds_is_refused_unless_forced() {
     let dir = TempDir::new("server-safety-dsign");
     let mut f = Fleet::start(&[&n0, &n1], lifecycle_policy(), &[]);
     // Running nodes' keystores are listed by the summary: every second here.
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["summary_interval_s"] = json!(1);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| c["summary_interval_s"] = json!(1));
     let a = f.agent_id.clone();
     let id = f.server.send(&format!("send {a} rotate_keys {}", n0.name));
     assert!(f.server.outcome(&id, WAIT).contains("completed"));
     // n1 becomes a cold standby with n0's keys, stopped.
-    let copy = dir.join("keystore");
-    let from = format!("{}:{KEYSTORE}", n0.name);
-    assert!(
-        docker(&["cp", &from, &copy.display().to_string()])
-            .status
-            .success()
-    );
     assert!(docker(&["stop", "-t", "1", &n1.name]).status.success());
-    let into = format!("{}:{KEYSTORE}", n1.name);
-    assert!(
-        docker(&["cp", &format!("{}/.", copy.display()), &into])
-            .status
-            .success()
-    );
+    n0.copy_keystore_to(&n1, &dir);
 
     // Refused (never sent) while the server's view fills in: then refused
     // because n0 holds the keys, naming it.

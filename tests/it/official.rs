@@ -51,15 +51,9 @@ fn completed_file(line: &str) -> String {
 
 fn fleet_with_backups(nodes: &[&Node], dir: &TempDir) -> Fleet {
     let mut f = Fleet::start(nodes, allow_all(), &[]);
-    let config_path = f.dir.join(&format!("{}.json", f.agent_id));
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["backup"] = serde_json::json!({"dir": dir.join("backups").display().to_string()});
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    f.agent.restart();
-    f.server
-        .out
-        .wait_for(&format!("* {} connected", f.agent_id), WAIT);
+    f.reconfigure(|c| {
+        c["backup"] = serde_json::json!({"dir": dir.join("backups").display().to_string()})
+    });
     f
 }
 

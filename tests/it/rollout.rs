@@ -4,56 +4,22 @@
 //! with one container `n0`; `stop` completes except on the agent told to fail.
 use crate::support::*;
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Output;
-use tungstenite::Message;
 
-fn raw_agent(
+/// A raw agent whose `stop` (and `status`) completes, or fails if `fail`.
+fn raw_stop_agent(
     server: &ServerProc,
     id: &str,
     token: &str,
     fail: bool,
 ) -> std::thread::JoinHandle<()> {
-    let mut ws = upgrade(&server.url(), Some(token)).unwrap();
-    send(
-        &mut ws,
-        json!({"type": "hello", "data": {"agent_id": id, "host_name": "h", "version": "t",
-            "protocol": 1, "containers": ["n0"], "commands": ["status", "stop"]}}),
-    );
-    assert_eq!(recv_skip_pings(&mut ws)["type"], "welcome");
-    std::thread::spawn(move || {
-        loop {
-            let frame: Value = match ws.read() {
-                Ok(Message::Text(t)) => serde_json::from_str(t.as_str()).unwrap(),
-                Ok(Message::Close(_)) | Err(_) => return,
-                Ok(_) => continue,
-            };
-            if frame["type"] != "command" {
-                continue;
-            }
-            let data = &frame["data"];
-            let reply = if fail {
-                json!({"id": data["id"], "status": "failed", "code": "unavailable",
-                    "error": "docker is not reachable", "timestamp": 1})
-            } else {
-                json!({"id": data["id"], "status": "completed", "result": "ok", "timestamp": 1})
-            };
-            let frame = json!({"type": "command_response", "data": reply});
-            if ws.send(Message::text(frame.to_string())).is_err() {
-                return;
-            }
-        }
+    raw_agent(server, id, token, &["status", "stop"], move |data| {
+        Some(if fail {
+            json!({"id": data["id"], "status": "failed", "code": "unavailable",
+                "error": "docker is not reachable", "timestamp": 1})
+        } else {
+            json!({"id": data["id"], "status": "completed", "result": "ok", "timestamp": 1})
+        })
     })
-}
-
-fn ctl(data_dir: &Path, args: &[&str]) -> Output {
-    warden()
-        .arg("ctl")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn sent_stops(server: &ServerProc) -> usize {
@@ -78,7 +44,7 @@ fn fleet(dir: &TempDir) -> (ServerProc, Vec<String>, Vec<std::thread::JoinHandle
     let agents = ids
         .iter()
         .zip(&tokens)
-        .map(|(id, token)| raw_agent(&server, id, token, id.ends_with("-c")))
+        .map(|(id, token)| raw_stop_agent(&server, id, token, id.ends_with("-c")))
         .collect();
     for id in &ids {
         server.out.wait_for(&format!("* {id} connected"), WAIT);

@@ -5,20 +5,9 @@ use crate::support::*;
 use serde_json::{Value, json};
 use warden::operator_keys::{self, CommandSignature};
 
-/// A key made the way an operator makes one: `warden operator-key new`.
+/// [`operator_key_file`], loaded as the key pair it holds.
 fn operator_key(dir: &TempDir, name: &str) -> (ring::signature::Ed25519KeyPair, String) {
-    let file = dir.join(&format!("{name}.key"));
-    let out = warden()
-        .args(["operator-key", "new", "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (file, public) = operator_key_file(dir, name);
     let pair = operator_keys::load(&file).unwrap();
     assert_eq!(operator_keys::public_hex(&pair), public);
     (pair, public)

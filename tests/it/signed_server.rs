@@ -7,30 +7,6 @@ use crate::support::*;
 use serde_json::json;
 use warden::server::control;
 
-fn operator_key(dir: &TempDir, name: &str) -> (std::path::PathBuf, String) {
-    let file = dir.join(&format!("{name}.key"));
-    let out = warden()
-        .args(["operator-key", "new", "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    (
-        file,
-        String::from_utf8(out.stdout).unwrap().trim().to_string(),
-    )
-}
-
-fn ctl(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    warden()
-        .arg("ctl")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Type `line`; the id of the command it holds.
 fn held(f: &mut Fleet, line: &str) -> String {
     f.server.type_line(line);
@@ -51,10 +27,10 @@ fn two_of_three_through_the_server_runs_and_one_untrusted_or_moved_does_not() {
     let n0 = Node::start("server-safety-3node0");
     let n1 = Node::start("server-safety-3node1");
     let dir = TempDir::new("server-safety-signed");
-    let (alice, alice_pub) = operator_key(&dir, "alice");
-    let (bob, bob_pub) = operator_key(&dir, "bob");
-    let (_carol, carol_pub) = operator_key(&dir, "carol");
-    let (mallory, _) = operator_key(&dir, "mallory");
+    let (alice, alice_pub) = operator_key_file(&dir, "alice");
+    let (bob, bob_pub) = operator_key_file(&dir, "bob");
+    let (_carol, carol_pub) = operator_key_file(&dir, "carol");
+    let (mallory, _) = operator_key_file(&dir, "mallory");
     let policy = json!({
         "allow": ["stop", "status"],
         "operators": {"alice": alice_pub, "bob": bob_pub, "carol": carol_pub},
@@ -155,7 +131,7 @@ fn two_of_three_through_the_server_runs_and_one_untrusted_or_moved_does_not() {
 #[test]
 fn a_resend_after_a_server_restart_carries_the_original_signatures() {
     let dir = TempDir::new("server-safety-resend");
-    let (alice, _) = operator_key(&dir, "alice");
+    let (alice, _) = operator_key_file(&dir, "alice");
     let data_dir = dir.join("data");
     let alice_arg = alice.display().to_string();
     let mut server = ServerProc::start(&data_dir, &["--operator-key", &alice_arg]);

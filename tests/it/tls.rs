@@ -94,6 +94,16 @@ fn path(dir: &TempDir, name: &str) -> String {
     dir.join(name).display().to_string()
 }
 
+/// A server with the certificate and key `NAME.pem` and `NAME.key` of `dir`,
+/// and `extra` flags.
+fn tls_server(dir: &TempDir, data_dir: &Path, name: &str, extra: &[&str]) -> ServerProc {
+    let cert = path(dir, &format!("{name}.pem"));
+    let key = path(dir, &format!("{name}.key"));
+    let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+    args.extend_from_slice(extra);
+    ServerProc::start(data_dir, &args)
+}
+
 /// Wait until `log()` contains `needle`.
 fn wait_log(agent: &AgentProc, needle: &str) {
     let deadline = Instant::now() + WAIT;
@@ -122,15 +132,7 @@ fn an_agent_trusts_a_private_ca_and_refuses_an_unverifiable_server() {
     let data_dir = dir.join("server");
     let agent_id = unique("tls");
     let token = token_add(&data_dir, &agent_id);
-    let mut server = ServerProc::start(
-        &data_dir,
-        &[
-            "--tls-cert",
-            &path(&dir, "server.pem"),
-            "--tls-key",
-            &path(&dir, "server.key"),
-        ],
-    );
+    let mut server = tls_server(&dir, &data_dir, "server", &[]);
     let url = format!("wss://{}/agent", server.addr);
     let config = config_for(&["3node-none"], json!({}));
 
@@ -198,16 +200,11 @@ fn mutual_tls_maps_the_client_certificate_to_the_agent_id() {
         &format!("DNS:{agent_id}"),
         "clientAuth",
     );
-    let mut server = ServerProc::start(
+    let mut server = tls_server(
+        &dir,
         &data_dir,
-        &[
-            "--tls-cert",
-            &path(&dir, "server.pem"),
-            "--tls-key",
-            &path(&dir, "server.key"),
-            "--client-ca",
-            &path(&dir, "good-ca.pem"),
-        ],
+        "server",
+        &["--client-ca", &path(&dir, "good-ca.pem")],
     );
     let url = format!("wss://{}/agent", server.addr);
     let config = config_for(&["3node-none"], json!({}));
@@ -280,25 +277,16 @@ fn a_pinned_fingerprint_detects_a_swapped_server_certificate() {
     let config = config_for(&["3node-none"], json!({}));
     let ca = path(&dir, "good-ca.pem");
 
-    let mut server = ServerProc::start(
-        &data_dir,
-        &[
-            "--tls-cert",
-            &path(&dir, "server.pem"),
-            "--tls-key",
-            &path(&dir, "server.key"),
-        ],
-    );
-    let url = format!("wss://{}/agent", server.addr);
+    // An agent trusting the CA and pinning the server's fingerprint.
+    let pinned_agent = |server: &ServerProc, sub: &TempDir| {
+        let url = format!("wss://{}/agent", server.addr);
+        let args = ["--ca-file", &ca, "--server-fingerprint", &pin];
+        AgentProc::start(sub.path(), &url, &agent_id, &token, &config, &args)
+    };
+
+    let mut server = tls_server(&dir, &data_dir, "server", &[]);
     let sub = TempDir::new("pin-ok");
-    let agent = AgentProc::start(
-        sub.path(),
-        &url,
-        &agent_id,
-        &token,
-        &config,
-        &["--ca-file", &ca, "--server-fingerprint", &pin],
-    );
+    let agent = pinned_agent(&server, &sub);
     server
         .out
         .wait_for(&format!("* {agent_id} connected"), WAIT);
@@ -306,24 +294,8 @@ fn a_pinned_fingerprint_detects_a_swapped_server_certificate() {
     drop(server);
 
     // Same CA, another key: chain verification alone would accept it.
-    let swapped = ServerProc::start(
-        &data_dir,
-        &[
-            "--tls-cert",
-            &path(&dir, "swapped.pem"),
-            "--tls-key",
-            &path(&dir, "swapped.key"),
-        ],
-    );
-    let url = format!("wss://{}/agent", swapped.addr);
+    let swapped = tls_server(&dir, &data_dir, "swapped", &[]);
     let sub = TempDir::new("pin-bad");
-    let agent = AgentProc::start(
-        sub.path(),
-        &url,
-        &agent_id,
-        &token,
-        &config,
-        &["--ca-file", &ca, "--server-fingerprint", &pin],
-    );
+    let agent = pinned_agent(&swapped, &sub);
     wait_log(&agent, "does not match the pinned");
 }

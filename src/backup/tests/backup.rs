@@ -127,7 +127,7 @@ fn a_failed_copy_still_starts_the_node() {
     assert!(text.contains("copying the network directory out"), "{text}");
     assert!(text.ends_with("the node was started again"), "{text}");
     assert_eq!(error.node_state(), Some(&NodeState::StartedAgain));
-    assert_eq!(error.wire_code(), "internal");
+    assert_eq!(error.code().as_str(), "internal");
     assert!(fake.running());
     assert_eq!(fake.calls().last().unwrap(), "start");
     assert_no_leftovers(&cfg);
@@ -228,7 +228,7 @@ fn a_failed_stop_still_tries_to_start() {
     );
     let cfg = config(&temp);
     let error = backup(&fake, &cfg, &hooks()).unwrap_err();
-    assert_eq!(error.wire_code(), "timeout");
+    assert_eq!(error.code().as_str(), "timeout");
     assert!(
         error.to_string().contains("while stopping the node"),
         "{error}"
@@ -251,7 +251,7 @@ fn refusals_before_anything_is_touched() {
             container: "t-missing".to_owned()
         }
     );
-    assert_eq!(error.wire_code(), "unknown_target");
+    assert_eq!(error.code().as_str(), "unknown_target");
 
     let fake = Fake::new(&temp, "t-paused");
     fake.state().paused = true;
@@ -260,7 +260,7 @@ fn refusals_before_anything_is_touched() {
         error.to_string().contains("docker unpause t-paused"),
         "{error}"
     );
-    assert_eq!(error.wire_code(), "unavailable");
+    assert_eq!(error.code().as_str(), "unavailable");
     assert_eq!(fake.calls(), ["inspect"]);
 
     let fake = Fake::new(&temp, "-bad");

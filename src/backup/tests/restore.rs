@@ -214,7 +214,7 @@ fn restore_into_a_stopped_node_with_extra_keys_is_refused() {
         text.contains("it is stopped") && text.contains("3 entries"),
         "{text}"
     );
-    assert_eq!(error.wire_code(), "unavailable");
+    assert_eq!(error.code().as_str(), "unavailable");
     assert_eq!(container_keys(&fake), before);
     assert!(!fake.calls().iter().any(|c| c.starts_with("cp_to")));
     assert_no_leftovers(&cfg);
@@ -428,7 +428,7 @@ fn restore_refusals_write_nothing_and_touch_nothing() {
                 || matches!(error, BackupError::InvalidBackupName { .. }),
             "{name}: {text}"
         );
-        assert_eq!(error.wire_code(), "invalid_params", "{name}: {text}");
+        assert_eq!(error.code().as_str(), "invalid_params", "{name}: {text}");
         assert_eq!(fake.calls(), Vec::<String>::new(), "{name}");
         assert_eq!(listing(&cfg.dir), listing_before, "{name}");
         assert_eq!(container_keys(&fake), before_keys, "{name}");

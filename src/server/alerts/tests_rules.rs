@@ -383,14 +383,18 @@ fn view_from_the_agents_json() {
     };
     facts.on_stats(&stats);
     facts.on_summary(&summary);
-    facts.on_event(
-        "validator_deactivated",
-        &json!({"node": "3node0", "era": 513, "timestamp": NOW - 5}),
-    );
-    facts.on_event(
-        "backup_complete",
-        &json!({"container": "3node0", "timestamp": NOW - 10}),
-    );
+    facts.on_event(&crate::protocol::events::Payload::ValidatorDeactivated(
+        crate::protocol::events::ValidatorChange {
+            event_id: "validator_deactivated-3node0-513".into(),
+            node: "3node0".into(),
+            era: 513,
+            validator_account: None,
+            previous_validator: Some("5Grw".into()),
+            is_authority: None,
+            timestamp: NOW - 5,
+        },
+    ));
+    facts.on_backup("3node0", NOW - 10);
     facts.on_backup_failed("3node0", NOW - 20, "disk full");
     facts.on_logs(
         "3node0",

@@ -6,6 +6,7 @@
 //! Invariant: a value the agent did not report, or could not read, is `None`
 //! here; nothing is defaulted to zero, so no rule fires and no metric shows on
 //! a guess. Everything read from the wire is bounded (log lines, counts).
+use crate::protocol::events::Payload;
 use crate::server::keyguard::Duplicate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -194,37 +195,43 @@ impl AgentFacts {
         Some(self.containers.entry(name.to_string()).or_default())
     }
 
-    /// A durable event (`backup_complete`, `validator_activated`,
-    /// `validator_changed`, `validator_deactivated`) by its wire type and data.
-    /// Others are ignored.
-    pub fn on_event(&mut self, kind: &str, data: &Value) {
-        let at_ms = data.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
-        let name = str_of(data, "container")
-            .or_else(|| str_of(data, "node"))
-            .unwrap_or_default();
-        let Some(c) = self.container(&name) else {
+    /// A durable event: backups and validator changes (key updates are
+    /// the duplicate-key guard's business).
+    pub fn on_event(&mut self, payload: &Payload) {
+        let (event, active, change) = match payload {
+            Payload::KeyUpdate(_) => return,
+            Payload::BackupComplete(backup) => {
+                return self.on_backup(&backup.container, backup.timestamp);
+            }
+            Payload::ValidatorActivated(v) => (v, true, None),
+            Payload::ValidatorDeactivated(v) => (v, false, None),
+            Payload::ValidatorChanged(v) => (
+                v,
+                true,
+                Some(ValidatorChange {
+                    at_ms: v.timestamp,
+                    era: Some(v.era.into()),
+                    previous: v.previous_validator.clone(),
+                    current: v.validator_account.clone(),
+                }),
+            ),
+        };
+        let Some(c) = self.container(&event.node) else {
             return;
         };
-        match kind {
-            "backup_complete" => {
-                c.backup_newest_ms = c.backup_newest_ms.max(Some(at_ms));
-            }
-            "validator_activated" => {
-                c.validator_active = Some(true);
-                c.validator_account = str_of(data, "validator_account");
-            }
-            "validator_deactivated" => c.validator_active = Some(false),
-            "validator_changed" => {
-                c.validator_active = Some(true);
-                c.validator_account = str_of(data, "validator_account");
-                c.validator_changed = Some(ValidatorChange {
-                    at_ms,
-                    era: data.get("era").and_then(Value::as_u64),
-                    previous: str_of(data, "previous_validator"),
-                    current: str_of(data, "validator_account"),
-                });
-            }
-            _ => {}
+        c.validator_active = Some(active);
+        if active {
+            c.validator_account = event.validator_account.clone();
+        }
+        if change.is_some() {
+            c.validator_changed = change;
+        }
+    }
+
+    /// A finished backup of `container` (an event, or one on record at start).
+    pub fn on_backup(&mut self, container: &str, at_ms: i64) {
+        if let Some(c) = self.container(container) {
+            c.backup_newest_ms = c.backup_newest_ms.max(Some(at_ms));
         }
     }
 

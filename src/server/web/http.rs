@@ -197,28 +197,59 @@ pub fn reason(code: u16) -> &'static str {
     }
 }
 
-pub fn write_response(
+/// What every dashboard answer carries besides its own headers: no caching,
+/// no sniffing, no framing, nothing loaded from elsewhere.
+const DASHBOARD_HEADERS: [(&str, &str); 5] = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    ),
+];
+
+/// A dashboard answer: [`write_answer`] with [`DASHBOARD_HEADERS`] first.
+pub fn write_response(stream: impl Write, response: &Response, head_only: bool) -> io::Result<()> {
+    let headers: Vec<(&str, &str)> = DASHBOARD_HEADERS
+        .into_iter()
+        .chain(response.headers.iter().map(|(n, v)| (*n, v.as_str())))
+        .collect();
+    write_answer(
+        stream,
+        response.code,
+        response.content_type,
+        &headers,
+        &response.body,
+        head_only,
+    )
+}
+
+/// Writes one answer on a `Connection: close` connection: the status line,
+/// `Content-Type`, `Content-Length`, `headers` in order, then `body` unless
+/// `head_only` (a HEAD request still learns the length). The one writer of
+/// both the dashboard's answers and the admin listener's own.
+pub fn write_answer(
     mut stream: impl Write,
-    response: &Response,
+    code: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
     head_only: bool,
 ) -> io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\
-         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
-         Referrer-Policy: same-origin\r\n\
-         Content-Security-Policy: default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'\r\n",
-        response.code,
-        reason(response.code),
-        response.content_type,
-        response.body.len()
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reason(code),
+        body.len()
     );
-    for (name, value) in &response.headers {
+    for (name, value) in headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     stream.write_all(out.as_bytes())?;
     if !head_only {
-        stream.write_all(&response.body)?;
+        stream.write_all(body)?;
     }
     stream.flush()
 }
