@@ -58,32 +58,17 @@ fn http(
 }
 
 /// The `live` WebSocket, opened with a session cookie.
-fn live_socket(addr: &str, cookie: &str) -> tungstenite::WebSocket<TcpStream> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(SLOW)).unwrap();
-    let request = tungstenite::http::Request::builder()
-        .uri(format!("ws://{addr}/live"))
-        .header("Host", addr)
-        .header("Cookie", cookie)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .body(())
-        .unwrap();
-    tungstenite::client::client(request, stream).unwrap().0
-}
-
-/// The next text frame of `live`, as JSON.
-fn next_frame(ws: &mut tungstenite::WebSocket<TcpStream>) -> serde_json::Value {
-    loop {
-        if let tungstenite::Message::Text(t) = ws.read().expect("a live frame") {
-            return serde_json::from_str(&t).unwrap();
-        }
+fn live_socket(addr: &str, cookie: &str) -> ClientWs {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/live").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", cookie.parse().unwrap());
+    let (ws, _) = tungstenite::connect(request).expect("the live upgrade");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(SLOW)).unwrap();
     }
+    ws
 }
 
 /// Log in over HTTP: the session cookie and the page's CSRF token.
@@ -301,7 +286,7 @@ fn the_fleet_live_in_a_real_browser() {
     // The live stream itself: a snapshot, numbered frames, and `resync`
     // (what a page that saw a gap sends) brings a snapshot again.
     let mut ws = live_socket(&admin, &cookie);
-    let first = next_frame(&mut ws);
+    let first = recv_skip_pings(&mut ws);
     assert_eq!(first["type"], "snapshot", "{first}");
     assert_eq!(first["seq"], 1);
     let nodes = first["fleet"]["nodes"].as_array().unwrap();
@@ -312,7 +297,7 @@ fn the_fleet_live_in_a_real_browser() {
     ws.send(tungstenite::Message::text("resync")).unwrap();
     let mut seq = 1;
     let again = loop {
-        let f = next_frame(&mut ws);
+        let f = recv_skip_pings(&mut ws);
         seq += 1;
         assert_eq!(f["seq"], seq, "frames are numbered one by one: {f}");
         if f["type"] == "snapshot" {
