@@ -1,8 +1,10 @@
 //! The web dashboard in a real headless Chromium, against a live server
 //! with an agent and a test-node container: log in and see the fleet, stop
 //! the container and watch its row turn red, start it again, read logs,
-//! rotate keys and see the key history grow. Then, over plain HTTP: a
-//! read-only token cannot act; no session, or a forged CSRF token, is
+//! rotate keys and see the key history grow. Then a read-only operator in
+//! the same browser: sees the fleet, has no action controls, and an action
+//! forced from the page (its own cookie and CSRF token) is refused, audited
+//! and not run. Over plain HTTP: no session, or a forged CSRF token, is
 //! refused. Screenshots go to docs/ (the README links them).
 use super::dashboard_cdp::Browser;
 use super::support::*;
@@ -53,6 +55,20 @@ fn http(
     s.read_to_string(&mut out).unwrap();
     let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
     (code, out)
+}
+
+/// The `live` WebSocket, opened with a session cookie.
+fn live_socket(addr: &str, cookie: &str) -> ClientWs {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/live").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Cookie", cookie.parse().unwrap());
+    let (ws, _) = tungstenite::connect(request).expect("the live upgrade");
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(SLOW)).unwrap();
+    }
+    ws
 }
 
 /// Log in over HTTP: the session cookie and the page's CSRF token.
@@ -111,13 +127,10 @@ fn the_fleet_live_in_a_real_browser() {
     let node = n0.name.clone();
     let base = format!("http://{admin}/");
 
-    let mut b = Browser::launch(1400, 900);
+    let profile = TempDir::new("dashboard-chromium");
+    let mut b = Browser::launch(1400, 900, profile.path());
     b.navigate(&base);
-    b.wait_for("document.querySelector('#token')", SLOW, "the login form");
-    b.eval(&format!(
-        "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
-        json!(ann)
-    ));
+    b.log_in(&ann);
     // Logged in: the live stream brings the node's row.
     b.wait_for(
         "document.querySelector('#conn') && document.querySelector('#conn').textContent === 'live'",
@@ -151,6 +164,12 @@ fn the_fleet_live_in_a_real_browser() {
     assert!(problem.as_str().unwrap().starts_with("DOWN"), "{problem}");
     let first = b.eval("document.querySelector('#fleet tbody tr').dataset.container");
     assert_eq!(first, json!(node), "problems sort to the top");
+    // A frame numbered past the next is a gap: not applied (the page asks
+    // for a snapshot instead).
+    let gap = b.eval(
+        "(() => { const s = live.seq; return apply({type: 'delta', seq: s + 2, ts: 0, nodes: []}) === false && live.seq === s; })()",
+    );
+    assert_eq!(gap, json!(true), "a gap is seen, not applied");
     let out = docker(&["start", &node]);
     assert!(out.status.success());
     b.wait_for(
@@ -198,6 +217,37 @@ fn the_fleet_live_in_a_real_browser() {
         "the key history to grow",
     );
     b.screenshot(&screenshot_path(&f.dir, "dashboard-node.png"));
+
+    // A read-only operator, in the same browser: log out, log in as rob.
+    b.eval("document.querySelector('#logout').click(); true");
+    b.log_in(&rob);
+    b.wait_for(
+        &format!("document.querySelector('#fleet tr[data-container=\"{node}\"] td:nth-child(4)').textContent === 'running'"),
+        SLOW,
+        "the fleet, seen read-only",
+    );
+    let who = b.eval("document.querySelector('.who').textContent");
+    assert!(who.as_str().unwrap().contains("rob (read-only)"), "{who}");
+    b.eval(&format!("location.hash = '#node/{agent}/{node}'; true"));
+    b.wait_for(
+        "!document.querySelector('#node-view').hidden",
+        SLOW,
+        "the node page, read-only",
+    );
+    let controls = b.eval(
+        "[document.querySelector('#action-box').hidden, document.querySelector('#load-logs').hidden]",
+    );
+    assert_eq!(controls, json!([true, true]), "no action controls");
+    // Forced from the page anyway, with its own cookie and CSRF token.
+    let forced = b.eval(&format!(
+        "fetch('api/action', {{method: 'POST', credentials: 'same-origin', headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': document.querySelector('meta[name=csrf]').content}}, body: JSON.stringify({})}}).then(async (r) => [r.status, await r.text()])",
+        json!({"agent": agent, "command": "stop", "target": node})
+    ));
+    assert_eq!(forced[0], 403, "{forced}");
+    assert!(
+        forced[1].as_str().unwrap().contains("read-only"),
+        "{forced}"
+    );
     drop(b);
 
     // Refusals over plain HTTP.
@@ -227,7 +277,36 @@ fn the_fleet_live_in_a_real_browser() {
     );
     assert_eq!(code, 403, "read-only cannot act: {out}");
     assert_eq!(n0.state(), "running", "none of the refused stops ran");
+    let commands = std::fs::read_to_string(data_dir.join("commands.jsonl")).unwrap_or_default();
+    assert!(
+        !commands.contains("\"stop\""),
+        "no stop was issued: {commands}"
+    );
     let _ = csrf;
+    // The live stream itself: a snapshot, numbered frames, and `resync`
+    // (what a page that saw a gap sends) brings a snapshot again.
+    let mut ws = live_socket(&admin, &cookie);
+    let first = recv_skip_pings(&mut ws);
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["seq"], 1);
+    let nodes = first["fleet"]["nodes"].as_array().unwrap();
+    assert!(
+        nodes.iter().any(|n| n["container"] == node.as_str()),
+        "{first}"
+    );
+    ws.send(tungstenite::Message::text("resync")).unwrap();
+    let mut seq = 1;
+    let again = loop {
+        let f = recv_skip_pings(&mut ws);
+        seq += 1;
+        assert_eq!(f["seq"], seq, "frames are numbered one by one: {f}");
+        if f["type"] == "snapshot" {
+            break f;
+        }
+        assert_eq!(f["type"], "delta", "{f}");
+    };
+    assert!(again["fleet"]["agents"].as_array().is_some(), "{again}");
+    drop(ws);
     // Everything a person did is in the audit log, with the name.
     let audit = std::fs::read_to_string(data_dir.join("audit.jsonl")).unwrap();
     assert!(
@@ -237,6 +316,14 @@ fn the_fleet_live_in_a_real_browser() {
     assert!(
         audit.contains("dashboard_login") && audit.contains("\"by\":\"rob\""),
         "{audit}"
+    );
+    let refusals = audit
+        .lines()
+        .filter(|l| l.contains("dashboard_refused") && l.contains("\"by\":\"rob\""))
+        .count();
+    assert_eq!(
+        refusals, 2,
+        "both of rob's stops are audited as refused: {audit}"
     );
     f.server.kill();
 }

@@ -1,7 +1,8 @@
 //! A headless Chromium driven over the DevTools protocol (one WebSocket to
 //! the browser, one flattened session on its page): just what the
 //! dashboard test needs, navigate, evaluate, wait for a condition, and
-//! screenshot.
+//! screenshot. Self-contained (the load generator's dashboard bench
+//! includes this file too: tests/loadgen/src/dashboard.rs).
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -16,13 +17,12 @@ pub struct Browser {
     ws: WebSocket<MaybeTlsStream<TcpStream>>,
     session: String,
     next: u64,
-    _profile: super::support::TempDir,
 }
 
 impl Browser {
-    /// Start `chromium` headless (Debian's package; .ci/run installs it).
-    pub fn launch(width: u32, height: u32) -> Browser {
-        let profile = super::support::TempDir::new("dashboard-chromium");
+    /// Start `chromium` headless (Debian's package; .ci/run installs it),
+    /// its profile in `profile` (which must outlive the browser).
+    pub fn launch(width: u32, height: u32, profile: &Path) -> Browser {
         let mut child = Command::new("chromium")
             .args([
                 "--headless=new",
@@ -34,7 +34,7 @@ impl Browser {
                 "--remote-debugging-port=0",
                 &format!("--window-size={width},{height}"),
             ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -59,7 +59,6 @@ impl Browser {
             ws,
             session: String::new(),
             next: 0,
-            _profile: profile,
         };
         let targets = browser.call("Target.getTargets", json!({}));
         let page = targets["targetInfos"]
@@ -134,6 +133,16 @@ impl Browser {
         }
     }
 
+    /// Log in on the dashboard's login page (already loaded) with `token`.
+    pub fn log_in(&mut self, token: &str) {
+        let slow = Duration::from_secs(60);
+        self.wait_for("document.querySelector('#token')", slow, "the login form");
+        self.eval(&format!(
+            "document.querySelector('#token').value = {}; document.querySelector('form').submit(); true",
+            json!(token)
+        ));
+    }
+
     pub fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
         self.wait_for(
@@ -144,6 +153,11 @@ impl Browser {
             Duration::from_secs(20),
             "the page to load",
         );
+    }
+
+    /// The browser's process id (its renderers are its descendants).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn screenshot(&mut self, path: &Path) {

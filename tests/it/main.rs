@@ -11,6 +11,10 @@ mod chain_cmds;
 mod chainkeys;
 mod ctl;
 mod dashboard;
+#[allow(
+    dead_code,
+    reason = "shared with the load generator's dashboard bench; each uses a part"
+)]
 mod dashboard_cdp;
 mod doublesign;
 mod durability;

@@ -1,16 +1,21 @@
 //! `GET live`: the fleet pushed to a browser over a WebSocket as it changes.
 //!
 //! The connection thread the admin listener gave this request keeps it:
-//! after the upgrade it sends the fleet snapshot whenever its text differs
-//! from the last one sent, checking every [`TICK`] (the snapshot itself is
-//! shared between clients, see `Web::snapshot_json`). The browser only
-//! listens; anything it sends but a close is ignored.
+//! after the upgrade it sends the whole fleet once, then only the rows that
+//! changed, checking every [`TICK`] (frames and their sequence numbers in
+//! [`delta`](super::delta); the snapshot itself is shared between clients,
+//! see `Web::snapshot`). The browser only listens, but for `resync` (it saw
+//! a gap: the next frame is a snapshot) and a close.
 //!
 //! Bounds: at most [`MAX_LIVE`] clients (the admin listener has 32
-//! connection threads in all); frames from the browser of at most 4 KiB;
-//! the session is re-checked every tick, so logout, expiry or a removed
-//! token ends the stream.
+//! connection threads in all); at most one frame per [`TICK`], computed
+//! against what was last sent, so a slow browser is sent merged changes,
+//! never a backlog; a write stuck for [`WRITE_STALL`] ends the connection
+//! (the page reconnects and starts from a snapshot); frames from the
+//! browser of at most 4 KiB; the session is re-checked every tick, so
+//! logout, expiry or a removed token ends the stream.
 use super::Web;
+use super::delta::Push;
 use super::http::{self, Request, Response};
 use std::net::{IpAddr, TcpStream};
 use std::sync::atomic::Ordering;
@@ -20,6 +25,8 @@ use tungstenite::{Message, WebSocket};
 
 pub const MAX_LIVE: usize = 8;
 const TICK: Duration = Duration::from_millis(250);
+/// A browser that reads nothing of a frame for this long is cut off.
+const WRITE_STALL: Duration = Duration::from_secs(5);
 
 struct Slot<'a>(&'a Web);
 
@@ -68,11 +75,12 @@ pub fn serve(web: &Web, stream: &TcpStream, req: &Request, peer: IpAddr) {
         return;
     }
     let _ = stream.set_read_timeout(Some(TICK));
+    let _ = stream.set_write_timeout(Some(WRITE_STALL));
     let config = WebSocketConfig::default()
         .max_message_size(Some(4096))
         .max_frame_size(Some(4096));
     let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(config));
-    let mut last: Option<std::sync::Arc<str>> = None;
+    let mut push = Push::default();
     loop {
         let Some(now) = web.caller(req) else {
             let _ = ws.close(None);
@@ -82,19 +90,22 @@ pub fn serve(web: &Web, stream: &TcpStream, req: &Request, peer: IpAddr) {
         if now.who != caller.who {
             return;
         }
-        if let Some(json) = web.snapshot_json()
-            && last.as_deref() != Some(&*json)
+        if let Some(snapshot) = web.snapshot()
+            && let Some(frame) = push.next(
+                &snapshot,
+                || web.fleet_json(&snapshot),
+                std::time::Instant::now(),
+            )
+            && ws.send(Message::text(frame)).is_err()
         {
-            if ws.send(Message::text(json.to_string())).is_err() {
-                return;
-            }
-            last = Some(json);
+            return;
         }
         match ws.read() {
             Ok(Message::Close(_)) => {
                 let _ = ws.flush();
                 return;
             }
+            Ok(Message::Text(t)) if t.as_str() == "resync" => push.resync(),
             Ok(_) => {}
             Err(tungstenite::Error::Io(e))
                 if matches!(

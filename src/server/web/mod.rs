@@ -22,6 +22,7 @@
 //!   from a loopback peer (a proxy on the same host).
 //! - Everything a person does (login, failed login, logout, action) goes to
 //!   the audit log with the operator's name.
+mod delta;
 pub mod http;
 mod live;
 pub mod snapshot;
@@ -117,7 +118,9 @@ pub struct Sample {
 #[derive(Default)]
 struct Cache {
     at: Option<Instant>,
-    json: Option<Arc<str>>,
+    snapshot: Option<Arc<Snapshot>>,
+    /// The JSON of a snapshot (the newest one a page or `api/fleet` needed whole).
+    json: Option<(Arc<Snapshot>, Arc<str>)>,
     /// Agents seen connected, for rows after they leave.
     seen: BTreeMap<String, AgentRow>,
     rings: HashMap<(String, String), VecDeque<Sample>>,
@@ -446,14 +449,14 @@ impl Web {
         )
     }
 
-    /// The fleet as JSON: from the cache when fresh, else asked of the hub
-    /// (one request at a time: the others wait and take its answer).
-    pub fn snapshot_json(&self) -> Option<Arc<str>> {
+    /// The fleet: from the cache when fresh, else asked of the hub (one
+    /// request at a time: the others wait and take its answer).
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         let mut cache = lock(&self.cache);
-        if let (Some(at), Some(json)) = (cache.at, &cache.json)
+        if let (Some(at), Some(snapshot)) = (cache.at, &cache.snapshot)
             && at.elapsed() < SNAPSHOT_FRESH
         {
-            return Some(json.clone());
+            return Some(snapshot.clone());
         }
         let (tx, rx) = mpsc::sync_channel(1);
         if !(self.submit)(WebRequest::Snapshot(tx)) {
@@ -462,9 +465,28 @@ impl Web {
         let mut snapshot = rx.recv_timeout(HUB_DEADLINE).ok()?;
         merge_remembered(&mut cache, &mut snapshot, &self.tokens);
         record_samples(&mut cache, &snapshot);
-        let json: Arc<str> = serde_json::to_string(&snapshot).ok()?.into();
+        let snapshot = Arc::new(snapshot);
         cache.at = Some(Instant::now());
-        cache.json = Some(json.clone());
+        cache.snapshot = Some(snapshot.clone());
+        Some(snapshot)
+    }
+
+    /// The fleet as JSON (`api/fleet`).
+    pub fn snapshot_json(&self) -> Option<Arc<str>> {
+        self.fleet_json(&self.snapshot()?)
+    }
+
+    /// This snapshot's JSON, serialized once however many pages ask: only
+    /// `api/fleet` and a page's first frame need the whole fleet.
+    fn fleet_json(&self, snapshot: &Arc<Snapshot>) -> Option<Arc<str>> {
+        let mut cache = lock(&self.cache);
+        if let Some((of, json)) = &cache.json
+            && Arc::ptr_eq(of, snapshot)
+        {
+            return Some(json.clone());
+        }
+        let json: Arc<str> = serde_json::to_string(&**snapshot).ok()?.into();
+        cache.json = Some((snapshot.clone(), json.clone()));
         Some(json)
     }
 
@@ -511,6 +533,8 @@ impl Web {
             Err(r) => return r,
         };
         if caller.who.read_only {
+            // Someone tried: the audit log says who (the page offers no control).
+            self.audit(json!({"ts": crate::protocol::now_ms(), "action": "dashboard_refused", "by": caller.who.name, "why": "read-only"}));
             return Response::text(403, "refused: this operator token is read-only\n");
         }
         let body: Value = match serde_json::from_slice(&req.body) {

@@ -187,6 +187,11 @@ fn login_csrf_read_only_and_revocation() {
         log.contains("dashboard_login_failed") && log.contains("\"dashboard_login\""),
         "{log}"
     );
+    assert_eq!(
+        log.matches("\"dashboard_refused\"").count(),
+        1,
+        "the read-only attempt is audited: {log}"
+    );
 }
 
 #[test]

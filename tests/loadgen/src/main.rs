@@ -11,6 +11,7 @@
 //! (the whole run is bounded by --max-s); the server is stopped on every path.
 #![forbid(unsafe_code)]
 
+mod dashboard;
 mod server;
 mod sim;
 mod tls;
@@ -34,12 +35,15 @@ struct Args {
     tokens_dir: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
     header: bool,
+    /// `--dashboard`: measure the web dashboard in Chromium instead.
+    dashboard: Option<dashboard::Options>,
 }
 
 const USAGE: &str =
     "usage: loadgen (--warden BIN | --python PY --python-server SCRIPT) --work-dir DIR
        [--agents N] [--rounds R] [--sends S] [--idle-s S] [--max-s S] [--tokens-dir DIR]
-       [--tls-cert PEM --tls-key PEM] [--no-header]";
+       [--tls-cert PEM --tls-key PEM] [--no-header]
+       [--dashboard [--samples K] [--steady-s S]]";
 
 fn parse_args() -> Result<Args, lexopt::Error> {
     use lexopt::prelude::*;
@@ -57,7 +61,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         tokens_dir: None,
         tls: None,
         header: true,
+        dashboard: None,
     };
+    let mut dashboard = dashboard::Options::default();
+    let mut with_dashboard = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("warden") => warden = Some(PathBuf::from(parser.value()?)),
@@ -73,6 +80,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("tls-cert") => cert = Some(PathBuf::from(parser.value()?)),
             Long("tls-key") => key = Some(PathBuf::from(parser.value()?)),
             Long("no-header") => args.header = false,
+            Long("dashboard") => with_dashboard = true,
+            Long("samples") => dashboard.samples = parser.value()?.parse()?,
+            Long("steady-s") => dashboard.steady_s = parser.value()?.parse()?,
             Long("help") => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -94,6 +104,15 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     if !(1..=20_000).contains(&args.agents) || args.rounds > 1000 || args.sends > 100_000 {
         return Err("at most 20,000 agents, 1,000 rounds and 100,000 sends".into());
     }
+    if with_dashboard {
+        if !matches!(args.kind, Kind::Warden(_)) {
+            return Err("--dashboard measures warden's own dashboard: give --warden".into());
+        }
+        if !(1..=100).contains(&dashboard.samples) || !(5..=600).contains(&dashboard.steady_s) {
+            return Err("--samples is 1 to 100, --steady-s 5 to 600".into());
+        }
+        args.dashboard = Some(dashboard);
+    }
     args.max_s = args.max_s.clamp(10, 3600);
     args.idle_s = args.idle_s.min(600);
     Ok(args)
@@ -108,12 +127,7 @@ fn main() {
         }
     };
     match run(&args) {
-        Ok(row) => {
-            if args.header {
-                println!("{}", Row::HEADER);
-            }
-            println!("{row}");
-        }
+        Ok(out) => println!("{out}"),
         Err(e) => {
             eprintln!("loadgen: {e}");
             std::process::exit(1);
@@ -203,7 +217,8 @@ impl std::fmt::Display for Row {
     }
 }
 
-fn run(args: &Args) -> Result<Row, String> {
+/// One run: its output (a table row, with the header unless --no-header).
+fn run(args: &Args) -> Result<String, String> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_s);
     std::fs::create_dir_all(&args.work_dir).map_err(|e| e.to_string())?;
@@ -222,13 +237,33 @@ fn run(args: &Args) -> Result<Row, String> {
     let data_dir = args.work_dir.join("data");
     server::prepare_data_dir(&tokens_dir, &data_dir, &tokens)?;
     let tls_paths = args.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let operator = match &args.dashboard {
+        Some(_) => Some(server::operator_token(&warden_for_tokens, &data_dir)?),
+        None => None,
+    };
+    let extra: &[&str] = match operator {
+        Some(_) => &["--admin-listen", "127.0.0.1:0"],
+        None => &[],
+    };
     let mut srv = Server::start(
         &args.kind,
         &data_dir,
         tls_paths,
         &args.work_dir.join("server.log"),
+        extra,
     )?;
-    let result = measure(args, &mut srv, tokens, deadline);
+    let result = match (&args.dashboard, operator) {
+        (Some(options), Some(operator)) => {
+            dashboard::measure(args, options, &mut srv, tokens, &operator, deadline)
+        }
+        _ => measure(args, &mut srv, tokens, deadline).map(|row| {
+            if args.header {
+                format!("{}\n{row}", Row::HEADER)
+            } else {
+                row.to_string()
+            }
+        }),
+    };
     srv.stop();
     // The load generator shares the cores with the server: say what it took.
     eprintln!(
@@ -240,13 +275,12 @@ fn run(args: &Args) -> Result<Row, String> {
     result
 }
 
-fn measure(
+/// What every simulated agent shares, and the coordinator's end of their reports.
+fn shared(
     args: &Args,
-    srv: &mut Server,
-    tokens: Vec<String>,
+    srv: &Server,
     deadline: Instant,
-) -> Result<Row, String> {
-    let pid = srv.pid();
+) -> Result<(Arc<Shared>, Receiver<Report>), String> {
     let tls = match &args.tls {
         Some((cert, _)) => Some(tls::client_config(cert)?),
         None => None,
@@ -260,7 +294,19 @@ fn measure(
         round: AtomicU64::new(0),
         retries: AtomicU64::new(0),
         reports: tx,
+        stop_first: AtomicBool::new(false),
     });
+    Ok((shared, rx))
+}
+
+fn measure(
+    args: &Args,
+    srv: &mut Server,
+    tokens: Vec<String>,
+    deadline: Instant,
+) -> Result<Row, String> {
+    let pid = srv.pid();
+    let (shared, rx) = shared(args, srv, deadline)?;
     let rss_base_kib = rss_kib(pid);
     let n = args.agents;
     let mut row = Row {
@@ -284,44 +330,9 @@ fn measure(
         rss_peak_kib: 0,
     };
 
-    // Connect all.
-    let connect_started = Instant::now();
-    for (index, token) in tokens.into_iter().enumerate() {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("agent-{index}"))
-            .stack_size(256 * 1024)
-            .spawn(move || sim::run(index, token, shared))
-            .map_err(|e| format!("cannot spawn agent thread {index}: {e}"))?;
-    }
-    let connect_deadline = (Instant::now() + Duration::from_secs(120)).min(deadline);
-    let mut failed = 0;
-    let mut last_welcome = connect_started;
-    while row.connected + failed < n {
-        match rx.recv_timeout(connect_deadline.saturating_duration_since(Instant::now())) {
-            Ok(Report::Welcome(at)) => {
-                row.connected += 1;
-                last_welcome = last_welcome.max(at);
-            }
-            Ok(Report::Failed(i, why)) => {
-                failed += 1;
-                if failed <= 5 {
-                    eprintln!("loadgen: agent a{i}: {why}");
-                }
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    if row.connected == n {
-        row.connect_all = Some(last_welcome - connect_started);
-    } else {
-        eprintln!("loadgen: only {} of {n} agents connected", row.connected);
-    }
-    let retries = shared.retries.load(Ordering::Relaxed);
-    if retries > 0 {
-        eprintln!("loadgen: {retries} connection attempts were refused or reset and retried");
-    }
+    let (connected, connect_all) = connect_all(&shared, tokens, &rx, deadline)?;
+    row.connected = connected;
+    row.connect_all = connect_all;
 
     // Idle: every agent has sent its first stats within one interval.
     wait_quietly(&rx, sim::STATS_INTERVAL + Duration::from_secs(1), deadline);
@@ -393,6 +404,56 @@ fn measure(
     }
     shared.stop.store(true, Ordering::Relaxed);
     Ok(row)
+}
+
+/// Starts one thread per agent and waits (at most 120 s) for their
+/// `welcome`s: how many came, and how long all of them took.
+fn connect_all(
+    shared: &Arc<Shared>,
+    tokens: Vec<String>,
+    rx: &Receiver<Report>,
+    deadline: Instant,
+) -> Result<(usize, Option<Duration>), String> {
+    let n = tokens.len();
+    let connect_started = Instant::now();
+    for (index, token) in tokens.into_iter().enumerate() {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("agent-{index}"))
+            .stack_size(256 * 1024)
+            .spawn(move || sim::run(index, token, shared))
+            .map_err(|e| format!("cannot spawn agent thread {index}: {e}"))?;
+    }
+    let connect_deadline = (Instant::now() + Duration::from_secs(120)).min(deadline);
+    let (mut connected, mut failed) = (0, 0);
+    let mut last_welcome = connect_started;
+    while connected + failed < n {
+        match rx.recv_timeout(connect_deadline.saturating_duration_since(Instant::now())) {
+            Ok(Report::Welcome(at)) => {
+                connected += 1;
+                last_welcome = last_welcome.max(at);
+            }
+            Ok(Report::Failed(i, why)) => {
+                failed += 1;
+                if failed <= 5 {
+                    eprintln!("loadgen: agent a{i}: {why}");
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    if connected < n {
+        eprintln!("loadgen: only {connected} of {n} agents connected");
+    }
+    let retries = shared.retries.load(Ordering::Relaxed);
+    if retries > 0 {
+        eprintln!("loadgen: {retries} connection attempts were refused or reset and retried");
+    }
+    Ok((
+        connected,
+        (connected == n).then(|| last_welcome - connect_started),
+    ))
 }
 
 /// Receives and drops reports for `span` (bounded by `deadline`).

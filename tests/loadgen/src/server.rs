@@ -18,6 +18,8 @@ pub struct Server {
     child: Child,
     stdin: ChildStdin,
     pub addr: std::net::SocketAddr,
+    /// The admin listener's address, once printed (`--admin-listen`).
+    admin: mpsc::Receiver<std::net::SocketAddr>,
 }
 
 impl Server {
@@ -26,6 +28,7 @@ impl Server {
         data_dir: &Path,
         tls: Option<(&Path, &Path)>,
         stderr_log: &Path,
+        extra_args: &[&str],
     ) -> Result<Server, String> {
         let mut command = match kind {
             Kind::Warden(bin) => {
@@ -39,7 +42,7 @@ impl Server {
                 c
             }
         };
-        command.args(["--listen", "127.0.0.1:0"]);
+        command.args(["--listen", "127.0.0.1:0"]).args(extra_args);
         if let Some((cert, key)) = tls {
             command
                 .arg("--tls-cert")
@@ -57,13 +60,16 @@ impl Server {
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (addr_tx, addr_rx) = mpsc::channel();
+        let (admin_tx, admin_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("server-stdout".into())
             .spawn(move || {
                 let mut addr_tx = Some(addr_tx);
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(tx) = &addr_tx
+                    if let Some(addr) = line.strip_prefix("admin: ").and_then(find_addr) {
+                        let _ = admin_tx.send(addr);
+                    } else if let Some(tx) = &addr_tx
                         && let Some(addr) = find_addr(&line)
                     {
                         let _ = tx.send(addr);
@@ -76,6 +82,7 @@ impl Server {
             child,
             stdin,
             addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
+            admin: admin_rx,
         };
         match addr_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => server.addr = addr,
@@ -88,6 +95,11 @@ impl Server {
             }
         }
         Ok(server)
+    }
+
+    /// The admin listener's address, if the server prints one within 20 s.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.recv_timeout(Duration::from_secs(20)).ok()
     }
 
     pub fn pid(&self) -> u32 {
@@ -186,19 +198,7 @@ pub fn tokens(
                         if k >= n {
                             return Ok(mine);
                         }
-                        let out = Command::new(warden)
-                            .args(["token", "add", &format!("a{k}"), "--data-dir"])
-                            .arg(&data_dir)
-                            .output()
-                            .map_err(|e| e.to_string())?;
-                        if !out.status.success() {
-                            return Err(format!(
-                                "token add a{k}: {}",
-                                String::from_utf8_lossy(&out.stderr).trim()
-                            ));
-                        }
-                        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                        mine.push((k, token));
+                        mine.push((k, token_add(warden, &[&format!("a{k}")], &data_dir)?));
                     }
                 })
             })
@@ -221,6 +221,30 @@ pub fn tokens(
         started.elapsed().as_secs_f64()
     );
     Ok(known)
+}
+
+/// Registers operator `bench` in `data_dir` (`token add --operator`): its token.
+pub fn operator_token(warden: &Path, data_dir: &Path) -> Result<String, String> {
+    token_add(warden, &["--operator", "bench"], data_dir)
+}
+
+/// `warden token add ARGS --data-dir DIR`: the token it printed.
+fn token_add(warden: &Path, args: &[&str], data_dir: &Path) -> Result<String, String> {
+    let out = Command::new(warden)
+        .args(["token", "add"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "token add {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Copies the cached registry into a fresh data dir, and writes

@@ -30,6 +30,9 @@ pub enum Report {
     Ack(usize, u64, Instant),
     /// The agent gave up (connect or protocol failure); the reason.
     Failed(usize, String),
+    /// Agent 0 sent a `stats`: when (Unix ms), and whether its first
+    /// container was reported stopped in it.
+    Stats(f64, bool),
 }
 
 /// Shared by every simulated agent.
@@ -44,6 +47,9 @@ pub struct Shared {
     /// Connection attempts that failed and were retried.
     pub retries: AtomicU64,
     pub reports: Sender<Report>,
+    /// While set, agent 0 reports its first container `exited` (the
+    /// dashboard bench's state change).
+    pub stop_first: AtomicBool,
 }
 
 trait Stream: Read + Write + Send {}
@@ -150,7 +156,14 @@ fn serve(index: usize, token: &str, shared: &Shared) -> Result<(), String> {
             return Ok(());
         }
         if welcomed && now >= next_stats {
-            send(&mut ws, "stats", stats(index))?;
+            let stopped = index == 0 && shared.stop_first.load(Ordering::Relaxed);
+            send(&mut ws, "stats", stats(index, stopped))?;
+            if index == 0 {
+                let sent_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                let _ = shared.reports.send(Report::Stats(sent_ms, stopped));
+            }
             next_stats = now + STATS_INTERVAL;
         }
         // Until `welcome` no stats are due: wait for it (or the stop check),
@@ -271,8 +284,9 @@ fn public_key(index: usize, container: usize, key_type: usize) -> String {
 /// The body of a `stats` as src/agent/stats.rs builds it, for three running
 /// nodes with Prometheus metrics, one of them a validator with its three
 /// session keys in its keystore. The static
-/// part is built once; only the timestamp and the keys vary.
-pub fn stats(index: usize) -> Value {
+/// part is built once; only the timestamp and the keys vary (and the first
+/// container's state, `exited` when `first_stopped`).
+pub fn stats(index: usize, first_stopped: bool) -> Value {
     static ROWS: OnceLock<Value> = OnceLock::new();
     let rows = ROWS.get_or_init(|| {
         Value::Array(
@@ -306,6 +320,10 @@ pub fn stats(index: usize) -> Value {
                    "source": "prometheus", "rpc_error": null, "keystore": keystore}),
         );
     }
+    let mut rows = rows.clone();
+    if first_stopped {
+        rows[0]["state"] = Value::from("exited");
+    }
     json!({
         "timestamp": now_ms(),
         "host": {"load": [0.42, 0.38, 0.35], "mem_total_bytes": 33_554_432_000u64,
@@ -319,7 +337,8 @@ pub fn stats(index: usize) -> Value {
 mod tests {
     #[test]
     fn stats_is_about_1_7_kb_and_keys_are_unique() {
-        let frame = serde_json::json!({"type": "stats", "data": super::stats(4321)}).to_string();
+        let frame =
+            serde_json::json!({"type": "stats", "data": super::stats(4321, false)}).to_string();
         assert!(
             (1500..2100).contains(&frame.len()),
             "stats frame is {} bytes",

@@ -8,7 +8,7 @@ const READ_ONLY = document.querySelector('meta[name=mode]').content === "read-on
 const esc = (v) => String(v ?? "-").replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const ago = (ms, now) => { if (!ms) return "never"; const s = Math.max(0, Math.round((now - ms) / 1000));
   return s < 90 ? s + "s" : s < 5400 ? Math.round(s / 60) + "m" : s < 172800 ? Math.round(s / 3600) + "h" : Math.round(s / 86400) + "d"; };
-let fleet = null, watching = null, latest = null, scheduled = false;
+let fleet = null, watching = null, scheduled = false;
 // OK rows listed in the table unless asked for all (the tiles show every node).
 const OK_ROWS = 200;
 
@@ -30,37 +30,77 @@ function post(url, body) {
   return fetch(url, {method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json", "X-CSRF-Token": CSRF}, body: JSON.stringify(body)});
 }
 
+// The fleet as the server pushed it: a snapshot, then numbered deltas of
+// the rows that changed (src/server/web/delta.rs). Rows are kept by key.
+let live = null;
+const nodeKey = (n) => n.agent + "\n" + n.container;
+const alertKey = (a) => JSON.stringify([a.rule ?? null, a.agent ?? null, a.container ?? null]);
+const keyed = (list, key) => new Map(list.map((x) => [key(x), x]));
+
+function apply(f) {
+  if (f.type === "snapshot") {
+    const s = f.fleet;
+    live = {seq: f.seq, ts: s.ts, agents: keyed(s.agents, (a) => a.id), nodes: keyed(s.nodes, nodeKey), alerts: keyed(s.alerts, alertKey), commands: s.commands};
+    return true;
+  }
+  if (!live || f.seq !== live.seq + 1) return false;
+  live.seq = f.seq; live.ts = f.ts;
+  for (const a of f.agents || []) live.agents.set(a.id, a);
+  for (const id of f.agents_gone || []) live.agents.delete(id);
+  for (const n of f.nodes || []) live.nodes.set(nodeKey(n), n);
+  for (const [agent, container] of f.nodes_gone || []) live.nodes.delete(nodeKey({agent, container}));
+  for (const a of f.alerts || []) live.alerts.set(alertKey(a), a);
+  for (const [rule, agent, container] of f.alerts_gone || []) live.alerts.delete(alertKey({rule, agent, container}));
+  if (f.commands) live.commands = f.commands;
+  return true;
+}
+
 function connect() {
   const url = new URL("live", location.href); url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(url);
-  ws.onopen = () => { $("#conn").textContent = "live"; $("#conn").className = "pill up"; };
-  // Only the newest snapshot matters: parse and draw once a frame at most,
-  // so a big fleet changing fast never queues work in the browser.
+  let waiting = false;
+  ws.onopen = () => { live = null; $("#conn").textContent = "live"; $("#conn").className = "pill up"; };
+  // Every frame is applied as it comes (a delta is small); the page is
+  // drawn once a frame at most, so a big fleet changing fast never queues
+  // work in the browser. A gap in the numbers: ask for a fresh snapshot
+  // and ignore deltas until it comes.
   ws.onmessage = (m) => {
-    latest = m.data;
-    if (!scheduled) { scheduled = true; requestAnimationFrame(() => { scheduled = false; fleet = JSON.parse(latest); render(); }); }
+    const f = JSON.parse(m.data);
+    if (waiting && f.type !== "snapshot") return;
+    waiting = !apply(f);
+    if (waiting) { ws.send("resync"); return; }
+    if (!scheduled) { scheduled = true; requestAnimationFrame(() => { scheduled = false; fleet = view(); render(); }); }
   };
   ws.onclose = () => { $("#conn").textContent = "disconnected: reconnecting"; $("#conn").className = "pill down"; setTimeout(connect, 2000); };
 }
+
+// The shape render() reads, from the kept rows.
+const view = () => ({ts: live.ts, agents: [...live.agents.values()], nodes: [...live.nodes.values()], alerts: [...live.alerts.values()], commands: live.commands});
 
 function rows() {
   const out = fleet.nodes.slice();
   for (const a of fleet.agents) if (!a.connected)
     out.push({agent: a.id, container: "", state: "-", severity: 2, problem: "AGENT DISCONNECTED", seen: a.last_seen_ms});
-  const seen = Object.fromEntries(fleet.agents.map((a) => [a.id, a]));
-  for (const r of out) if (r.seen === undefined) r.seen = seen[r.agent]?.last_seen_ms;
   out.sort((a, b) => b.severity - a.severity || a.agent.localeCompare(b.agent) || a.container.localeCompare(b.container));
   return out;
 }
 
+// The fleet view's parts, each replaced only when its HTML changed: most
+// frames change a few rows, and re-laying out 3,000 tiles would be most of
+// the browser's work.
+const drawn = new Map();
+function put(sel, html) { if (drawn.get(sel) !== html) { drawn.set(sel, html); $(sel).innerHTML = html; } }
+
 function render() {
   if (!fleet) return;
   const now = fleet.ts, all = rows(), f = $("#filter").value.toLowerCase();
+  // Rows are kept between frames: read an agent's last-seen, never store it on its nodes.
+  const agentOf = new Map(fleet.agents.map((a) => [a.id, a]));
   const bad = all.filter((r) => r.severity === 2).length, warn = all.filter((r) => r.severity === 1).length;
   $("#counts").textContent = `${fleet.agents.filter((a) => a.connected).length}/${fleet.agents.length} agents · ${fleet.nodes.length} nodes · ${bad} down · ${warn} warnings`;
-  $("#alerts").innerHTML = fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join("");
+  put("#alerts", fleet.alerts.map((a) => `<div role="alert">ALERT ${esc(a.rule || a.alert)}: ${esc(a.summary || a.subject || JSON.stringify(a))}</div>`).join(""));
   // One tile per node: 200 fit one screen; the word says what is wrong.
-  $("#overview").innerHTML = all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join("");
+  put("#overview", all.map((r) => `<a class="sev${r.severity}" href="${r.container ? `#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}` : "#"}" title="${esc(r.agent)} ${esc(r.container)}: ${esc(r.problem)}">${r.severity ? esc(r.problem.split(" ")[0]) : "ok"} ${esc(r.container || r.agent)}</a>`).join(""));
   let html = "", okShown = 0, okHidden = 0;
   const every = $("#all").checked || f;
   for (const r of all) {
@@ -69,13 +109,13 @@ function render() {
     if (!r.severity && !every && okShown++ >= OK_ROWS) { okHidden++; continue; }
     const node = r.container ? `<a href="#node/${encodeURIComponent(r.agent)}/${encodeURIComponent(r.container)}">${esc(r.container)}</a>` : "-";
     const unc = r.unclaimed == null ? "-" : r.unclaimed + (r.unclaimed > 0 && r.oldest_days != null ? ` (oldest ${r.oldest_days}d)` : "");
-    html += `<tr class="sev${r.severity}" data-agent="${esc(r.agent)}" data-container="${esc(r.container)}"><td>${esc(r.problem)}</td><td>${esc(r.agent)}</td><td>${node}</td><td>${esc(r.state)}</td><td>${esc(r.best)}</td><td>${esc(r.finalized)}</td><td>${esc(r.lag)}</td><td>${esc(r.peers)}</td><td>${r.syncing == null ? "-" : r.syncing ? "yes" : "no"}</td><td>${esc(r.era)}</td><td>${r.validator ? esc(r.validator.slice(0, 10)) + "…" : esc(r.roles || "-")}</td><td>${esc(unc)}</td><td>${r.backup_ms ? ago(r.backup_ms, now) : "none"}</td><td>${ago(r.seen, now)}</td></tr>`;
+    html += `<tr class="sev${r.severity}" data-agent="${esc(r.agent)}" data-container="${esc(r.container)}"><td>${esc(r.problem)}</td><td>${esc(r.agent)}</td><td>${node}</td><td>${esc(r.state)}</td><td>${esc(r.best)}</td><td>${esc(r.finalized)}</td><td>${esc(r.lag)}</td><td>${esc(r.peers)}</td><td>${r.syncing == null ? "-" : r.syncing ? "yes" : "no"}</td><td>${esc(r.era)}</td><td>${r.validator ? esc(r.validator.slice(0, 10)) + "…" : esc(r.roles || "-")}</td><td>${esc(unc)}</td><td>${r.backup_ms ? ago(r.backup_ms, now) : "none"}</td><td>${ago(r.seen ?? agentOf.get(r.agent)?.last_seen_ms, now)}</td></tr>`;
   }
-  $("#fleet tbody").innerHTML = html;
+  put("#fleet tbody", html);
   $("#hidden").textContent = okHidden ? `${okHidden} more nodes are ok (tick "every node" or filter to list them)` : "";
   const withNodes = new Set(fleet.nodes.map((n) => n.agent));
-  $("#bare-agents").innerHTML = fleet.agents.filter((a) => a.connected && !withNodes.has(a.id)).map((a) => `<li>${esc(a.id)} (${esc(a.host)}): ${esc(a.docker_error || "no stats yet")}</li>`).join("") || "<li>none</li>";
-  $("#commands tbody").innerHTML = fleet.commands.slice().reverse().slice(0, 15).map(cmdRow).join("");
+  put("#bare-agents", fleet.agents.filter((a) => a.connected && !withNodes.has(a.id)).map((a) => `<li>${esc(a.id)} (${esc(a.host)}): ${esc(a.docker_error || "no stats yet")}</li>`).join("") || "<li>none</li>");
+  put("#commands tbody", fleet.commands.slice().reverse().slice(0, 15).map(cmdRow).join(""));
   if (watching) renderNode();
 }
 
